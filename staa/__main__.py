@@ -1,0 +1,5 @@
+import sys
+
+from staa.cli import main
+
+sys.exit(main())

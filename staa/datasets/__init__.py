@@ -1,0 +1,30 @@
+"""Dataset loaders: each turns a dataset folder (in its own layout) into a list of `Record`s."""
+from __future__ import annotations
+
+from staa.datasets.audio_dataset import AudioDataset
+from staa.datasets.cremad import load_cremad
+from staa.datasets.demos import load_demos
+from staa.datasets.emodb import load_emodb
+from staa.datasets.iemocap import load_iemocap
+from staa.datasets.manifest import load_manifest
+from staa.datasets.ravdess import load_ravdess
+from staa.datasets.records import DatasetError, Record
+
+LOADERS = {
+    "iemocap": load_iemocap,
+    "emodb": load_emodb,
+    "ravdess": load_ravdess,
+    "cremad": load_cremad,
+    "demos": load_demos,
+    "manifest": load_manifest,
+}
+
+
+def load_records(kind: str, root, **options) -> list[Record]:
+    """Records of dataset `kind` (one of LOADERS) at `root`; the built-in corpus is a `manifest`."""
+    if kind not in LOADERS:
+        raise DatasetError(f"unknown dataset {kind!r}; choose one of {', '.join(LOADERS)}")
+    return LOADERS[kind](root, **options)
+
+
+__all__ = ["AudioDataset", "DatasetError", "LOADERS", "Record", "load_records"]

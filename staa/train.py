@@ -1,0 +1,117 @@
+"""Training a victim SER model: per-epoch validation, best checkpoint, resume after an interruption.
+
+`OUT/last.pt` is rewritten atomically after every epoch with the optimiser and RNG state, so a
+rerun with the same settings continues from the last finished epoch; `OUT/best.pt` holds the
+weights with the best validation UA, and `OUT/metrics.json` the history and final test scores.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from staa.atomic import write_json
+from staa.checkpoint import CheckpointError, load_checkpoint
+from staa.datasets import AudioDataset, Record
+from staa.inference import predict
+from staa.models import build_model
+from staa.scoring import classification_scores
+from staa.victim import save_victim
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    classes: list[str]
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    sample_rate: int = 16_000
+    clip_seconds: float = 3.0
+    model: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if len(self.classes) < 2:
+            raise ValueError(f"need at least 2 classes, got {self.classes}")
+
+
+def _split(records: list[Record], name: str) -> list[Record]:
+    return [r for r in records if r.split == name]
+
+
+def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cpu", progress: bool = True) -> dict:
+    """Train `cfg.arch` on the train split of `records`, validate on val, score the best model on test."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, len(cfg.classes), cfg.sample_rate, **cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs, pct_start=0.15)
+    make = lambda recs, crop: AudioDataset(recs, cfg.classes, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds, crop=crop, seed=cfg.seed)
+    train_set, val_set = make(_split(records, "train"), "random"), make(_split(records, "val"), "center")
+    state = {"epoch": 0, "best_ua": -1.0, "history": []}
+    last = out / "last.pt"
+    if last.is_file():
+        ckpt = load_checkpoint(last, "victim", ("train_state", "train_config"))
+        if ckpt["train_config"] != asdict(cfg):
+            raise CheckpointError(f"{last}: was written with other settings; use another output folder")
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["train_state"]["optimizer"])
+        sched.load_state_dict(ckpt["train_state"]["scheduler"])
+        torch.set_rng_state(ckpt["train_state"]["rng"])
+        state = {k: ckpt["train_state"][k] for k in state}
+        log.info("resuming %s from epoch %d", cfg.arch, state["epoch"])
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(state["epoch"], cfg.epochs):
+        train_set.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        model.train()
+        total = 0.0
+        bar = tqdm(loader, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        for x, y in bar:
+            loss = loss_fn(model(x.to(device)), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        sched.step()
+        val = classification_scores(*predict(model, val_set, device=device), len(cfg.classes))
+        state["history"].append({"epoch": epoch + 1, "train_loss": total / max(1, len(loader)), "val_ua": val["ua"], "val_wa": val["wa"]})
+        if progress:
+            tqdm.write(f"{cfg.arch} epoch {epoch + 1}: loss {total / max(1, len(loader)):.3f}, val UA {val['ua']:.3f}, WA {val['wa']:.3f}")
+        state["epoch"] = epoch + 1
+        if val["ua"] > state["best_ua"]:
+            state["best_ua"] = val["ua"]
+            save_victim(out / "best.pt", model, cfg.arch, cfg.classes, cfg.sample_rate, val=val)
+        save_victim(last, model, cfg.arch, cfg.classes, cfg.sample_rate, train_config=asdict(cfg), train_state={
+            **state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state()})
+    return _final_report(cfg, records, out, make, device, state)
+
+
+def _final_report(cfg, records, out: Path, make, device, state) -> dict:
+    from staa.victim import load_victim
+
+    best = load_victim(out / "best.pt", device=device).model
+    report = {"arch": cfg.arch, "classes": cfg.classes, "config": asdict(cfg), "history": state["history"], "best_val_ua": state["best_ua"]}
+    for split in ("val", "test"):
+        recs = _split(records, split)
+        if recs:
+            report[split] = classification_scores(*predict(best, make(recs, "center"), device=device), len(cfg.classes))
+    write_json(out / "metrics.json", report)
+    return report

@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+torch.set_num_threads(2)
+
+
+def tone(seconds=1.0, rate=16_000, freq=220.0, amp=0.3, seed=0):
+    """A tone with a little seeded noise: a valid, non-clipped test signal."""
+    t = np.arange(int(seconds * rate)) / rate
+    noise = np.random.default_rng(seed).normal(0, 0.01, t.shape)
+    return (amp * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+
+
+def write_wav(path, data=None, rate=16_000, **kw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), tone(rate=rate) if data is None else data, rate, **kw)
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A 400-clip built-in corpus shared by the tests that need real (synthetic) speech."""
+    from staa.corpus import CorpusConfig, build_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    cfg = CorpusConfig(n_clips=400, seed=0)
+    return build_corpus(root, cfg, workers=2, progress=False), cfg

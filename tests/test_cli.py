@@ -1,0 +1,40 @@
+import subprocess
+import sys
+
+import pytest
+
+from staa.cli import build_parser, main
+
+COMMANDS = ["corpus", "train-victim", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0 and "usage: staa " + command in capsys.readouterr().out
+
+
+def test_console_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "staa", "--help"], capture_output=True, text=True, check=True).stdout
+    assert all(c in out for c in COMMANDS)
+
+
+def test_bad_data_folder_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    code = main(["train-victim", "--data", str(tmp_path / "missing"), "--dataset", "emodb", "--arch", "mel_cnn", "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "EmoDB root folder not found" in err and "Traceback" not in err
+
+
+def test_outputs_never_go_inside_the_data_folder(corpus, capsys):
+    manifest, _ = corpus
+    code = main(["train-victim", "--data", str(manifest), "--arch", "mel_cnn", "--out", str(manifest.parent / "run"), "--quiet"])
+    assert code == 2 and "never written to" in capsys.readouterr().err
+    assert not (manifest.parent / "run").exists()
+
+
+def test_corpus_command_builds_and_reuses(tmp_path, capsys):
+    assert main(["corpus", "--out", str(tmp_path / "c"), "--clips", "12", "--quiet"]) == 0
+    assert (tmp_path / "c" / "manifest.csv").is_file()
+    assert main(["corpus", "--out", str(tmp_path / "c"), "--clips", "16", "--quiet"]) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from staa.models import MODELS, build_model
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_waveform_to_logits_end_to_end(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, n_classes=5).eval()
+    for length in (16_000, 24_001):
+        x = (0.1 * torch.randn(3, length)).requires_grad_()
+        logits = model(x)
+        assert logits.shape == (3, 5) and torch.isfinite(logits).all()
+        logits[:, 0].sum().backward()
+        assert x.grad.abs().sum() > 0, "attacks need a gradient on the waveform"
+    # features live inside: a batch of one and a batch of three agree
+    x = 0.1 * torch.randn(3, 16_000)
+    assert torch.allclose(model(x)[:1], model(x[:1]), atol=1e-4)
+
+
+def test_architectures_differ_in_kind():
+    params = {arch: sum(p.numel() for p in build_model(arch, 4).parameters()) for arch in MODELS}
+    assert len(MODELS) >= 4 and len(set(params.values())) == len(params)
+    kinds = {arch: {type(m).__name__ for m in build_model(arch, 4).modules()} for arch in MODELS}
+    assert "LSTM" in kinds["emo18"] and "LSTM" in kinds["zhao19"]
+    assert "Conv2d" in kinds["mel_cnn"] and "TransformerEncoder" in kinds["mel_transformer"] and "GRU" in kinds["crnn"]
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        build_model("resnet", 4)
+    with pytest.raises(ValueError, match="bad config for mel_cnn"):
+        build_model("mel_cnn", 4, depth=3)
