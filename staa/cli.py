@@ -58,6 +58,68 @@ def cmd_train_victim(a) -> None:
     print(Path(a.out) / "best.pt")
 
 
+def _split_dataset(a, classes, sample_rate):
+    from staa.datasets import AudioDataset
+
+    records = [r for r in _records(a) if r.split == a.split and r.label in classes]
+    if a.limit:
+        records = records[: a.limit]
+    return AudioDataset(records, classes, sample_rate=sample_rate, clip_seconds=a.clip_seconds)
+
+
+def cmd_train_attack(a) -> None:
+    from staa.generator_training import AttackTrainConfig, parse_eps_schedule, train_generator
+
+    _check_out_not_in_data(Path(a.out), Path(a.data))
+    cfg = AttackTrainConfig(preset=a.preset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, eps_schedule=parse_eps_schedule(a.eps),
+                            kappa=a.kappa, w_mag=a.w_mag, w_spa=a.w_spa, w_qua=a.w_qua, targeted=a.target is not None,
+                            target=a.target, seed=a.seed)
+    report = train_generator(cfg, a.surrogate, _records(a), a.out, device=a.device, progress=not a.quiet)
+    last = report["history"][-1]
+    print(f"generator: val fooling {last['val_mean_fooling_rate']:.3f}, l0 ratio {last['val_l0_ratio']:.3f}")
+    print(Path(a.out) / "best.pt")
+
+
+def cmd_attack(a) -> None:
+    from staa.attack_runner import build_attack, run_attack
+    from staa.victim import load_victim
+
+    _check_out_not_in_data(Path(a.out), Path(a.data))
+    victim = load_victim(a.victim, device=a.device)
+    dataset = _split_dataset(a, victim.classes, victim.sample_rate)
+    attack = build_attack(a.attack, victim.model, eps=a.eps, generator=a.generator, device=a.device)
+    s = run_attack(attack, victim.model, dataset, a.out, device=a.device, progress=not a.quiet)
+    dist = f"{s['distortion_db']:.1f} dB" if s["distortion_db"] is not None else "n/a"
+    print(f"{a.attack}: fooling {s['fooling_rate']:.3f} of {s['n']}, l0 ratio {s['l0_ratio']:.3f}, distortion {dist}, {s['seconds_per_clip'] * 1000:.1f} ms/clip")
+    print(Path(a.out) / "clips.csv")
+
+
+def cmd_transfer(a) -> None:
+    from staa.atomic import write_json
+    from staa.attacks import STAA
+    from staa.attack_runner import transfer_matrix
+    from staa.victim import load_victim
+
+    victims = {Path(p).parent.name or p: load_victim(p, device=a.device) for p in a.victims}
+    first = next(iter(victims.values()))
+    dataset = _split_dataset(a, first.classes, first.sample_rate)
+    attacks = {Path(p).parent.name or p: STAA.from_checkpoint(p, device=a.device) for p in a.generators}
+    result = transfer_matrix(attacks, {k: v.model for k, v in victims.items()}, dataset, device=a.device, progress=not a.quiet)
+    width = max(map(len, result["rows"])) + 2
+    print("fooling rate: rows = generator (its surrogate run), columns = victim")
+    print(" " * width + "".join(f"{c:>18}" for c in result["columns"]))
+    for r in result["rows"]:
+        print(f"{r:<{width}}" + "".join(f"{result['fooling_rate'][r][c]:>18.3f}" for c in result["columns"]))
+    if a.out:
+        write_json(a.out, result)
+
+
+def cmd_bench(a) -> None:
+    from staa.bench import bench_attacks
+
+    bench_attacks(a)
+
+
 def cmd_demo(a) -> None:
     from staa.demo import run_demo
 
@@ -94,6 +156,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip and count unreadable files or unknown labels instead of stopping")
     _common(p)
     p.set_defaults(func=cmd_train_victim)
+
+    def data_args(p, split=True):
+        p.add_argument("--data", required=True, help="dataset root folder, or the manifest CSV for --dataset manifest")
+        p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest)")
+        p.add_argument("--classes", default=None, help="comma-separated class names to keep")
+        p.add_argument("--skip-bad", action="store_true", help="skip and count bad files instead of stopping")
+        if split:
+            p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split to attack (default: test)")
+            p.add_argument("--limit", type=int, default=0, help="attack at most this many clips (default: all)")
+            p.add_argument("--clip-seconds", type=float, default=3.0)
+
+    p = sub.add_parser("train-attack", help="train a STAA-Net generator against surrogate victims",
+                       description="Train the STAA generator against one or more frozen surrogates (repeat --surrogate for an ensemble). Writes best.pt, last.pt (resume) and metrics.json.")
+    data_args(p, split=False)
+    p.add_argument("--surrogate", action="append", required=True, help="victim checkpoint to attack; repeat for an ensemble")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", default="cpu", help="generator size: cpu (lean) or paper (the authors' size)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eps", default="0.03", help="l-inf budget, or a schedule like 0:0.03,10:0.01")
+    p.add_argument("--kappa", type=float, default=2.0, help="C&W confidence margin")
+    p.add_argument("--w-mag", type=float, default=0.0)
+    p.add_argument("--w-spa", type=float, default=0.1)
+    p.add_argument("--w-qua", type=float, default=1e-6)
+    p.add_argument("--target", type=int, default=None, help="class index for a targeted attack (default: untargeted)")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+    p.set_defaults(func=cmd_train_attack)
+
+    p = sub.add_parser("attack", help="attack a dataset split; write adversarial WAVs and a per-clip CSV",
+                       description="Run an attack against a victim on a dataset split. Writes OUT/adv/*.wav, OUT/clips.csv and OUT/summary.json; inputs are only read.")
+    data_args(p)
+    p.add_argument("--victim", required=True, help="victim checkpoint")
+    p.add_argument("--attack", required=True, help="staa, fgsm, pgd10, pgd100, cw or sparse_pgd")
+    p.add_argument("--generator", default=None, help="generator checkpoint (for --attack staa)")
+    p.add_argument("--eps", type=float, default=0.03, help="l-inf budget of the gradient attacks")
+    p.add_argument("--out", required=True)
+    _common(p)
+    p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("transfer", help="transfer matrix: generators x victims fooling rates",
+                       description="Score the examples of each generator on every victim (all pairs).")
+    data_args(p)
+    p.add_argument("--generators", nargs="+", required=True, help="generator checkpoints (rows)")
+    p.add_argument("--victims", nargs="+", required=True, help="victim checkpoints (columns)")
+    p.add_argument("--out", default=None, help="write the matrix as JSON here")
+    _common(p)
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("bench", help="benchmarks (attacks: speed and strength of every attack side by side)",
+                       description="Benchmark the attacks on the same clips and victim in one process: time per clip, fooling rate, l0 ratio, distortion, and each one's slowdown relative to STAA.")
+    p.add_argument("what", choices=["attacks"])
+    data_args(p)
+    p.add_argument("--victim", required=True)
+    p.add_argument("--generator", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    _common(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the whole pipeline on the built-in corpus",
                        description="Build the corpus, train victims and print their accuracies. Rerunning resumes.")

@@ -7,6 +7,7 @@ weights with the best validation UA, and `OUT/metrics.json` the history and fina
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cp
         loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         model.train()
-        total = 0.0
+        total, started = 0.0, time.perf_counter()
         bar = tqdm(loader, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
         for x, y in bar:
             loss = loss_fn(model(x.to(device)), y.to(device))
@@ -92,7 +93,8 @@ def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cp
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
         val = classification_scores(*predict(model, val_set, device=device), len(cfg.classes))
-        state["history"].append({"epoch": epoch + 1, "train_loss": total / max(1, len(loader)), "val_ua": val["ua"], "val_wa": val["wa"]})
+        state["history"].append({"epoch": epoch + 1, "train_loss": total / max(1, len(loader)), "val_ua": val["ua"], "val_wa": val["wa"],
+                                 "seconds": time.perf_counter() - started})
         if progress:
             tqdm.write(f"{cfg.arch} epoch {epoch + 1}: loss {total / max(1, len(loader)):.3f}, val UA {val['ua']:.3f}, WA {val['wa']:.3f}")
         state["epoch"] = epoch + 1

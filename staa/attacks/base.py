@@ -1,0 +1,58 @@
+"""The attack call shape shared by every attack: `attack(x, y=None) -> x_adv` (torchattacks-style)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_batch(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise ValueError(f"expected waveforms as a tensor [batch, samples], got {getattr(x, 'shape', type(x))}")
+    if x.shape[-1] == 0:
+        raise ValueError("waveforms have zero samples")
+    if not torch.isfinite(x).all():
+        raise ValueError("waveforms contain NaN or Inf")
+
+
+def check_eps(eps: float) -> float:
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    return float(eps)
+
+
+class Attack:
+    """Base class. Untargeted by default: with `y=None` the victim's clean prediction is the label to
+    move away from (the fooling rate). With `targeted=True`, `y` holds the target classes."""
+
+    name = "attack"
+
+    def __init__(self, model: nn.Module, *, targeted: bool = False):
+        self.model = model
+        self.targeted = targeted
+
+    @torch.no_grad()
+    def labels(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if y is not None:
+            return y.to(x.device)
+        if self.targeted:
+            raise ValueError(f"{self.name}: a targeted attack needs target labels y")
+        return self.model(x).argmax(dim=1)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        check_batch(x)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.perturb(x, self.labels(x, y)).detach().clamp(-1.0, 1.0)
+        finally:
+            self.model.train(was_training)
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss_gradient(self, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Gradient of the cross-entropy that the attack climbs (descends, when targeted)."""
+        x_adv = x_adv.detach().requires_grad_(True)
+        loss = nn.functional.cross_entropy(self.model(x_adv), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        return -grad if self.targeted else grad

@@ -1,0 +1,28 @@
+"""STAA-Net as an attack object: one generator forward pass per batch, no gradients, no labels needed."""
+from __future__ import annotations
+
+import torch
+
+from staa.attacks.base import Attack, check_batch
+from staa.generator import STAAGenerator
+
+
+class STAA(Attack):
+    name = "staa"
+
+    def __init__(self, generator: STAAGenerator, model=None, eps: float | None = None):
+        super().__init__(model)
+        self.generator = generator.eval()
+        if eps is not None:
+            self.generator.set_eps(eps)
+
+    @classmethod
+    def from_checkpoint(cls, path, model=None, *, device="cpu", eps: float | None = None) -> "STAA":
+        from staa.generator_training import load_generator
+
+        return cls(load_generator(path, device=device), model, eps)
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        check_batch(x)
+        return self.generator(x)

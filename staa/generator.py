@@ -1,0 +1,122 @@
+"""The STAA-Net generator: a Wave-U-Net with one encoder and two decoders (mask positions, magnitudes).
+
+`forward(x)` returns `x_adv = clip(x + v * m, -1, 1)` in one pass, where `v = eps * tanh(.)` bounds the
+magnitude in l-inf and `m` is a near-binary mask: hard 0/1 in eval mode; in training each element is,
+with probability 1/2, the soft value and otherwise the hard one (which carries no gradient), so the
+network learns to make masks that survive binarisation.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    channels: int = 8  # feature channels at the first (finest) level
+    growth: float = 2.0  # channel multiplier per level
+    levels: int = 4
+    kernel: int = 5
+    stride: int = 4  # resampling factor per level
+    head_channels: int = 2  # channels of the decoders' full-resolution layer, the costliest one
+    eps: float = 0.03  # l-inf bound on the perturbation
+
+    def __post_init__(self):
+        if not self.eps > 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+        if self.levels < 1 or min(self.channels, self.head_channels, self.kernel) < 1 or self.stride < 2 or self.growth < 1:
+            raise ValueError(f"invalid generator shape: {self}")
+
+    def widths(self) -> list[int]:
+        return [int(round(self.channels * self.growth**i)) for i in range(self.levels)]
+
+
+# The authors' size (32 channels doubling over 6 levels) costs as much as PGD-10 per clip on a CPU;
+# "cpu" keeps the full-resolution layer thin (2 channels) and does most work at low resolution.
+PRESETS = {
+    "paper": GeneratorConfig(channels=32, growth=2.0, levels=6, kernel=5, stride=4, head_channels=32),
+    "cpu": GeneratorConfig(channels=8, growth=2.0, levels=4, kernel=5, stride=4, head_channels=2),
+}
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    groups = 4 if c_out % 4 == 0 else 1  # GroupNorm: batch-size independent, so one clip = a batch of one
+    return nn.Sequential(nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2), nn.GroupNorm(groups, c_out), nn.LeakyReLU(0.2))
+
+
+class _Decoder(nn.Module):
+    """Level by level: narrow (1x1 conv) at the coarse rate, upsample by linear interpolation as in
+    Wave-U-Net, fuse with the encoder's skip. Narrowing before upsampling keeps full-rate work small."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        w = cfg.widths()
+        skips = [1] + w[:-1]  # the finest skip is the waveform itself
+        outs = [cfg.head_channels] + w[:-1]
+        self.narrow = nn.ModuleList(nn.Conv1d(w[i], outs[i], 1) for i in reversed(range(cfg.levels)))
+        self.stride = cfg.stride
+        self.fuse = nn.ModuleList(_conv(outs[i] + skips[i], outs[i], cfg.kernel) for i in reversed(range(cfg.levels)))
+        self.out = nn.Conv1d(cfg.head_channels, 1, 1)
+
+    def forward(self, h: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for narrow, fuse, skip in zip(self.narrow, self.fuse, reversed(skips)):
+            up = F.interpolate(narrow(h), scale_factor=self.stride, mode="linear", align_corners=False)
+            h = fuse(torch.cat([up, skip], dim=1))
+        return self.out(h)
+
+
+class STAAGenerator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig = PRESETS["cpu"]):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.widths()
+        ins = [1] + w[:-1]
+        self.encoder = nn.ModuleList(_conv(ins[i], w[i], cfg.kernel, cfg.stride) for i in range(cfg.levels))
+        self.bottleneck = _conv(w[-1], w[-1], cfg.kernel)
+        # Whole-clip context: the convolutions alone see well under a second, but which perturbation
+        # flips an emotion depends on the whole utterance (and on what the victim makes of it).
+        self.context = nn.Linear(w[-1], w[-1])
+        self.positions = _Decoder(cfg)
+        self.magnitudes = _Decoder(cfg)
+        self.register_buffer("eps", torch.tensor(float(cfg.eps)))
+
+    @property
+    def config(self) -> dict:
+        return asdict(self.cfg)
+
+    def set_eps(self, eps: float) -> None:
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        self.eps.fill_(float(eps))
+
+    def perturbation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(v, m, m_soft) for waveforms `x [B, T]`, each `[B, T]`; `m` is binarised as in `forward`."""
+        if x.dim() != 2:
+            raise ValueError(f"expected waveforms [batch, samples], got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("input waveforms contain NaN or Inf")
+        length = x.shape[-1]
+        block = self.cfg.stride**self.cfg.levels
+        h = F.pad(x, (0, -length % block)).unsqueeze(1)
+        skips = []
+        for enc in self.encoder:
+            skips.append(h)
+            h = enc(h)
+        h = self.bottleneck(h)
+        h = h + self.context(h.mean(dim=-1))[:, :, None]
+        m_soft = ((torch.tanh(self.positions(h, skips)) + 1) / 2)[:, 0, :length]
+        v = (self.eps * torch.tanh(self.magnitudes(h, skips)))[:, 0, :length]
+        hard = (m_soft >= 0.5).to(m_soft.dtype)
+        if self.training:
+            pick_soft = torch.rand_like(m_soft) < 0.5
+            m = torch.where(pick_soft, m_soft, hard.detach())
+        else:
+            m = hard
+        return v, m, m_soft
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v, m, _ = self.perturbation(x)
+        return (x + v * m).clamp(-1.0, 1.0)

@@ -1,0 +1,201 @@
+"""Training the STAA-Net generator against one or several frozen surrogate victims.
+
+Loss = L_adv + w_mag L_mag + w_spa L_spa + w_qua L_qua (see staa.losses); with several surrogates
+L_adv is their mean, so one generator targets the ensemble. `OUT/last.pt` (with optimiser and RNG
+state) is rewritten after each epoch, so rerunning continues; `OUT/best.pt` keeps the generator with
+the best validation fooling rate among those meeting the sparsity budget.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from staa.atomic import write_json
+from staa.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from staa.datasets import AudioDataset, Record
+from staa.generator import PRESETS, GeneratorConfig, STAAGenerator
+from staa.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
+from staa.perturbation_metrics import distortion_db, l0_ratio
+from staa.victim import Victim, load_victim
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AttackTrainConfig:
+    preset: str = "cpu"
+    generator: dict = field(default_factory=dict)  # overrides of the preset's GeneratorConfig fields
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    lr_halving_epochs: int = 5
+    eps_schedule: list = field(default_factory=lambda: [[0, 0.03]])  # [[from_epoch, eps], ...]
+    kappa: float = 2.0
+    w_mag: float = 0.0
+    w_spa: float = 0.1
+    w_qua: float = 1e-6
+    targeted: bool = False
+    target: int | None = None
+    max_l0_ratio: float = 0.25  # "best" is chosen among epochs within this sparsity budget
+    seed: int = 0
+    clip_seconds: float = 1.0  # training crops: the generator is fully convolutional, short crops are cheaper
+    eval_clip_seconds: float = 3.0
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown generator preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if not self.eps_schedule or any(not e > 0 for _, e in self.eps_schedule):
+            raise ValueError(f"eps_schedule needs eps > 0 everywhere, got {self.eps_schedule}")
+        self.generator_config()  # validates the overrides
+        if self.targeted and self.target is None:
+            raise ValueError("a targeted attack needs a target class index")
+        for name in ("w_mag", "w_spa", "w_qua", "kappa"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def generator_config(self) -> GeneratorConfig:
+        try:
+            return GeneratorConfig(**{**asdict(PRESETS[self.preset]), **self.generator, "eps": self.eps_at(0)})
+        except TypeError as err:
+            raise ValueError(f"bad generator settings {self.generator}: {err}") from None
+
+    def eps_at(self, epoch: int) -> float:
+        steps = sorted(self.eps_schedule)
+        return float(max(((s, e) for s, e in steps if s <= epoch), default=steps[0])[1])
+
+
+def parse_eps_schedule(text: str) -> list:
+    """"0.03" or "0:0.03,10:0.01" (from epoch 10 on, eps 0.01)."""
+    try:
+        if ":" not in text:
+            return [[0, float(text)]]
+        return [[int(a), float(b)] for a, b in (part.split(":") for part in text.split(","))]
+    except ValueError:
+        raise ValueError(f"bad eps schedule {text!r}; use 0.03 or 0:0.03,10:0.01") from None
+
+
+def load_generator(path, *, device="cpu") -> STAAGenerator:
+    ckpt = load_checkpoint(path, "generator", ("config", "state_dict", "sample_rate"))
+    try:
+        gen = STAAGenerator(GeneratorConfig(**ckpt["config"]))
+        gen.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: not a valid generator: {err}") from None
+    gen.sample_rate = ckpt["sample_rate"]
+    gen.classes = list(ckpt.get("classes", []))
+    return gen.to(device).eval()
+
+
+def _check_surrogates(victims: list[Victim]) -> None:
+    first = victims[0]
+    for v in victims[1:]:
+        if v.sample_rate != first.sample_rate or v.classes != first.classes:
+            raise ValueError("all surrogates must share sample rate and classes")
+
+
+def _labels(cfg: AttackTrainConfig, model, x) -> torch.Tensor:
+    if cfg.targeted:
+        return torch.full((x.shape[0],), cfg.target, dtype=torch.long, device=x.device)
+    with torch.no_grad():
+        return model(x).argmax(dim=1)
+
+
+def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x) -> tuple[torch.Tensor, dict]:
+    v, m, m_soft = gen.perturbation(x)
+    x_adv = (x + v * m).clamp(-1, 1)
+    adv = torch.stack([adversarial_loss(mod(x_adv), _labels(cfg, mod, x), targeted=cfg.targeted, kappa=cfg.kappa) for mod in models]).mean()
+    parts = {"adv": adv, "mag": magnitude_loss(v), "spa": sparsity_loss(m), "qua": quality_loss(m_soft)}
+    total = adv + cfg.w_mag * parts["mag"] + cfg.w_spa * parts["spa"] + cfg.w_qua * parts["qua"]
+    return total, {k: t.item() for k, t in parts.items()}
+
+
+@torch.no_grad()
+def validate(gen: STAAGenerator, models, dataset, *, batch_size: int = 32, device="cpu", target: int | None = None) -> dict:
+    """Fooling (or target) rate per surrogate, mean l0 ratio, mean distortion dB over fooled clips."""
+    gen.eval()
+    fooled = [[] for _ in models]
+    ratios, dists = [], []
+    for x, _ in DataLoader(dataset, batch_size=batch_size):
+        x = x.to(device)
+        x_adv = gen(x)
+        ratios += l0_ratio(x, x_adv).tolist()
+        dist = distortion_db(x, x_adv)
+        for i, mod in enumerate(models):
+            clean, adv = mod(x).argmax(1), mod(x_adv).argmax(1)
+            ok = (adv == target) if target is not None else (adv != clean)
+            fooled[i] += ok.tolist()
+            if i == 0:
+                dists += dist[ok].tolist()
+    rates = [sum(f) / max(1, len(f)) for f in fooled]
+    finite = [d for d in dists if d != float("inf")]
+    return {"fooling_rate": rates, "mean_fooling_rate": sum(rates) / len(rates), "l0_ratio": sum(ratios) / max(1, len(ratios)),
+            "distortion_db": sum(finite) / len(finite) if finite else None, "n": len(ratios)}
+
+
+def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Record], out_dir, *, device="cpu", progress: bool = True) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    victims = [load_victim(p, device=device) for p in surrogate_paths]
+    _check_surrogates(victims)
+    models = [v.model.eval().requires_grad_(False) for v in victims]
+    rate, classes = victims[0].sample_rate, victims[0].classes
+    make = lambda split, crop, seconds: AudioDataset([r for r in records if r.split == split], classes, sample_rate=rate,
+                                                     clip_seconds=seconds, crop=crop, seed=cfg.seed)
+    train_set, val_set = make("train", "random", cfg.clip_seconds), make("val", "center", cfg.eval_clip_seconds)
+    torch.manual_seed(cfg.seed)
+    gen = STAAGenerator(cfg.generator_config()).to(device)
+    opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_halving_epochs, gamma=0.5)
+    meta = {"surrogates": [str(p) for p in surrogate_paths], "surrogate_archs": [v.arch for v in victims],
+            "sample_rate": rate, "classes": classes, "train_config": asdict(cfg)}
+    state = {"epoch": 0, "best": -1.0, "history": []}
+    last = out / "last.pt"
+    if last.is_file():
+        ckpt = load_checkpoint(last, "generator", ("train_state",))
+        if ckpt["train_config"] != asdict(cfg) or ckpt["surrogates"] != meta["surrogates"]:
+            raise CheckpointError(f"{last}: was written with other settings or surrogates; use another output folder")
+        gen.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["train_state"]["optimizer"])
+        sched.load_state_dict(ckpt["train_state"]["scheduler"])
+        torch.set_rng_state(ckpt["train_state"]["rng"])
+        state = {k: ckpt["train_state"][k] for k in state}
+    for epoch in range(state["epoch"], cfg.epochs):
+        gen.set_eps(cfg.eps_at(epoch))
+        gen.train()
+        train_set.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        sums: dict[str, float] = {}
+        bar = tqdm(loader, desc=f"generator epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        for x, _ in bar:
+            loss, parts = generator_loss(cfg, gen, models, x.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for k, val in parts.items():
+                sums[k] = sums.get(k, 0.0) + val / len(loader)
+            bar.set_postfix(adv=f"{parts['adv']:.2f}", spa=f"{parts['spa']:.3f}")
+        sched.step()
+        val = validate(gen, models, val_set, device=device, target=cfg.target if cfg.targeted else None)
+        state["history"].append({"epoch": epoch + 1, "eps": cfg.eps_at(epoch), **{f"train_{k}": v for k, v in sums.items()}, **{f"val_{k}": v for k, v in val.items()}})
+        if progress:
+            tqdm.write(f"generator epoch {epoch + 1}: fooling {val['mean_fooling_rate']:.3f}, l0 ratio {val['l0_ratio']:.3f}, distortion {val['distortion_db'] or float('nan'):.1f} dB")
+        state["epoch"] = epoch + 1
+        payload = {"config": gen.config | {"eps": float(gen.eps)}, "state_dict": gen.state_dict(), **meta}
+        if val["l0_ratio"] <= cfg.max_l0_ratio and val["mean_fooling_rate"] > state["best"]:
+            state["best"] = val["mean_fooling_rate"]
+            save_checkpoint(out / "best.pt", "generator", {**payload, "val": val})
+        save_checkpoint(last, "generator", {**payload, "train_state": {**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state()}})
+    if not (out / "best.pt").is_file():
+        log.warning("no epoch met the l0 budget %.2f; best.pt is the last epoch", cfg.max_l0_ratio)
+        save_checkpoint(out / "best.pt", "generator", {"config": gen.config | {"eps": float(gen.eps)}, "state_dict": gen.state_dict(), **meta})
+    report = {**meta, "history": state["history"], "best_val_fooling_rate": state["best"]}
+    write_json(out / "metrics.json", report)
+    return report

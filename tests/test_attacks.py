@@ -1,0 +1,127 @@
+import csv
+
+import pytest
+import torch
+
+from staa.attack_runner import build_attack, run_attack, transfer_matrix
+from staa.attacks import CW, FGSM, PGD, STAA, SparsePGD
+from staa.attacks.sparse import keep_top_k
+from staa.checkpoint import CheckpointError, save_checkpoint
+from staa.datasets import AudioDataset
+from staa.generator import GeneratorConfig, STAAGenerator
+from staa.generator_training import AttackTrainConfig, generator_loss, load_generator
+from staa.models import build_model
+from staa.perturbation_metrics import distortion_db, l0_count, l0_ratio, linf, snr_db
+from tests.conftest import tone, write_wav
+
+
+@pytest.fixture(scope="module")
+def victim_and_batch():
+    """A small victim fitted to tell four tones apart, so that its loss has a real gradient to climb."""
+    torch.manual_seed(0)
+    model = build_model("mel_cnn", 4, width=4)
+    x = torch.stack([torch.from_numpy(tone(seconds=0.5, freq=f, seed=i)) for i, f in enumerate([150, 300, 600, 1200])])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(model(x), torch.arange(4))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), x
+
+
+def _loss(model, x, y):
+    with torch.no_grad():
+        return torch.nn.functional.cross_entropy(model(x), y).item()
+
+
+def _overfit_generator(model, x, steps=40):
+    torch.manual_seed(0)
+    gen = STAAGenerator(GeneratorConfig(channels=4, levels=3, eps=0.03)).train()
+    cfg = AttackTrainConfig(kappa=5.0, w_spa=0.0)
+    opt = torch.optim.Adam(gen.parameters(), lr=5e-3)
+    for _ in range(steps):
+        loss, _ = generator_loss(cfg, gen, [model], x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return gen.eval()
+
+
+def test_every_attack_raises_the_victims_loss(victim_and_batch):
+    model, x = victim_and_batch
+    y = model(x).argmax(1).detach()
+    before = _loss(model, x, y)
+    attacks = [FGSM(model, eps=0.03), PGD(model, eps=0.03, steps=5), CW(model, steps=30, c=10.0, lr=0.01),
+               SparsePGD(model, eps=0.03, l0_ratio=0.2, steps=5), STAA(_overfit_generator(model, x), model)]
+    for attack in attacks:
+        x_adv = attack(x, y)
+        assert x_adv.shape == x.shape and x_adv.abs().max() <= 1
+        assert _loss(model, x_adv, y) > before + 1e-3, attack.name
+    assert (linf(x, attacks[1](x, y)) <= 0.03 + 1e-6).all()
+    assert (l0_count(x, attacks[3](x, y)) <= int(0.2 * x.shape[1])).all()
+
+
+def test_targeted_attack_moves_towards_the_target(victim_and_batch):
+    model, x = victim_and_batch
+    target = torch.full((4,), 2)
+    before = _loss(model, x, target)
+    x_adv = PGD(model, eps=0.03, steps=5, targeted=True)(x, target)
+    assert _loss(model, x_adv, target) < before
+    with pytest.raises(ValueError, match="targeted attack needs target labels"):
+        PGD(model, targeted=True)(x)
+
+
+def test_bad_inputs_and_settings(victim_and_batch, tmp_path):
+    model, x = victim_and_batch
+    for bad in (x[0], x[None], torch.full_like(x, float("nan"))):
+        with pytest.raises(ValueError, match="expected waveforms|NaN or Inf"):
+            PGD(model)(bad)
+    for make in (lambda: FGSM(model, eps=0), lambda: PGD(model, eps=-1), lambda: SparsePGD(model, l0_ratio=0),
+                 lambda: build_attack("staa", model), lambda: build_attack("jsma", model)):
+        with pytest.raises(ValueError):
+            make()
+    with pytest.raises(ValueError, match="eps_schedule needs eps > 0"):
+        AttackTrainConfig(eps_schedule=[[0, 0.0]])
+    save_checkpoint(tmp_path / "victim.pt", "victim", {"state_dict": {}})
+    with pytest.raises(CheckpointError, match="is a staa-ser/victim checkpoint, expected staa-ser/generator"):
+        load_generator(tmp_path / "victim.pt")
+
+
+def test_keep_top_k():
+    d = torch.tensor([[0.1, -0.5, 0.2, 0.05]])
+    assert torch.equal(keep_top_k(d, 2), torch.tensor([[0.0, -0.5, 0.2, 0.0]]))
+
+
+def test_perturbation_metrics_known_values():
+    clean = torch.tensor([[0.5, -0.25, 0.0, 0.1]])
+    adv = clean + torch.tensor([[0.0, 0.05, 0.0, -0.005]])
+    assert l0_count(clean, adv).item() == 2 and l0_ratio(clean, adv).item() == 0.5
+    assert linf(clean, adv).item() == pytest.approx(0.05)
+    assert distortion_db(clean, adv).item() == pytest.approx(20.0, abs=1e-4)  # 20 log10(0.5 / 0.05)
+    noise = torch.randn(1, 16_000, generator=torch.Generator().manual_seed(0))
+    x = torch.sin(torch.arange(16_000) * 0.05)[None]
+    scaled = noise * x.norm() / noise.norm() / 10.0  # 20 dB below the signal
+    assert snr_db(x, x + scaled).item() == pytest.approx(20.0, abs=0.01)
+    assert distortion_db(clean, clean).item() == float("inf")
+
+
+def test_run_attack_writes_clips_and_csv_and_never_touches_inputs(victim_and_batch, tmp_path):
+    model, x = victim_and_batch
+    from staa.datasets import Record
+
+    recs = []
+    for i in range(4):
+        path = write_wav(tmp_path / "data" / f"c{i}.wav", x[i].numpy(), subtype="FLOAT")
+        recs.append(Record(str(path), ["neutral", "angry", "happy", "sad"][i], "s", "test"))
+    before = {r.path: open(r.path, "rb").read() for r in recs}
+    ds = AudioDataset(recs, ["neutral", "angry", "happy", "sad"], clip_seconds=0.5)
+    summary = run_attack(PGD(model, eps=0.03, steps=3), model, ds, tmp_path / "out", batch_size=2, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "clips.csv")))
+    assert len(rows) == 4 and len(list((tmp_path / "out" / "adv").glob("*.wav"))) == 4
+    assert summary["fooling_rate"] == sum(r["success"] == "True" for r in rows) / 4
+    assert all(float(r["linf"]) <= 0.03 + 1e-6 for r in rows)
+    assert before == {r.path: open(r.path, "rb").read() for r in recs}
+    gen = _overfit_generator(model, x, steps=5)
+    table = transfer_matrix({"g": STAA(gen)}, {"a": model, "b": build_model("mel_cnn", 4, width=4).eval()}, ds, progress=False)
+    assert set(table["fooling_rate"]["g"]) == {"a", "b"} and table["n"] == 4

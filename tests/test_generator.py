@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from staa.generator import PRESETS, GeneratorConfig, STAAGenerator
+from staa.losses import adversarial_loss, cw_margin, magnitude_loss, quality_loss, sparsity_loss
+
+TINY = GeneratorConfig(channels=4, levels=3, eps=0.03)
+
+
+@pytest.mark.parametrize("length", [1, 255, 16_001, 48_000])
+def test_hard_mask_bounded_magnitude_and_same_length(length):
+    torch.manual_seed(0)
+    gen = STAAGenerator(TINY).eval()
+    x = 0.2 * torch.randn(2, length)
+    v, m, m_soft = gen.perturbation(x)
+    assert v.shape == m.shape == m_soft.shape == x.shape
+    assert set(m.unique().tolist()) <= {0.0, 1.0}
+    assert v.abs().max() <= 0.03 + 1e-7
+    x_adv = gen(x)
+    assert x_adv.shape == x.shape and x_adv.abs().max() <= 1.0
+    assert torch.allclose(x_adv, (x + v * m).clamp(-1, 1))
+    assert (x_adv - x).abs().max() <= 0.03 + 1e-6
+
+
+def test_training_mask_mixes_soft_and_hard_values():
+    torch.manual_seed(0)
+    gen = STAAGenerator(TINY).train()
+    x = 0.2 * torch.randn(4, 4096)
+    _, m, m_soft = gen.perturbation(x)
+    soft = torch.isclose(m, m_soft)
+    hard = (m == (m_soft >= 0.5).float())
+    assert (soft | hard).all()
+    share_soft = (soft & ~hard).float().mean().item()
+    assert 0.4 < share_soft < 0.6  # about half the elements keep the soft value
+
+
+def test_presets_and_bad_settings():
+    assert PRESETS["paper"].widths() == [32, 64, 128, 256, 512, 1024]
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        GeneratorConfig(eps=0)
+    gen = STAAGenerator(TINY)
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        gen.set_eps(-0.1)
+    with pytest.raises(ValueError, match=r"expected waveforms \[batch, samples\]"):
+        gen(torch.zeros(2, 1, 100))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        gen(torch.full((1, 100), float("nan")))
+
+
+def test_cw_margin_untargeted_and_targeted():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 5.0]])
+    y = torch.tensor([0, 1])
+    assert torch.allclose(cw_margin(logits, y, kappa=10.0), torch.tensor([2.0, -3.0]))
+    assert torch.allclose(cw_margin(logits, y, kappa=1.0), torch.tensor([2.0, -1.0]))  # floored at -kappa
+    assert torch.allclose(cw_margin(logits, y), torch.tensor([2.0, 0.0]))
+    assert torch.allclose(cw_margin(logits, torch.tensor([2, 2]), targeted=True, kappa=10.0), torch.tensor([3.0, -3.0]))
+
+
+def test_each_loss_decreases_on_a_tiny_overfit_run():
+    """Optimising the generator on one batch against a fixed linear victim lowers every loss term."""
+    torch.manual_seed(0)
+    victim = torch.nn.Sequential(torch.nn.Linear(512, 3)).requires_grad_(False)
+    x = 0.3 * torch.randn(4, 512)
+    y = victim(x).argmax(1)
+    results = {}
+    for name, fn in {
+        "adv": lambda v, m, ms: adversarial_loss(victim((x + v * m).clamp(-1, 1)), y, kappa=5.0),
+        "mag": lambda v, m, ms: magnitude_loss(v),
+        "spa": lambda v, m, ms: sparsity_loss(m),
+        "qua": lambda v, m, ms: quality_loss(ms),
+    }.items():
+        torch.manual_seed(1)
+        gen = STAAGenerator(GeneratorConfig(channels=4, levels=2, eps=0.3)).train()
+        opt = torch.optim.Adam(gen.parameters(), lr=3e-3)
+        losses = []
+        for _ in range(40):
+            loss = fn(*gen.perturbation(x))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        results[name] = (losses[0], sum(losses[-5:]) / 5)
+    for name, (first, last) in results.items():
+        assert last < 0.8 * first or last < first - 0.5, (name, first, last)
