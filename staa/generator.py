@@ -54,7 +54,7 @@ class _Decoder(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         w = cfg.widths()
-        skips = [1] + w[:-1]  # the finest skip is the waveform itself
+        skips = [2] + w[:-1]  # the finest skip is the input itself: waveform and dither
         outs = [cfg.head_channels] + w[:-1]
         self.narrow = nn.ModuleList(nn.Conv1d(w[i], outs[i], 1) for i in reversed(range(cfg.levels)))
         self.stride = cfg.stride
@@ -73,7 +73,7 @@ class STAAGenerator(nn.Module):
         super().__init__()
         self.cfg = cfg
         w = cfg.widths()
-        ins = [1] + w[:-1]
+        ins = [2] + w[:-1]
         self.encoder = nn.ModuleList(_conv(ins[i], w[i], cfg.kernel, cfg.stride) for i in range(cfg.levels))
         self.bottleneck = _conv(w[-1], w[-1], cfg.kernel)
         # Whole-clip context: the convolutions alone see well under a second, but which perturbation
@@ -82,6 +82,11 @@ class STAAGenerator(nn.Module):
         self.positions = _Decoder(cfg)
         self.magnitudes = _Decoder(cfg)
         self.register_buffer("eps", torch.tensor(float(cfg.eps)))
+        # A fixed dither pattern as a second input channel. A convolutional network maps digital silence
+        # to a constant, so without it the generator cannot place any perturbation in silent stretches
+        # (a third of a typical clip); with it, it can shape noise there. Fixed seed: same output every call.
+        dither = torch.randn(1 << 16, generator=torch.Generator().manual_seed(0)) * 0.01
+        self.register_buffer("dither", dither, persistent=False)
 
     @property
     def config(self) -> dict:
@@ -100,7 +105,10 @@ class STAAGenerator(nn.Module):
             raise ValueError("input waveforms contain NaN or Inf")
         length = x.shape[-1]
         block = self.cfg.stride**self.cfg.levels
-        h = F.pad(x, (0, -length % block)).unsqueeze(1)
+        x = F.pad(x, (0, -length % block))
+        reps = -(-x.shape[-1] // self.dither.shape[0])
+        dither = self.dither.repeat(reps)[: x.shape[-1]].expand_as(x)
+        h = torch.stack([x, dither], dim=1)
         skips = []
         for enc in self.encoder:
             skips.append(h)
