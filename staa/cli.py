@@ -20,6 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _check_out_not_in_data(out: Path, data: Path) -> None:
+    if not data.exists():
+        return  # the loader reports the missing data with its own message
     data_dir = data if data.is_dir() else data.parent
     if out.resolve().is_relative_to(data_dir.resolve()):
         raise DatasetError(f"{out}: outputs may not go inside the data folder {data_dir}; a data folder is never written to")
@@ -175,11 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="cpu", help="generator size: cpu (lean) or paper (the authors' size)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eps", default="0.03", help="l-inf budget, or a schedule like 0:0.03,10:0.01")
     p.add_argument("--kappa", type=float, default=2.0, help="C&W confidence margin")
     p.add_argument("--w-mag", type=float, default=0.0)
-    p.add_argument("--w-spa", type=float, default=0.1)
+    p.add_argument("--w-spa", type=float, default=1.0, help="weight of the sparsity loss (share of perturbed samples)")
     p.add_argument("--w-qua", type=float, default=1e-6)
     p.add_argument("--target", type=int, default=None, help="class index for a targeted attack (default: untargeted)")
     p.add_argument("--seed", type=int, default=0)

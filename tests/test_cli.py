@@ -5,7 +5,7 @@ import pytest
 
 from staa.cli import build_parser, main
 
-COMMANDS = ["corpus", "train-victim", "demo"]
+COMMANDS = ["corpus", "train-victim", "train-attack", "attack", "transfer", "bench", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
