@@ -18,12 +18,12 @@ from staa.perturbation_metrics import distortion_db, l0_count, l0_ratio, linf, s
 CSV_FIELDS = ["path", "label", "clean_pred", "adv_pred", "success", "l0_count", "l0_ratio", "distortion_db", "snr_db", "linf", "seconds"]
 
 
-def build_attack(name: str, model, *, eps: float = 0.03, generator: str | None = None, device="cpu", **params) -> Attack:
+def build_attack(name: str, model, *, eps: float = 0.03, generator: str | None = None, device="cpu", sample_rate: int | None = None, **params) -> Attack:
     """An attack by name: staa (needs `generator`, a checkpoint path), fgsm, pgd10, pgd100, pgd (steps=...), cw, sparse_pgd."""
     if name == "staa":
         if not generator:
             raise ValueError("the staa attack needs --generator (a trained generator checkpoint)")
-        return STAA.from_checkpoint(generator, model, device=device, eps=params.pop("staa_eps", None))
+        return STAA.from_checkpoint(generator, model, device=device, eps=params.pop("staa_eps", None), sample_rate=sample_rate)
     if name == "fgsm":
         return FGSM(model, eps=eps)
     if name.startswith("pgd"):

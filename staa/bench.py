@@ -26,7 +26,7 @@ def bench_attacks(a) -> dict:
     names = ["staa", "fgsm", "pgd10", "pgd100", "cw", "sparse_pgd"]
     results = {}
     for name in names:
-        attack = build_attack(name, victim.model, generator=a.generator, device=a.device)
+        attack = build_attack(name, victim.model, generator=a.generator, device=a.device, sample_rate=victim.sample_rate)
         if name == "staa":  # one warm-up batch: the first call pays for allocator and kernel set-up
             attack(dataset[0][0][None].to(a.device))
         results[name] = run_attack(attack, victim.model, dataset, batch_size=a.batch_size, device=a.device, progress=not a.quiet)

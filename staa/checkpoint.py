@@ -48,3 +48,17 @@ def load_checkpoint(path: str | os.PathLike, kind: str, required: tuple[str, ...
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return ckpt
+
+
+def training_state(opt, sched, state: dict) -> dict:
+    """What a `last.pt` needs beyond the weights to resume a training loop exactly."""
+    return {**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state()}
+
+
+def restore_training(ckpt: dict, model, opt, sched, state: dict) -> dict:
+    """Load weights, optimiser, scheduler and RNG from a `last.pt`; returns its loop state (the keys of `state`)."""
+    model.load_state_dict(ckpt["state_dict"])
+    opt.load_state_dict(ckpt["train_state"]["optimizer"])
+    sched.load_state_dict(ckpt["train_state"]["scheduler"])
+    torch.set_rng_state(ckpt["train_state"]["rng"])
+    return {k: ckpt["train_state"][k] for k in state}

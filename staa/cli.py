@@ -89,7 +89,7 @@ def cmd_attack(a) -> None:
     _check_out_not_in_data(Path(a.out), Path(a.data))
     victim = load_victim(a.victim, device=a.device)
     dataset = _split_dataset(a, victim.classes, victim.sample_rate)
-    attack = build_attack(a.attack, victim.model, eps=a.eps, generator=a.generator, device=a.device)
+    attack = build_attack(a.attack, victim.model, eps=a.eps, generator=a.generator, device=a.device, sample_rate=victim.sample_rate)
     s = run_attack(attack, victim.model, dataset, a.out, device=a.device, progress=not a.quiet)
     dist = f"{s['distortion_db']:.1f} dB" if s["distortion_db"] is not None else "n/a"
     print(f"{a.attack}: fooling {s['fooling_rate']:.3f} of {s['n']}, l0 ratio {s['l0_ratio']:.3f}, distortion {dist}, {s['seconds_per_clip'] * 1000:.1f} ms/clip")

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from staa.atomic import write_json
-from staa.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from staa.checkpoint import CheckpointError, load_checkpoint, restore_training, save_checkpoint, training_state
 from staa.datasets import AudioDataset, Record
 from staa.generator import PRESETS, GeneratorConfig, STAAGenerator
 from staa.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
@@ -161,11 +161,7 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
         ckpt = load_checkpoint(last, "generator", ("train_state",))
         if ckpt["train_config"] != asdict(cfg) or ckpt["surrogates"] != meta["surrogates"]:
             raise CheckpointError(f"{last}: was written with other settings or surrogates; use another output folder")
-        gen.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["train_state"]["optimizer"])
-        sched.load_state_dict(ckpt["train_state"]["scheduler"])
-        torch.set_rng_state(ckpt["train_state"]["rng"])
-        state = {k: ckpt["train_state"][k] for k in state}
+        state = restore_training(ckpt, gen, opt, sched, state)
     for epoch in range(state["epoch"], cfg.epochs):
         gen.set_eps(cfg.eps_at(epoch))
         gen.train()
@@ -192,7 +188,7 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
         if val["l0_ratio"] <= cfg.max_l0_ratio and val["mean_fooling_rate"] > state["best"]:
             state["best"] = val["mean_fooling_rate"]
             save_checkpoint(out / "best.pt", "generator", {**payload, "val": val})
-        save_checkpoint(last, "generator", {**payload, "train_state": {**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state()}})
+        save_checkpoint(last, "generator", {**payload, "train_state": training_state(opt, sched, state)})
     if not (out / "best.pt").is_file():
         log.warning("no epoch met the l0 budget %.2f; best.pt is the last epoch", cfg.max_l0_ratio)
         save_checkpoint(out / "best.pt", "generator", {"config": gen.config | {"eps": float(gen.eps)}, "state_dict": gen.state_dict(), **meta})

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from staa.atomic import write_json
-from staa.checkpoint import CheckpointError, load_checkpoint
+from staa.checkpoint import CheckpointError, load_checkpoint, restore_training, training_state
 from staa.datasets import AudioDataset, Record
 from staa.inference import predict
 from staa.models import build_model
@@ -70,11 +70,7 @@ def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cp
         ckpt = load_checkpoint(last, "victim", ("train_state", "train_config"))
         if ckpt["train_config"] != asdict(cfg):
             raise CheckpointError(f"{last}: was written with other settings; use another output folder")
-        model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["train_state"]["optimizer"])
-        sched.load_state_dict(ckpt["train_state"]["scheduler"])
-        torch.set_rng_state(ckpt["train_state"]["rng"])
-        state = {k: ckpt["train_state"][k] for k in state}
+        state = restore_training(ckpt, model, opt, sched, state)
         log.info("resuming %s from epoch %d", cfg.arch, state["epoch"])
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(state["epoch"], cfg.epochs):
@@ -101,8 +97,7 @@ def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cp
         if val["ua"] > state["best_ua"]:
             state["best_ua"] = val["ua"]
             save_victim(out / "best.pt", model, cfg.arch, cfg.classes, cfg.sample_rate, val=val)
-        save_victim(last, model, cfg.arch, cfg.classes, cfg.sample_rate, train_config=asdict(cfg), train_state={
-            **state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state()})
+        save_victim(last, model, cfg.arch, cfg.classes, cfg.sample_rate, train_config=asdict(cfg), train_state=training_state(opt, sched, state))
     return _final_report(cfg, records, out, make, device, state)
 
 

@@ -17,10 +17,15 @@ class STAA(Attack):
             self.generator.set_eps(eps)
 
     @classmethod
-    def from_checkpoint(cls, path, model=None, *, device="cpu", eps: float | None = None) -> "STAA":
+    def from_checkpoint(cls, path, model=None, *, device="cpu", eps: float | None = None, sample_rate: int | None = None) -> "STAA":
+        """Load a trained generator; `sample_rate` (the victim's) must be the one it was trained at."""
+        from staa.checkpoint import CheckpointError
         from staa.generator_training import load_generator
 
-        return cls(load_generator(path, device=device), model, eps)
+        gen = load_generator(path, device=device)
+        if sample_rate is not None and gen.sample_rate != sample_rate:
+            raise CheckpointError(f"{path}: the generator was trained at {gen.sample_rate} Hz, the victim runs at {sample_rate} Hz")
+        return cls(gen, model, eps)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

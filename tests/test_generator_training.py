@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from staa.attacks import STAA
+from staa.checkpoint import CheckpointError
+from staa.corpus import EMOTIONS
+from staa.datasets import AudioDataset, load_records
+from staa.generator_training import AttackTrainConfig, load_generator, parse_eps_schedule, train_generator
+from staa.train import TrainConfig, train_victim
+
+
+@pytest.fixture(scope="module")
+def tiny(corpus, tmp_path_factory):
+    manifest, _ = corpus
+    recs = load_records("manifest", manifest)
+    recs = [r for r in recs if r.split == "train"][:32] + [r for r in recs if r.split == "val"][:8]
+    out = tmp_path_factory.mktemp("victim")
+    train_victim(TrainConfig(arch="mel_cnn", classes=list(EMOTIONS), epochs=1, batch_size=16, clip_seconds=1.0, model={"width": 4}), recs, out, progress=False)
+    return recs, out / "best.pt"
+
+
+def _cfg(**kw):
+    return AttackTrainConfig(**{"generator": {"channels": 4, "levels": 3}, "epochs": 3, "batch_size": 16, "clip_seconds": 0.5, "eval_clip_seconds": 1.0, **kw})
+
+
+def test_resume_matches_uninterrupted_and_eps_schedule_applies(tiny, tmp_path, monkeypatch):
+    recs, victim = tiny
+    cfg = _cfg(eps_schedule=parse_eps_schedule("0:0.03,2:0.01"))
+    report = train_generator(cfg, [victim], recs, tmp_path / "full", progress=False)
+    assert [h["eps"] for h in report["history"]] == [0.03, 0.03, 0.01]
+    assert all(0 <= h["val_l0_ratio"] <= 1 for h in report["history"])
+    reference = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["state_dict"]
+
+    original = AudioDataset.set_epoch
+
+    def interrupt(self, epoch):
+        if epoch == 1 and self.crop == "random":
+            raise KeyboardInterrupt
+        original(self, epoch)
+
+    monkeypatch.setattr(AudioDataset, "set_epoch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(cfg, [victim], recs, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(AudioDataset, "set_epoch", original)
+    train_generator(cfg, [victim], recs, tmp_path / "cut", progress=False)
+    resumed = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    gen = load_generator(tmp_path / "cut" / "best.pt")
+    x = 0.1 * torch.randn(2, 8001)
+    assert gen(x).shape == x.shape and (gen(x) - x).abs().max() <= 0.03 + 1e-6
+    with pytest.raises(CheckpointError, match="other settings"):
+        train_generator(_cfg(kappa=0.5), [victim], recs, tmp_path / "cut", progress=False)
+    with pytest.raises(CheckpointError, match="trained at 16000 Hz, the victim runs at 8000 Hz"):
+        STAA.from_checkpoint(tmp_path / "cut" / "best.pt", sample_rate=8000)
+
+
+def test_ensemble_of_surrogates_and_bad_settings(tiny, tmp_path):
+    recs, victim = tiny
+    report = train_generator(_cfg(epochs=1), [victim, victim], recs, tmp_path / "ens", progress=False)
+    assert len(report["history"][0]["val_fooling_rate"]) == 2
+    for bad in ("0.03,0.01", "x", "0:-1"):
+        with pytest.raises(ValueError, match="eps"):
+            AttackTrainConfig(eps_schedule=parse_eps_schedule(bad))
+    with pytest.raises(ValueError, match="unknown generator preset"):
+        AttackTrainConfig(preset="huge")
+    with pytest.raises(ValueError, match="targeted attack needs a target"):
+        AttackTrainConfig(targeted=True)
