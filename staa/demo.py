@@ -29,15 +29,16 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool = True, device: s
 
     surrogate = DEMO_VICTIMS[0]
     victim_paths = {arch: out / "victims" / arch / "best.pt" for arch in DEMO_VICTIMS}
-    attack_cfg = AttackTrainConfig(epochs=3 if quick else 8)
+    attack_cfg = AttackTrainConfig(epochs=6 if quick else 8, spa_warmup_epochs=1)  # warm-up: short runs otherwise collapse the mask
     train_generator(attack_cfg, [victim_paths[surrogate]], records, out / "attacks" / surrogate, device=device, progress=progress)
     victims = {arch: load_victim(p, device=device).model for arch, p in victim_paths.items()}
     test = AudioDataset([r for r in records if r.split == "test"], list(EMOTIONS))
     staa = STAA.from_checkpoint(out / "attacks" / surrogate / "best.pt", device=device)
     white = run_attack(staa, victims[surrogate], test, out / "attacks" / surrogate / "test", device=device, progress=progress)
     matrix = transfer_matrix({surrogate: staa}, victims, test, device=device, progress=progress)
+    dist = f"{white['distortion_db']:.1f} dB" if white["distortion_db"] is not None else "n/a (no success)"
     print(f"\nSTAA trained against {surrogate} (eps {attack_cfg.eps_at(0)}): mean l0 ratio {white['l0_ratio']:.3f}, "
-          f"distortion {white['distortion_db'] or float('nan'):.1f} dB, {white['seconds_per_clip'] * 1000:.1f} ms per clip")
+          f"distortion {dist}, {white['seconds_per_clip'] * 1000:.1f} ms per clip")
     for arch, rate in matrix["fooling_rate"][surrogate].items():
         kind = "white-box" if arch == surrogate else "transfer"
         print(f"  fooling rate on {arch:<16}{rate:.3f}  ({kind}, {matrix['n']} test clips)")

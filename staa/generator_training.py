@@ -39,6 +39,7 @@ class AttackTrainConfig:
     w_mag: float = 0.0
     w_spa: float = 1.0  # on the length-normalised L_spa (the authors' 0.1 is on a differently scaled norm)
     w_qua: float = 1e-6
+    spa_warmup_epochs: int = 0  # no sparsity loss before this epoch (early on it can collapse the mask to 0)
     targeted: bool = False
     target: int | None = None
     max_l0_ratio: float = 0.25  # "best" is chosen among epochs within this sparsity budget
@@ -56,7 +57,7 @@ class AttackTrainConfig:
         self.generator_config()  # validates the overrides
         if self.targeted and self.target is None:
             raise ValueError("a targeted attack needs a target class index")
-        for name in ("w_mag", "w_spa", "w_qua", "kappa"):
+        for name in ("w_mag", "w_spa", "w_qua", "kappa", "spa_warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -107,12 +108,13 @@ def _labels(cfg: AttackTrainConfig, model, x) -> torch.Tensor:
         return model(x).argmax(dim=1)
 
 
-def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x) -> tuple[torch.Tensor, dict]:
+def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch: int | None = None) -> tuple[torch.Tensor, dict]:
     v, m, m_soft = gen.perturbation(x)
     x_adv = (x + v * m).clamp(-1, 1)
     adv = torch.stack([adversarial_loss(mod(x_adv), _labels(cfg, mod, x), targeted=cfg.targeted, kappa=cfg.kappa) for mod in models]).mean()
     parts = {"adv": adv, "mag": magnitude_loss(v), "spa": sparsity_loss(m), "qua": quality_loss(m_soft)}
-    total = adv + cfg.w_mag * parts["mag"] + cfg.w_spa * parts["spa"] + cfg.w_qua * parts["qua"]
+    w_spa = cfg.w_spa if epoch is None or epoch >= cfg.spa_warmup_epochs else 0.0
+    total = adv + cfg.w_mag * parts["mag"] + w_spa * parts["spa"] + cfg.w_qua * parts["qua"]
     return total, {k: t.item() for k, t in parts.items()}
 
 
@@ -171,7 +173,7 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
         sums: dict[str, float] = {}
         bar = tqdm(loader, desc=f"generator epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
         for x, _ in bar:
-            loss, parts = generator_loss(cfg, gen, models, x.to(device))
+            loss, parts = generator_loss(cfg, gen, models, x.to(device), epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -82,3 +82,16 @@ def test_each_loss_decreases_on_a_tiny_overfit_run():
         results[name] = (losses[0], sum(losses[-5:]) / 5)
     for name, (first, last) in results.items():
         assert last < 0.8 * first or last < first - 0.5, (name, first, last)
+
+
+def test_sparsity_warmup_leaves_the_sparsity_loss_out_of_early_epochs():
+    from staa.generator_training import AttackTrainConfig, generator_loss
+
+    victim = torch.nn.Linear(256, 3).requires_grad_(False)
+    x = 0.3 * torch.randn(2, 256)
+    cfg = AttackTrainConfig(spa_warmup_epochs=1, w_spa=1.0, w_qua=0.0, generator={"channels": 4, "levels": 2})
+    gen = STAAGenerator(cfg.generator_config()).eval()  # eval: the same hard mask on every call
+    early, parts = generator_loss(cfg, gen, [victim], x, epoch=0)
+    late, _ = generator_loss(cfg, gen, [victim], x, epoch=1)
+    assert parts["spa"] > 0
+    assert torch.isclose(late - early, torch.tensor(parts["spa"]), atol=1e-5)
