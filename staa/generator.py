@@ -105,8 +105,8 @@ class STAAGenerator(nn.Module):
 
     def perturbation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(v, m, m_soft) for waveforms `x [B, T]`, each `[B, T]`; `m` is binarised as in `forward`."""
-        if x.dim() != 2:
-            raise ValueError(f"expected waveforms [batch, samples], got shape {tuple(x.shape)}")
+        if x.dim() != 2 or x.shape[-1] == 0:
+            raise ValueError(f"expected waveforms [batch, samples] with samples > 0, got shape {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError("input waveforms contain NaN or Inf")
         length = x.shape[-1]

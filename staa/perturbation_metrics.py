@@ -21,8 +21,9 @@ def linf(clean: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
 
 def distortion_db(clean: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
     """20 log10(max|x| / max|delta|): higher is quieter; +inf where delta is zero."""
-    return 20 * torch.log10(clean.abs().amax(dim=-1).clamp_min(_TINY) / linf(clean, adv).clamp_min(_TINY)).where(
-        linf(clean, adv) > 0, torch.tensor(float("inf")))
+    peak_delta = linf(clean, adv)
+    db = 20 * torch.log10(clean.abs().amax(dim=-1).clamp_min(_TINY) / peak_delta.clamp_min(_TINY))
+    return db.where(peak_delta > 0, torch.tensor(float("inf")))
 
 
 def snr_db(clean: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:

@@ -41,8 +41,9 @@ def test_presets_and_bad_settings():
     gen = STAAGenerator(TINY)
     with pytest.raises(ValueError, match="eps must be > 0"):
         gen.set_eps(-0.1)
-    with pytest.raises(ValueError, match=r"expected waveforms \[batch, samples\]"):
-        gen(torch.zeros(2, 1, 100))
+    for bad in (torch.zeros(2, 1, 100), torch.zeros(2, 0)):
+        with pytest.raises(ValueError, match=r"expected waveforms \[batch, samples\]"):
+            gen(bad)
     with pytest.raises(ValueError, match="NaN or Inf"):
         gen(torch.full((1, 100), float("nan")))
 
