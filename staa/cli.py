@@ -75,11 +75,75 @@ def cmd_train_attack(a) -> None:
     _check_out_not_in_data(Path(a.out), Path(a.data))
     cfg = AttackTrainConfig(preset=a.preset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, eps_schedule=parse_eps_schedule(a.eps),
                             kappa=a.kappa, w_mag=a.w_mag, w_spa=a.w_spa, w_qua=a.w_qua, targeted=a.target is not None,
-                            target=a.target, seed=a.seed)
+                            target=a.target, seed=a.seed, spa_warmup_epochs=a.spa_warmup,
+                            defenses=a.defense or [])
     report = train_generator(cfg, a.surrogate, _records(a), a.out, device=a.device, progress=not a.quiet)
     last = report["history"][-1]
     print(f"generator: val fooling {last['val_mean_fooling_rate']:.3f}, l0 ratio {last['val_l0_ratio']:.3f}")
     print(Path(a.out) / "best.pt")
+
+
+def _pairs(items, what):
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ValueError(f"{what} {item!r} must look like NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def _eval_config(a):
+    from eval.config import EvalConfig, load_config
+
+    if a.config:
+        if a.data or a.victim or a.attack or a.defense:
+            raise ValueError("give either --config or --data/--victim/--attack/--defense, not both")
+        return load_config(a.config)
+    if not (a.data and a.victim and a.attack):
+        raise ValueError("without --config, --data, --victim and --attack are required")
+    return EvalConfig(data=a.data, dataset=a.dataset, victims=_pairs(a.victim, "--victim"), attacks=_pairs(a.attack, "--attack"),
+                      defenses=a.defense or ["none"], split=a.split, max_clips=a.max_clips or None, eps=a.eps,
+                      perceptual=not a.no_perceptual, seed=a.seed)
+
+
+def _prepare_run_dir(out: Path, resume: bool, force: bool) -> None:
+    """A run folder that already holds results is reused only when asked: --resume continues, --force starts over."""
+    if out.exists() and any(out.iterdir()) and not (resume or force):
+        raise FileExistsError(f"{out}: exists and is not empty; pass --resume to continue that run or --force to start over")
+    if force and out.exists():
+        import shutil
+
+        for name in ("cells", "examples", "config.json", "results.json", "clips.csv", "report.html", "report.json"):
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def cmd_evaluate(a) -> None:
+    from eval.harness import run_grid
+    from eval.report import build_report
+
+    cfg = _eval_config(a)
+    out = Path(a.out)
+    _check_out_not_in_data(out, Path(cfg.data))
+    _prepare_run_dir(out, a.resume, a.force)
+    results = run_grid(cfg, out, device=a.device, progress=not a.quiet)
+    if not a.no_report:
+        build_report(out)
+    print(f"{'victim':<12}{'attack':<16}{'defense':<20}{'success':>8}{'survival':>9}{'def.acc':>8}{'pesq':>7}")
+    for c in results["cells"]:
+        f = lambda v: "  –" if v is None else f"{v:.3f}"
+        print(f"{c['victim']:<12}{c['attack']:<16}{c['defense']:<20}{f(c['success_rate']):>8}{f(c['survival']):>9}"
+              f"{f(c['defended_adversarial_accuracy']):>8}{f(c['pesq']):>7}")
+    print(out / ("results.json" if a.no_report else "report.html"))
+
+
+def cmd_report(a) -> None:
+    from eval.report import build_report
+
+    report = build_report(a.run_dir)
+    print("\n".join(report["summary"]))
+    print(Path(a.run_dir) / "report.html")
 
 
 def cmd_attack(a) -> None:
@@ -184,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-spa", type=float, default=1.0, help="weight of the sparsity loss (share of perturbed samples)")
     p.add_argument("--w-qua", type=float, default=1e-6)
     p.add_argument("--target", type=int, default=None, help="class index for a targeted attack (default: untargeted)")
+    p.add_argument("--spa-warmup", type=int, default=0, help="epochs without the sparsity loss at the start")
+    p.add_argument("--defense", action="append", help="defense-aware STAA: train through this defense spec "
+                   "(e.g. mp3:32, resample:8000); repeat for several")
     p.add_argument("--seed", type=int, default=0)
     _common(p)
     p.set_defaults(func=cmd_train_attack)
@@ -207,6 +274,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the matrix as JSON here")
     _common(p)
     p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("evaluate", help="grid of victims x attacks x defenses: success, survival, perceptual scores",
+                       description="Evaluate every victim x attack x defense on a dataset split (from --config FILE.toml, or from flags). "
+                                   "Writes OUT/results.json, OUT/clips.csv, OUT/cells/ (per victim x attack, for resuming) and the report.")
+    p.add_argument("--config", default=None, help="TOML grid config (see eval/config.py for the keys)")
+    p.add_argument("--data", default=None, help="dataset root folder, or a manifest CSV")
+    p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS))
+    p.add_argument("--victim", action="append", help="NAME=CHECKPOINT; repeat")
+    p.add_argument("--attack", action="append", help="NAME=SPEC, e.g. pgd10=pgd:steps=10, staa=staa:generator=G.pt, "
+                   "bpda=adaptive_pgd:steps=10:eot=4; repeat")
+    p.add_argument("--defense", action="append", help="defense spec (mp3:32, resample:8000, lowpass:4000, a+b chains); repeat; none = no defense")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--max-clips", type=int, default=200)
+    p.add_argument("--eps", type=float, default=0.03)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-perceptual", action="store_true", help="skip PESQ / STOI (the slow part)")
+    p.add_argument("--no-report", action="store_true", help="write results.json only")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT (finished cells are kept)")
+    p.add_argument("--force", action="store_true", help="discard what OUT holds and start over")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="write report.html and report.json for an evaluation run",
+                       description="Build the self-contained HTML report (plots, audio examples, all numbers) and report.json from RUN_DIR/results.json.")
+    p.add_argument("run_dir")
+    _common(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="benchmarks (attacks: speed and strength of every attack side by side)",
                        description="Benchmark the attacks on the same clips and victim in one process: time per clip, fooling rate, l0 ratio, distortion, and each one's slowdown relative to STAA.")

@@ -1,7 +1,9 @@
 """Training the STAA-Net generator against one or several frozen surrogate victims.
 
 Loss = L_adv + w_mag L_mag + w_spa L_spa + w_qua L_qua (see staa.losses); with several surrogates
-L_adv is their mean, so one generator targets the ensemble. `OUT/last.pt` (with optimiser and RNG
+L_adv is their mean, so one generator targets the ensemble. With `defenses` (defense-aware STAA), each
+batch also passes through one of them, drawn at random (BPDA where it has no gradient), and L_adv is the
+mean of the undefended and the defended loss, so the perturbation learns to survive the defense. `OUT/last.pt` (with optimiser and RNG
 state) is rewritten after each epoch, so rerunning continues; `OUT/best.pt` keeps the generator with
 the best validation fooling rate among those meeting the sparsity budget.
 """
@@ -46,6 +48,7 @@ class AttackTrainConfig:
     seed: int = 0
     clip_seconds: float = 1.0  # training crops: the generator is fully convolutional, short crops are cheaper
     eval_clip_seconds: float = 3.0
+    defenses: list = field(default_factory=list)  # defense specs to train through (defense-aware STAA)
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -55,6 +58,7 @@ class AttackTrainConfig:
         if not self.eps_schedule or any(not e > 0 for _, e in self.eps_schedule):
             raise ValueError(f"eps_schedule needs eps > 0 everywhere, got {self.eps_schedule}")
         self.generator_config()  # validates the overrides
+        self.parsed_defenses()
         if self.targeted and self.target is None:
             raise ValueError("a targeted attack needs a target class index")
         for name in ("w_mag", "w_spa", "w_qua", "kappa", "spa_warmup_epochs"):
@@ -66,6 +70,11 @@ class AttackTrainConfig:
             return GeneratorConfig(**{**asdict(PRESETS[self.preset]), **self.generator, "eps": self.eps_at(0)})
         except TypeError as err:
             raise ValueError(f"bad generator settings {self.generator}: {err}") from None
+
+    def parsed_defenses(self) -> list:
+        from defenses import parse_defense
+
+        return [parse_defense(spec) for spec in self.defenses]
 
     def eps_at(self, epoch: int) -> float:
         steps = sorted(self.eps_schedule)
@@ -108,21 +117,39 @@ def _labels(cfg: AttackTrainConfig, model, x) -> torch.Tensor:
         return model(x).argmax(dim=1)
 
 
-def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch: int | None = None) -> tuple[torch.Tensor, dict]:
+def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch: int | None = None, defense=None, sample_rate: int | None = None) -> tuple[torch.Tensor, dict]:
     v, m, m_soft = gen.perturbation(x)
     x_adv = (x + v * m).clamp(-1, 1)
-    adv = torch.stack([adversarial_loss(mod(x_adv), _labels(cfg, mod, x), targeted=cfg.targeted, kappa=cfg.kappa) for mod in models]).mean()
+    adv = _adv_loss(cfg, models, x, x_adv)
+    if defense is not None:
+        from defenses import through
+
+        with torch.no_grad():
+            x_def = defense(x, sample_rate)
+        adv = 0.5 * (adv + _adv_loss(cfg, models, x_def, through(defense, x_adv, sample_rate)))
     parts = {"adv": adv, "mag": magnitude_loss(v), "spa": sparsity_loss(m), "qua": quality_loss(m_soft)}
     w_spa = cfg.w_spa if epoch is None or epoch >= cfg.spa_warmup_epochs else 0.0
     total = adv + cfg.w_mag * parts["mag"] + w_spa * parts["spa"] + cfg.w_qua * parts["qua"]
     return total, {k: t.item() for k, t in parts.items()}
 
 
+def _adv_loss(cfg, models, x_clean, x_adv):
+    """The surrogates' mean adversarial loss; labels are each surrogate's prediction on `x_clean`."""
+    return torch.stack([adversarial_loss(mod(x_adv), _labels(cfg, mod, x_clean), targeted=cfg.targeted, kappa=cfg.kappa) for mod in models]).mean()
+
+
+def _fooled(mod, x, x_adv, target):
+    clean, adv = mod(x).argmax(1), mod(x_adv).argmax(1)
+    return (adv == target) if target is not None else (adv != clean)
+
+
 @torch.no_grad()
-def validate(gen: STAAGenerator, models, dataset, *, batch_size: int = 32, device="cpu", target: int | None = None) -> dict:
-    """Fooling (or target) rate per surrogate, mean l0 ratio, mean distortion dB over fooled clips."""
+def validate(gen: STAAGenerator, models, dataset, *, batch_size: int = 32, device="cpu", target: int | None = None, defenses=()) -> dict:
+    """Fooling (or target) rate per surrogate, mean l0 ratio, mean distortion dB over fooled clips; with
+    `defenses`, also the fooling rate of the defended surrogates (defense, then model) per defense."""
     gen.eval()
     fooled = [[] for _ in models]
+    defended = {d.spec: [] for d in defenses}
     ratios, dists = [], []
     for x, _ in DataLoader(dataset, batch_size=batch_size):
         x = x.to(device)
@@ -130,15 +157,22 @@ def validate(gen: STAAGenerator, models, dataset, *, batch_size: int = 32, devic
         ratios += l0_ratio(x, x_adv).tolist()
         dist = distortion_db(x, x_adv)
         for i, mod in enumerate(models):
-            clean, adv = mod(x).argmax(1), mod(x_adv).argmax(1)
-            ok = (adv == target) if target is not None else (adv != clean)
+            ok = _fooled(mod, x, x_adv, target)
             fooled[i] += ok.tolist()
             if i == 0:
                 dists += dist[ok].tolist()
+        for d in defenses:
+            rate = dataset.sample_rate
+            defended[d.spec] += torch.stack([_fooled(mod, d(x, rate), d(x_adv, rate), target) for mod in models]).float().mean(0).tolist()
     rates = [sum(f) / max(1, len(f)) for f in fooled]
     finite = [d for d in dists if d != float("inf")]
-    return {"fooling_rate": rates, "mean_fooling_rate": sum(rates) / len(rates), "l0_ratio": sum(ratios) / max(1, len(ratios)),
-            "distortion_db": sum(finite) / len(finite) if finite else None, "n": len(ratios)}
+    report = {"fooling_rate": rates, "mean_fooling_rate": sum(rates) / len(rates), "l0_ratio": sum(ratios) / max(1, len(ratios)),
+              "distortion_db": sum(finite) / len(finite) if finite else None, "n": len(ratios)}
+    if defenses:
+        report["defended_fooling_rate"] = {k: sum(v) / max(1, len(v)) for k, v in defended.items()}
+        # what "best" ranks by: undefended and defended fooling weigh equally, as in the training loss
+        report["score"] = 0.5 * (report["mean_fooling_rate"] + sum(report["defended_fooling_rate"].values()) / len(defenses))
+    return report
 
 
 def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Record], out_dir, *, device="cpu", progress: bool = True) -> dict:
@@ -151,6 +185,7 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
     make = lambda split, crop, seconds: AudioDataset([r for r in records if r.split == split], classes, sample_rate=rate,
                                                      clip_seconds=seconds, crop=crop, seed=cfg.seed)
     train_set, val_set = make("train", "random", cfg.clip_seconds), make("val", "center", cfg.eval_clip_seconds)
+    defenses = cfg.parsed_defenses()
     torch.manual_seed(cfg.seed)
     gen = STAAGenerator(cfg.generator_config()).to(device)
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
@@ -172,8 +207,10 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
                             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         sums: dict[str, float] = {}
         bar = tqdm(loader, desc=f"generator epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        draw = torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 1)
         for x, _ in bar:
-            loss, parts = generator_loss(cfg, gen, models, x.to(device), epoch)
+            defense = defenses[int(torch.randint(len(defenses), (1,), generator=draw))] if defenses else None
+            loss, parts = generator_loss(cfg, gen, models, x.to(device), epoch, defense, rate)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -181,14 +218,15 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
                 sums[k] = sums.get(k, 0.0) + val / len(loader)
             bar.set_postfix(adv=f"{parts['adv']:.2f}", spa=f"{parts['spa']:.3f}")
         sched.step()
-        val = validate(gen, models, val_set, device=device, target=cfg.target if cfg.targeted else None)
+        val = validate(gen, models, val_set, device=device, target=cfg.target if cfg.targeted else None, defenses=defenses)
         state["history"].append({"epoch": epoch + 1, "eps": cfg.eps_at(epoch), **{f"train_{k}": v for k, v in sums.items()}, **{f"val_{k}": v for k, v in val.items()}})
         if progress:
             tqdm.write(f"generator epoch {epoch + 1}: fooling {val['mean_fooling_rate']:.3f}, l0 ratio {val['l0_ratio']:.3f}, distortion {val['distortion_db'] or float('nan'):.1f} dB")
         state["epoch"] = epoch + 1
         payload = {"config": gen.config | {"eps": float(gen.eps)}, "state_dict": gen.state_dict(), **meta}
-        if val["l0_ratio"] <= cfg.max_l0_ratio and val["mean_fooling_rate"] > state["best"]:
-            state["best"] = val["mean_fooling_rate"]
+        score = val.get("score", val["mean_fooling_rate"])
+        if val["l0_ratio"] <= cfg.max_l0_ratio and score > state["best"]:
+            state["best"] = score
             save_checkpoint(out / "best.pt", "generator", {**payload, "val": val})
         save_checkpoint(last, "generator", {**payload, "train_state": training_state(opt, sched, state)})
     if not (out / "best.pt").is_file():

@@ -125,3 +125,19 @@ def test_run_attack_writes_clips_and_csv_and_never_touches_inputs(victim_and_bat
     gen = _overfit_generator(model, x, steps=5)
     table = transfer_matrix({"g": STAA(gen)}, {"a": model, "b": build_model("mel_cnn", 4, width=4).eval()}, ds, progress=False)
     assert set(table["fooling_rate"]["g"]) == {"a", "b"} and table["n"] == 4
+
+
+def test_adaptive_pgd_raises_the_defended_victims_loss(victim_and_batch):
+    from defenses import parse_defense
+    from staa.attacks import AdaptivePGD, Defended
+
+    model, x = victim_and_batch
+    y = torch.arange(4)
+    for spec in ["quantize:8", "noise:30", "lowpass:4000"]:  # BPDA, EOT, and a real gradient
+        defense = parse_defense(spec)
+        attack = AdaptivePGD(model, defense, 16_000, eps=0.03, steps=5, eot=2)
+        assert attack.eot == (2 if defense.random else 1)
+        x_adv = attack(x, y)
+        defended = Defended(model, parse_defense(spec), 16_000)
+        assert (x_adv - x).abs().max() <= 0.03 + 1e-6
+        assert _loss(defended, x_adv, y) > _loss(defended, x, y) + 0.1, spec

@@ -65,3 +65,14 @@ def test_ensemble_of_surrogates_and_bad_settings(tiny, tmp_path):
         AttackTrainConfig(preset="huge")
     with pytest.raises(ValueError, match="targeted attack needs a target"):
         AttackTrainConfig(targeted=True)
+
+
+def test_defense_aware_training_measures_the_defended_surrogate(tiny, tmp_path):
+    recs, victim = tiny
+    report = train_generator(_cfg(epochs=1, defenses=["mp3:32", "resample:8000"]), [victim], recs, tmp_path / "aware", progress=False)
+    h = report["history"][0]
+    assert set(h["val_defended_fooling_rate"]) == {"mp3:32", "resample:8000"}
+    assert all(0.0 <= r <= 1.0 for r in h["val_defended_fooling_rate"].values())
+    assert h["val_score"] == pytest.approx(0.5 * (h["val_mean_fooling_rate"] + sum(h["val_defended_fooling_rate"].values()) / 2))
+    with pytest.raises(ValueError, match="unknown defense"):
+        _cfg(defenses=["mp4:32"])

@@ -1,0 +1,70 @@
+"""The defense call shape: `Defense(params)(x: Tensor[B, T], sample_rate) -> Tensor[B, T]`, same length out.
+
+`differentiable` says whether gradients through the defense mean anything (adaptive attacks use the
+defense itself then, and BPDA's identity backward otherwise). `random` says whether two calls on the
+same input differ (adaptive attacks then average gradients over draws: EOT). A random defense draws from
+its own generator, seeded at construction, so a run is reproducible.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class Defense:
+    name = "defense"
+    differentiable = False
+    random = False
+
+    def __call__(self, x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[-1] == 0:
+            raise ValueError(f"{self.spec}: expected waveforms as a tensor [batch, samples], got {getattr(x, 'shape', type(x))}")
+        if not isinstance(sample_rate, int) or sample_rate <= 0:
+            raise ValueError(f"{self.spec}: sample_rate must be a positive integer, got {sample_rate!r}")
+        y = self.apply(x, sample_rate)
+        if y.shape != x.shape:  # every defense must keep the length; a mismatch is a bug, not user error
+            raise RuntimeError(f"{self.spec} changed the shape {tuple(x.shape)} -> {tuple(y.shape)}")
+        return y
+
+    def apply(self, x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> str:
+        """The registry spec that rebuilds this defense, e.g. `mp3:32`."""
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<defense {self.spec}>"
+
+
+class NumpyDefense(Defense):
+    """A defense computed clip by clip in numpy (codecs, scipy, noisereduce): no gradient, BPDA only."""
+
+    def apply(self, x, sample_rate):
+        clips = x.detach().cpu().numpy().astype(np.float32)
+        out = np.stack([self.apply_clip(c, sample_rate) for c in clips])
+        return torch.from_numpy(out.astype(np.float32)).to(x.device)
+
+    def apply_clip(self, clip: np.ndarray, sample_rate: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+def fit_length(y: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad a decoded clip to `n` samples (codecs pad to whole frames)."""
+    return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+
+
+def fit_length_torch(y: torch.Tensor, n: int) -> torch.Tensor:
+    """`fit_length` for batches [B, T] in torch (keeps the graph)."""
+    return y[..., :n] if y.shape[-1] >= n else torch.nn.functional.pad(y, (0, n - y.shape[-1]))
+
+
+def positive(name: str, value, kind=float):
+    try:
+        value = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value

@@ -1,0 +1,75 @@
+"""Classic denoising filters: FIR low-pass and median (torch, differentiable), Wiener (scipy)."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.signal
+import torch
+import torch.nn.functional as F
+
+from defenses.base import Defense, NumpyDefense, positive
+
+
+class LowPass(Defense):
+    """Linear-phase windowed-sinc FIR (scipy.signal.firwin), applied as a convolution so it stays differentiable.
+    A biquad's 12 dB/octave would leave most of a tone just above the cutoff in place."""
+
+    name = "lowpass"
+    differentiable = True
+
+    def __init__(self, cutoff: float = 4000, taps: int = 255):
+        self.cutoff = positive("lowpass cutoff", cutoff)
+        self.taps = int(taps) | 1  # odd: a whole-sample delay, removed by centring
+
+    @property
+    def spec(self):
+        return f"lowpass:{self.cutoff:g}"
+
+    def apply(self, x, sample_rate):
+        if self.cutoff >= sample_rate / 2:
+            raise ValueError(f"{self.spec}: the cutoff must be below the Nyquist frequency {sample_rate / 2:g} Hz")
+        kernel = torch.from_numpy(scipy.signal.firwin(self.taps, self.cutoff, fs=sample_rate).astype(np.float32)).to(x)
+        y = F.conv1d(F.pad(x.unsqueeze(1), (self.taps // 2, self.taps // 2)), kernel.view(1, 1, -1))
+        return y.squeeze(1)
+
+
+class Median(Defense):
+    """Sliding median over `size` samples (reflect-padded): removes isolated spikes, i.e. sparse perturbations."""
+
+    name = "median"
+    differentiable = True  # the gradient flows to the median sample of each window
+
+    def __init__(self, size: int = 3):
+        size = positive("median size", size, int)
+        if size % 2 == 0:
+            raise ValueError(f"median size must be odd, got {size}")
+        self.size = size
+
+    @property
+    def spec(self):
+        return f"median:{self.size}"
+
+    def apply(self, x, sample_rate):
+        half = self.size // 2
+        padded = F.pad(x.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
+        return padded.unfold(-1, self.size, 1).median(dim=-1).values
+
+
+class Wiener(NumpyDefense):
+    """scipy.signal.wiener: local-mean/variance Wiener filter over `size` samples."""
+
+    name = "wiener"
+
+    def __init__(self, size: int = 5):
+        size = positive("wiener size", size, int)
+        if size % 2 == 0:
+            raise ValueError(f"wiener size must be odd, got {size}")
+        self.size = size
+
+    @property
+    def spec(self):
+        return f"wiener:{self.size}"
+
+    def apply_clip(self, clip, sample_rate):
+        with np.errstate(divide="ignore", invalid="ignore"):  # silent stretches have zero local variance
+            y = scipy.signal.wiener(clip.astype(np.float64), self.size)
+        return np.nan_to_num(y, nan=0.0)

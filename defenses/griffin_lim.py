@@ -1,0 +1,38 @@
+"""Mel-spectrogram inversion: waveform -> mel power spectrogram -> Griffin-Lim (torchaudio). Phase and fine detail
+below the mel resolution, where a perturbation may hide, are rebuilt rather than kept."""
+from __future__ import annotations
+
+import torch
+import torchaudio.transforms as T
+
+from defenses.base import Defense, fit_length_torch, positive
+
+
+class MelInversion(Defense):
+    name = "griffin_lim"
+
+    def __init__(self, n_mels: int = 80, iterations: int = 32, n_fft: int = 512):
+        self.n_mels = positive("griffin_lim n_mels", n_mels, int)
+        self.iterations = positive("griffin_lim iterations", iterations, int)
+        self.n_fft = positive("griffin_lim n_fft", n_fft, int)
+        self._chains: dict[tuple, torch.nn.Module] = {}
+
+    @property
+    def spec(self):
+        return f"griffin_lim:{self.n_mels}"
+
+    def _chain(self, sample_rate, device):
+        key = (sample_rate, str(device))
+        if key not in self._chains:
+            hop = self.n_fft // 4
+            self._chains[key] = torch.nn.Sequential(
+                T.MelSpectrogram(sample_rate, n_fft=self.n_fft, hop_length=hop, n_mels=self.n_mels, power=2.0),
+                T.InverseMelScale(self.n_fft // 2 + 1, n_mels=self.n_mels, sample_rate=sample_rate, driver="gelsd"),  # gelsd: the filterbank is rank-deficient
+                # rand_init=False: a fixed start makes the defense deterministic
+                T.GriffinLim(n_fft=self.n_fft, hop_length=hop, n_iter=self.iterations, power=2.0, rand_init=False),
+            ).to(device)
+        return self._chains[key]
+
+    @torch.no_grad()
+    def apply(self, x, sample_rate):
+        return fit_length_torch(self._chain(sample_rate, x.device)(x), x.shape[-1])

@@ -1,0 +1,27 @@
+"""MP3 compression round trip (audiomentations' Mp3Compression on the fast-mp3-augment backend: LAME in process)."""
+from __future__ import annotations
+
+from audiomentations import Mp3Compression
+
+from defenses.base import NumpyDefense, fit_length
+
+# fast-mp3-augment's bitrates (kbps); LAME itself takes no others
+BITRATES = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 320)
+
+
+class MP3(NumpyDefense):
+    name = "mp3"
+
+    def __init__(self, bitrate: int = 32):
+        if bitrate not in BITRATES:
+            raise ValueError(f"mp3 bitrate must be one of {', '.join(map(str, BITRATES))} kbps, got {bitrate}")
+        self.bitrate = int(bitrate)
+        # preserve_delay=False: the encoder delay is cut, so the output lines up with the input sample for sample
+        self._transform = Mp3Compression(min_bitrate=self.bitrate, max_bitrate=self.bitrate, backend="fast-mp3-augment", p=1.0)
+
+    @property
+    def spec(self):
+        return f"mp3:{self.bitrate}"
+
+    def apply_clip(self, clip, sample_rate):
+        return fit_length(self._transform(clip, sample_rate), len(clip))

@@ -1,0 +1,27 @@
+"""Additive Gaussian noise at a set SNR per clip (randomised smoothing's cheap cousin; random, so EOT applies)."""
+from __future__ import annotations
+
+import torch
+
+from defenses.base import Defense
+
+
+class GaussianNoise(Defense):
+    name = "noise"
+    differentiable = True
+    random = True
+
+    def __init__(self, snr_db: float = 30.0, seed: int = 0):
+        if not -20.0 <= float(snr_db) <= 100.0:
+            raise ValueError(f"noise SNR must be within -20 and 100 dB, got {snr_db}")
+        self.snr_db, self.seed = float(snr_db), seed
+        self._gen = torch.Generator().manual_seed(seed)
+
+    @property
+    def spec(self):
+        return f"noise:{self.snr_db:g}"
+
+    def apply(self, x, sample_rate):
+        power = x.detach().pow(2).mean(dim=-1, keepdim=True).clamp_min(1e-12)
+        noise = torch.randn(x.shape, generator=self._gen).to(x)
+        return x + noise * torch.sqrt(power / 10 ** (self.snr_db / 10))

@@ -1,0 +1,56 @@
+"""Ogg Opus and Ogg Vorbis round trips through libsndfile (soundfile), in memory."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import soundfile as sf
+
+from defenses.base import NumpyDefense, fit_length
+
+# libsndfile maps its compression level linearly onto Opus bitrates from 256 kbps (0.0) to 6 kbps (1.0)
+OPUS_MAX_KBPS, OPUS_MIN_KBPS = 256.0, 6.0
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+
+
+def _roundtrip(clip: np.ndarray, sample_rate: int, subtype: str, level: float) -> np.ndarray:
+    buf = io.BytesIO()
+    sf.write(buf, clip, sample_rate, format="OGG", subtype=subtype, compression_level=level)
+    buf.seek(0)
+    decoded, _ = sf.read(buf, dtype="float32")
+    return fit_length(decoded, len(clip))
+
+
+class Opus(NumpyDefense):
+    name = "opus"
+
+    def __init__(self, kbps: float = 16):
+        if not OPUS_MIN_KBPS <= kbps <= OPUS_MAX_KBPS:
+            raise ValueError(f"opus bitrate must be within {OPUS_MIN_KBPS:g}-{OPUS_MAX_KBPS:g} kbps, got {kbps}")
+        self.kbps = kbps
+
+    @property
+    def spec(self):
+        return f"opus:{self.kbps:g}"
+
+    def apply_clip(self, clip, sample_rate):
+        if sample_rate not in OPUS_RATES:
+            raise ValueError(f"opus needs one of {OPUS_RATES} Hz, got {sample_rate}; chain resample first")
+        level = (OPUS_MAX_KBPS - self.kbps) / (OPUS_MAX_KBPS - OPUS_MIN_KBPS)
+        return _roundtrip(clip, sample_rate, "OPUS", level)
+
+
+class Vorbis(NumpyDefense):
+    name = "vorbis"
+
+    def __init__(self, level: float = 0.9):
+        if not 0.0 <= level <= 1.0:
+            raise ValueError(f"vorbis compression level must be within 0 (best quality) and 1 (smallest), got {level}")
+        self.level = level
+
+    @property
+    def spec(self):
+        return f"vorbis:{self.level:g}"
+
+    def apply_clip(self, clip, sample_rate):
+        return _roundtrip(clip, sample_rate, "VORBIS", self.level)

@@ -1,0 +1,23 @@
+"""Amplitude quantisation to a lower bit depth: perturbations below half a step vanish."""
+from __future__ import annotations
+
+import torch
+
+from defenses.base import Defense
+
+
+class Quantize(Defense):
+    name = "quantize"
+
+    def __init__(self, bits: int = 8):
+        if not isinstance(bits, int) or not 2 <= bits <= 24:
+            raise ValueError(f"quantize bits must be an integer within 2-24, got {bits!r}")
+        self.bits = bits
+
+    @property
+    def spec(self):
+        return f"quantize:{self.bits}"
+
+    def apply(self, x, sample_rate):
+        scale = 2.0 ** (self.bits - 1)
+        return (torch.round(x * scale) / scale).clamp(-1.0, 1.0)

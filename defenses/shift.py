@@ -1,0 +1,28 @@
+"""Random circular time shift of each clip by up to `max_seconds` either way: desynchronises a perturbation
+crafted for exact sample positions. Random, so EOT applies."""
+from __future__ import annotations
+
+import torch
+
+from defenses.base import Defense
+
+
+class TimeShift(Defense):
+    name = "shift"
+    differentiable = True
+    random = True
+
+    def __init__(self, max_seconds: float = 0.1, seed: int = 0):
+        if not 0.0 < float(max_seconds) <= 10.0:
+            raise ValueError(f"shift max_seconds must be within (0, 10], got {max_seconds}")
+        self.max_seconds, self.seed = float(max_seconds), seed
+        self._gen = torch.Generator().manual_seed(seed)
+
+    @property
+    def spec(self):
+        return f"shift:{self.max_seconds:g}"
+
+    def apply(self, x, sample_rate):
+        limit = max(1, int(self.max_seconds * sample_rate))
+        shifts = torch.randint(-limit, limit + 1, (x.shape[0],), generator=self._gen).tolist()
+        return torch.stack([torch.roll(clip, s) for clip, s in zip(x, shifts)])

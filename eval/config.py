@@ -1,0 +1,137 @@
+"""The evaluation grid, from a TOML file or from flags: victims x attacks x defenses on one dataset split.
+
+    data = "runs/demo/corpus/manifest.csv"      # a dataset root, or a manifest CSV
+    dataset = "manifest"                        # iemocap, emodb, ravdess, cremad, demos or manifest
+    split = "test"
+    max_clips = 200
+    defenses = ["none", "mp3:32", "resample:8000"]
+
+    [victims]
+    emo18 = "runs/victims/emo18/best.pt"
+
+    [attacks]
+    staa = "staa:generator=runs/attacks/emo18/best.pt"
+    pgd10 = "pgd:steps=10"
+    bpda_pgd10 = "adaptive_pgd:steps=10:eot=4"   # run through each defense (BPDA/EOT)
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ATTACK_TYPES = ("staa", "fgsm", "pgd", "cw", "sparse_pgd", "adaptive_pgd")
+ATTACK_KEYS = {"staa": {"generator", "eps"}, "fgsm": {"eps"}, "pgd": {"eps", "steps"}, "cw": {"steps"},
+               "sparse_pgd": {"eps", "steps", "l0_ratio"}, "adaptive_pgd": {"eps", "steps", "eot"}}
+
+
+@dataclass
+class AttackSpec:
+    type: str
+    params: dict
+
+    @property
+    def adaptive(self) -> bool:
+        """Made anew against each defense (the defense is part of the attacked system)."""
+        return self.type == "adaptive_pgd"
+
+
+def parse_attack(name: str, spec) -> AttackSpec:
+    """`"pgd:steps=10"` or a TOML table `{type = "pgd", steps = 10}`."""
+    if isinstance(spec, str):
+        kind, *parts = spec.split(":")
+        params = {}
+        for p in parts:
+            if "=" not in p:
+                raise ValueError(f"attack {name!r}: parameter {p!r} must look like key=value")
+            k, v = p.split("=", 1)
+            params[k] = _value(v)
+    elif isinstance(spec, dict):
+        params = dict(spec)
+        kind = params.pop("type", None)
+    else:
+        raise ValueError(f"attack {name!r}: expected a spec string or a table, got {spec!r}")
+    if kind not in ATTACK_TYPES:
+        raise ValueError(f"attack {name!r}: unknown type {kind!r}; choose from {', '.join(ATTACK_TYPES)}")
+    unknown = set(params) - ATTACK_KEYS[kind]
+    if unknown:
+        raise ValueError(f"attack {name!r}: unknown parameters {sorted(unknown)} for {kind} (allowed: {sorted(ATTACK_KEYS[kind])})")
+    if kind == "staa" and not params.get("generator"):
+        raise ValueError(f"attack {name!r}: staa needs generator=PATH (a trained generator checkpoint)")
+    for key in ("eps", "steps", "eot", "l0_ratio"):
+        if key in params and not (isinstance(params[key], (int, float)) and params[key] > 0):
+            raise ValueError(f"attack {name!r}: {key} must be a number > 0, got {params[key]!r}")
+    return AttackSpec(kind, params)
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+@dataclass
+class EvalConfig:
+    data: str
+    victims: dict
+    attacks: dict
+    defenses: list = field(default_factory=lambda: ["none"])
+    dataset: str = "manifest"
+    split: str = "test"
+    classes: list | None = None
+    max_clips: int | None = 200
+    clip_seconds: float = 3.0
+    batch_size: int = 16
+    eps: float = 0.03  # default l-inf budget of the gradient attacks
+    seed: int = 0
+    perceptual: bool = True  # PESQ / STOI / ESTOI (the slow part)
+    workers: int | None = None
+    examples: int = 2  # clips per victim x attack kept as WAV examples for the report
+
+    def __post_init__(self):
+        from defenses import parse_defense
+
+        if not self.victims:
+            raise ValueError("the grid needs at least one victim (name = checkpoint path)")
+        if not self.attacks:
+            raise ValueError("the grid needs at least one attack")
+        self.attack_specs = {name: parse_attack(name, spec) for name, spec in self.attacks.items()}
+        if not self.defenses:
+            raise ValueError("the grid needs at least one defense (\"none\" is the undefended model)")
+        for spec in self.defenses:
+            parse_defense(spec)
+        if len(set(self.defenses)) != len(self.defenses):
+            raise ValueError(f"a defense is listed twice in {self.defenses}")
+        if self.split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {self.split!r}")
+        if self.max_clips is not None and self.max_clips < 1:
+            raise ValueError(f"max_clips must be >= 1, got {self.max_clips}")
+        if not self.eps > 0 or not self.clip_seconds > 0 or self.batch_size < 1 or self.examples < 0:
+            raise ValueError("eps and clip_seconds must be > 0, batch_size >= 1, examples >= 0")
+        for name in [*self.victims, *self.attacks]:
+            if not name or "/" in name or name.startswith("."):
+                raise ValueError(f"bad name {name!r}: names become folder names")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def load_config(path) -> EvalConfig:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from None
+    known = {f.name for f in fields(EvalConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known keys: {sorted(known)}")
+    try:
+        return EvalConfig(**raw)
+    except TypeError as err:
+        raise ValueError(f"{path}: {err}") from None

@@ -1,0 +1,217 @@
+"""`staa evaluate`: every victim x attack x defense of an `EvalConfig` on one dataset split.
+
+For each cell: clean accuracy, clean accuracy after the defense (what the defense costs), attack success before
+the defense, adversarial accuracy after it, survival, and the perceptual scores of the adversarial clip.
+
+Definitions (per clip; "defended" = the defense, then the victim):
+- success: the adversarial clip changes the undefended victim's prediction (the paper's fooling);
+- defended fooling: the defended victim's prediction on the adversarial clip differs from its prediction on
+  the clean clip, i.e. the attack still changes what the defended system says;
+- survival: the share of successful clips that still fool the defended system.
+
+Work is saved per victim x attack (`cells/VICTIM/ATTACK.{csv,json}`, the JSON written last), so a rerun skips
+what is finished. `results.json` and `clips.csv` gather all cells at the end.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import random
+import re
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from defenses import parse_defense
+from eval.config import AttackSpec, EvalConfig
+from eval.metrics import perceptual_scores, perturbation_scores
+from staa.atomic import atomic_open, write_json
+from staa.audio import save_audio
+from staa.datasets import AudioDataset, load_records
+from staa.victim import Victim, load_victim
+
+CLIP_FIELDS = ["victim", "attack", "defense", "clip", "path", "label", "clean_pred", "adv_pred", "defended_clean_pred",
+               "defended_adv_pred", "success", "defended_fooled", "l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db",
+               "pesq", "stoi", "estoi", "pesq_error", "seconds"]
+SCORE_KEYS = ["l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db", "pesq", "stoi", "estoi"]
+
+
+def safe_name(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]", "_", spec)
+
+
+def select_clips(records, victim: Victim, cfg: EvalConfig) -> AudioDataset:
+    chosen = [r for r in records if r.split == cfg.split and r.label in victim.classes]
+    if not chosen:
+        raise ValueError(f"no clips of split {cfg.split!r} with the victim's classes {victim.classes}")
+    if cfg.max_clips and len(chosen) > cfg.max_clips:  # a seeded sample, kept in manifest order
+        keep = set(random.Random(cfg.seed).sample(range(len(chosen)), cfg.max_clips))
+        chosen = [r for i, r in enumerate(chosen) if i in keep]
+    return AudioDataset(chosen, victim.classes, sample_rate=victim.sample_rate, clip_seconds=cfg.clip_seconds)
+
+
+def build_grid_attack(spec: AttackSpec, victim: Victim, cfg: EvalConfig, defense=None, device="cpu"):
+    from staa.attack_runner import build_attack
+    from staa.attacks import AdaptivePGD
+
+    p = dict(spec.params)
+    eps = p.pop("eps", cfg.eps)
+    if spec.type == "adaptive_pgd":
+        return AdaptivePGD(victim.model, defense, victim.sample_rate, eps=eps, steps=p.get("steps", 10), eot=p.get("eot", 4), seed=cfg.seed)
+    if spec.type == "staa":
+        return build_attack("staa", victim.model, generator=p["generator"], staa_eps=p.get("eps"), device=device, sample_rate=victim.sample_rate)
+    return build_attack(spec.type, victim.model, eps=eps, **p)
+
+
+def _batches(x: torch.Tensor, size: int):
+    for i in range(0, len(x), size):
+        yield x[i:i + size]
+
+
+@torch.no_grad()
+def _predict(model, x, size, defense=None, rate=None) -> torch.Tensor:
+    return torch.cat([model(defense(b, rate) if defense else b).argmax(1) for b in _batches(x, size)])
+
+
+def _attack_all(attack, x, size, progress, desc) -> tuple[torch.Tensor, float]:
+    out, seconds = [], 0.0
+    for b in tqdm(list(_batches(x, size)), desc=desc, leave=False, disable=not progress):
+        t0 = time.perf_counter()
+        out.append(attack(b).detach())
+        seconds += time.perf_counter() - t0
+    return torch.cat(out), seconds / len(x)
+
+
+def _nan_to_none(v):
+    return None if isinstance(v, float) and (math.isnan(v) or math.isinf(v)) else v
+
+
+def _mean(values):
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and (math.isnan(v) or math.isinf(v)))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarise_cell(rows: list[dict]) -> dict:
+    """The aggregate numbers of one victim x attack x defense cell from its per-clip rows."""
+    n = len(rows)
+    ok = [r for r in rows if r["success"]]
+    frac = lambda rs, key: sum(bool(r[key]) for r in rs) / len(rs) if rs else None
+    acc = lambda key: sum(r[key] == r["label"] for r in rows) / n
+    cell = {"n": n, "clean_accuracy": acc("clean_pred"), "defended_clean_accuracy": acc("defended_clean_pred"),
+            "success_rate": frac(rows, "success"), "adversarial_accuracy": acc("adv_pred"),
+            "defended_adversarial_accuracy": acc("defended_adv_pred"), "defended_fooling_rate": frac(rows, "defended_fooled"),
+            "survival": frac(ok, "defended_fooled"), "n_success": len(ok), "seconds_per_clip": _mean(r["seconds"] for r in rows),
+            "pesq_failures": sum(bool(r["pesq_error"]) for r in rows)}
+    for key in SCORE_KEYS:  # perceptual scores of the adversarial clip vs the clean one (all clips; distortion over successes, as in the paper)
+        cell[key] = _mean(r[key] for r in (ok if key == "distortion_db" else rows))
+    return cell
+
+
+def _scores(x, adv, rate, cfg) -> list[dict]:
+    cheap = {k: v.tolist() for k, v in perturbation_scores(x, adv).items()}
+    slow = perceptual_scores(x, adv, rate, workers=cfg.workers) if cfg.perceptual else [{"pesq": math.nan, "stoi": math.nan, "estoi": math.nan, "pesq_error": "not computed"}] * len(x)
+    return [{**{k: cheap[k][i] for k in cheap if k != "l0_count"}, **slow[i]} for i in range(len(x))]
+
+
+def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victim, data: AudioDataset, x: torch.Tensor,
+                    clean_pred: torch.Tensor, defended_clean_pred: dict, cfg: EvalConfig, out: Path, *, device="cpu",
+                    progress=True) -> list[dict]:
+    """Per-clip rows of one victim x attack over every defense; writes a few WAV examples."""
+    rate, model = victim.sample_rate, victim.model
+    labels = torch.tensor([data.classes.index(r.label) for r in data.records])
+    rows, shared = [], None
+    for spec_text in cfg.defenses:
+        defense = parse_defense(spec_text)
+        if spec.adaptive or shared is None:
+            attack = build_grid_attack(spec, victim, cfg, defense=defense, device=device)
+            adv, seconds = _attack_all(attack, x, cfg.batch_size, progress, f"{victim_name} {name}" + (f" [{spec_text}]" if spec.adaptive else ""))
+            adv_pred = _predict(model, adv, cfg.batch_size)
+            scores = _scores(x, adv, rate, cfg)
+            if not spec.adaptive:
+                shared = (adv, seconds, adv_pred, scores)
+        else:
+            adv, seconds, adv_pred, scores = shared
+        defense = parse_defense(spec_text)  # a fresh seed for the random ones, whatever ran before
+        def_adv = torch.cat([defense(b, rate) for b in _batches(adv, cfg.batch_size)])
+        def_adv_pred = _predict(model, def_adv, cfg.batch_size)
+        def_clean = defended_clean_pred[spec_text]
+        for i, rec in enumerate(data.records):
+            rows.append({"victim": victim_name, "attack": name, "defense": spec_text, "clip": i, "path": rec.path,
+                         "label": int(labels[i]), "clean_pred": int(clean_pred[i]), "adv_pred": int(adv_pred[i]),
+                         "defended_clean_pred": int(def_clean[i]), "defended_adv_pred": int(def_adv_pred[i]),
+                         "success": bool(adv_pred[i] != clean_pred[i]), "defended_fooled": bool(def_adv_pred[i] != def_clean[i]),
+                         "seconds": seconds, **scores[i]})
+        _save_examples(out / "examples" / victim_name / name, x, adv, def_adv, spec_text, rate, cfg.examples, spec.adaptive)
+    return rows
+
+
+def _save_examples(folder: Path, x, adv, def_adv, spec_text, rate, k, adaptive):
+    """`I_clean.wav`, `I_adv.wav` (`I_adv_DEFENSE.wav` for adaptive attacks, made per defense), `I_defended_DEFENSE.wav`."""
+    tag = safe_name(spec_text)
+    for i in range(min(k, len(x))):
+        save_audio(folder / f"{i}_clean.wav", x[i], rate, subtype="FLOAT")
+        save_audio(folder / (f"{i}_adv_{tag}.wav" if adaptive else f"{i}_adv.wav"), adv[i], rate, subtype="FLOAT")
+        save_audio(folder / f"{i}_defended_{tag}.wav", def_adv[i].clamp(-1, 1), rate, subtype="FLOAT")
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with atomic_open(path) as fh:
+        w = csv.DictWriter(fh, fieldnames=CLIP_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows({k: _nan_to_none(v) for k, v in r.items()} for r in rows)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    def cast(key, val):
+        if key in ("victim", "attack", "defense", "path", "pesq_error"):
+            return val
+        if key in ("success", "defended_fooled"):
+            return val == "True"
+        if key in ("clip", "label", "clean_pred", "adv_pred", "defended_clean_pred", "defended_adv_pred"):
+            return int(val)
+        return float(val) if val != "" else None
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [{k: cast(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, resume: bool = True) -> dict:
+    from staa.bench import machine
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.json"
+    if saved.is_file():
+        import json
+
+        if json.loads(saved.read_text()) != cfg.to_dict():
+            raise ValueError(f"{out}: holds a run with another config; use another folder or --force")
+    write_json(saved, cfg.to_dict())
+    options = {"classes": cfg.classes} if cfg.classes else {}
+    records = load_records(cfg.dataset, cfg.data, **options)
+    torch.manual_seed(cfg.seed)
+    cells, all_rows, classes = [], [], {}
+    for victim_name, path in cfg.victims.items():
+        victim = load_victim(path, device=device)
+        classes[victim_name] = victim.classes
+        data = select_clips(records, victim, cfg)
+        x = torch.stack([data[i][0] for i in range(len(data))]).to(device)
+        clean_pred = _predict(victim.model, x, cfg.batch_size)
+        defended_clean = {spec: _predict(victim.model, x, cfg.batch_size, parse_defense(spec), victim.sample_rate) for spec in cfg.defenses}
+        for name, spec in cfg.attack_specs.items():
+            done = out / "cells" / victim_name / f"{name}.json"
+            if not (resume and done.is_file()):
+                rows = evaluate_attack(name, spec, victim_name, victim, data, x, clean_pred, defended_clean, cfg, out, device=device, progress=progress)
+                _write_rows(done.with_suffix(".csv"), rows)
+                write_json(done, {"victim": victim_name, "attack": name, "type": spec.type, "complete": True})
+            rows = _read_rows(done.with_suffix(".csv"))
+            all_rows += rows
+            for spec_text in cfg.defenses:
+                cell_rows = [r for r in rows if r["defense"] == spec_text]
+                cells.append({"victim": victim_name, "attack": name, "attack_type": spec.type, "defense": spec_text,
+                              **{k: _nan_to_none(v) for k, v in summarise_cell(cell_rows).items()}})
+    _write_rows(out / "clips.csv", all_rows)
+    results = {"schema": "staa-ser/results/1", "config": cfg.to_dict(), "machine": machine(), "classes": classes, "cells": cells}
+    write_json(out / "results.json", results)
+    return results

@@ -1,0 +1,256 @@
+"""`staa report RUN_DIR`: `report.html` (one self-contained file: plots and audio inline) and `report.json`.
+
+report.json schema ("staa-ser/report/1"):
+    schema        "staa-ser/report/1"
+    summary       list of plain-language sentences (the top of the page)
+    cells         one object per victim x attack x defense, the harness's numbers (see eval.harness):
+                  victim, attack, attack_type, defense, n, clean_accuracy, defended_clean_accuracy, success_rate,
+                  adversarial_accuracy, defended_adversarial_accuracy, defended_fooling_rate, survival, n_success,
+                  l0_ratio, linf, distortion_db, snr_db, seg_snr_db, pesq, stoi, estoi, pesq_failures,
+                  seconds_per_clip (null where undefined, e.g. survival with no success)
+    transfer      {"rows": attacks, "columns": victims, "success_rate": {attack: {victim: rate}}} (undefended)
+    defense_cost  {victim: {defense: clean accuracy after the defense}}
+    config, machine   as in results.json
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from staa.atomic import atomic_open, write_json
+
+NUMBER_KEYS = ["clean_accuracy", "defended_clean_accuracy", "success_rate", "adversarial_accuracy", "defended_adversarial_accuracy",
+               "defended_fooling_rate", "survival", "l0_ratio", "distortion_db", "snr_db", "pesq", "stoi", "estoi"]
+
+
+def fmt(v) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _undefended(cells):
+    return [c for c in cells if c["defense"] == "none"] or [c for c in cells if c["defense"] == cells[0]["defense"]]
+
+
+def transfer_table(cells) -> dict:
+    rows = list(dict.fromkeys(c["attack"] for c in cells))
+    cols = list(dict.fromkeys(c["victim"] for c in cells))
+    rate = {a: {v: None for v in cols} for a in rows}
+    for c in _undefended(cells):
+        rate[c["attack"]][c["victim"]] = c["success_rate"]
+    return {"rows": rows, "columns": cols, "success_rate": rate}
+
+
+def defense_cost(cells) -> dict:
+    out: dict = {}
+    for c in cells:
+        out.setdefault(c["victim"], {})[c["defense"]] = c["defended_clean_accuracy"]
+    return out
+
+
+def summary_sentences(cells) -> list[str]:
+    """Per attack (averaged over victims): how often it succeeds, which defense removes most of its successes."""
+    out = []
+    victims = sorted({c["victim"] for c in cells})
+    clean = {c["victim"]: c["clean_accuracy"] for c in cells}
+    out.append("Clean accuracy: " + ", ".join(f"{v} {clean[v]:.0%}" for v in victims) + f" on {cells[0]['n']} clips.")
+    for attack in dict.fromkeys(c["attack"] for c in cells):
+        mine = [c for c in cells if c["attack"] == attack]
+        base = [c["success_rate"] for c in _undefended(mine)]
+        line = f"{attack} changes the prediction on {np.mean(base):.0%} of clips without a defense"
+        by_def = {}
+        for c in mine:
+            if c["defense"] != "none" and c["survival"] is not None:
+                by_def.setdefault(c["defense"], []).append(c["survival"])
+        if by_def:
+            best = min(by_def, key=lambda d: np.mean(by_def[d]))
+            worst = max(by_def, key=lambda d: np.mean(by_def[d]))
+            cost = np.mean([clean[c["victim"]] - c["defended_clean_accuracy"] for c in mine if c["defense"] == best])
+            price = f"costing {100 * cost:.0f} points of clean accuracy" if cost >= 0 else f"gaining {-100 * cost:.0f} points of clean accuracy"
+            line += (f"; {best} removes {1 - np.mean(by_def[best]):.0%} of its successes ({price}),"
+                     f" while {np.mean(by_def[worst]):.0%} survive {worst}")
+        out.append(line + ".")
+    return out
+
+
+# ---- plots -----------------------------------------------------------------------------------------------
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _heat(ax, matrix, rows, cols, title, cmap="magma_r"):
+    data = np.array([[np.nan if v is None else v for v in r] for r in matrix], dtype=float)
+    im = ax.imshow(data, vmin=0, vmax=1, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=40, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if not np.isnan(data[i, j]):
+                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white" if data[i, j] > 0.55 else "black")
+    ax.set_title(title)
+    return im
+
+
+def plots(cells, run: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = {}
+    defenses = [d for d in dict.fromkeys(c["defense"] for c in cells) if d != "none"]
+    pairs = list(dict.fromkeys((c["victim"], c["attack"]) for c in cells))
+    lookup = {(c["victim"], c["attack"], c["defense"]): c for c in cells}
+    if defenses:
+        fig, ax = plt.subplots(figsize=(1.2 + 0.75 * len(defenses), 0.9 + 0.4 * len(pairs)))
+        _heat(ax, [[lookup[(v, a, d)]["survival"] for d in defenses] for v, a in pairs], [f"{v} / {a}" for v, a in pairs], defenses,
+              "Survival: share of successful attacks that still fool the defended model")
+        figs["survival"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for c in _undefended(cells):
+        if c["pesq"] is not None:
+            ax.scatter(c["pesq"], c["success_rate"], s=40)
+            ax.annotate(f"{c['attack']} → {c['victim']}", (c["pesq"], c["success_rate"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="PESQ-wb of adversarial vs clean (higher = less audible)", ylabel="success rate", ylim=(-0.05, 1.05), title="Success vs quality")
+    figs["success_vs_pesq"] = _png(fig)
+
+    t = transfer_table(cells)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(t["columns"]), 0.9 + 0.45 * len(t["rows"])))
+    _heat(ax, [[t["success_rate"][a][v] for v in t["columns"]] for a in t["rows"]], t["rows"], t["columns"],
+          "Success rate of each attack on each victim (no defense)", cmap="viridis")
+    figs["transfer"] = _png(fig)
+
+    cost = defense_cost(cells)
+    all_defs = list(dict.fromkeys(c["defense"] for c in cells))
+    fig, ax = plt.subplots(figsize=(1.5 + 0.7 * len(all_defs), 3.5))
+    width = 0.8 / len(cost)
+    for k, (v, accs) in enumerate(cost.items()):
+        ax.bar(np.arange(len(all_defs)) + k * width, [accs[d] for d in all_defs], width, label=v)
+    ax.set_xticks(np.arange(len(all_defs)) + 0.4 - width / 2, all_defs, rotation=40, ha="right")
+    ax.set(ylabel="clean accuracy", ylim=(0, 1), title="Clean accuracy under each defense")
+    ax.legend(fontsize=7)
+    figs["defense_accuracy"] = _png(fig)
+
+    example = _example_files(run, cells)
+    if example:
+        figs["perturbation"] = _perturbation_figure(plt, *example[:2])
+    return figs
+
+
+def _example_files(run: Path, cells):
+    """(clean, adversarial, label) of the first example of the first STAA attack (else the first attack)."""
+    order = sorted(dict.fromkeys((c["victim"], c["attack"], c["attack_type"]) for c in cells), key=lambda t: t[2] != "staa")
+    for victim, attack, _ in order:
+        folder = run / "examples" / victim / attack
+        if (folder / "0_clean.wav").is_file() and (folder / "0_adv.wav").is_file():
+            return folder / "0_clean.wav", folder / "0_adv.wav", f"{attack} on {victim}"
+    return None
+
+
+def _perturbation_figure(plt, clean_path, adv_path):
+    clean, rate = sf.read(clean_path, dtype="float32")
+    adv, _ = sf.read(adv_path, dtype="float32")
+    delta = adv - clean
+    t = np.arange(len(clean)) / rate
+    fig, axes = plt.subplots(4, 1, figsize=(9, 7), sharex=True)
+    axes[0].plot(t, clean, lw=0.4)
+    axes[0].set_ylabel("clean")
+    axes[1].plot(t, delta, lw=0.4, color="tab:red")
+    axes[1].set_ylabel("perturbation")
+    axes[2].fill_between(t, (delta != 0).astype(float), step="mid", lw=0, color="black")
+    axes[2].set_ylabel("mask")
+    axes[2].set_yticks([0, 1])
+    axes[3].specgram(delta + 1e-7 * np.random.default_rng(0).standard_normal(len(delta)), Fs=rate, NFFT=512, noverlap=384, cmap="magma")  # a noise floor: log of exact zeros
+    axes[3].set(ylabel="Hz (perturbation)", xlabel="seconds")
+    axes[0].set_title(f"Example perturbation: {100 * (delta != 0).mean():.1f}% of samples changed, max |delta| {np.abs(delta).max():.4f}")
+    return _png(fig)
+
+
+def _audio_tag(path: Path) -> str:
+    data, rate = sf.read(path, dtype="float32")
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(data, -1, 1), rate, format="WAV", subtype="PCM_16")
+    return f'<audio controls preload="none" src="data:audio/wav;base64,{base64.b64encode(buf.getvalue()).decode()}"></audio>'
+
+
+def _audio_section(run: Path, cells, max_defenses: int = 3) -> str:
+    example = _example_files(run, cells)
+    if not example:
+        return "<p>No audio examples in this run.</p>"
+    clean, adv, label = example
+    rows = [("clean", clean), ("adversarial", adv)]
+    for d in [d for d in dict.fromkeys(c["defense"] for c in cells) if d != "none"][:max_defenses]:
+        from eval.harness import safe_name
+
+        f = clean.parent / f"0_defended_{safe_name(d)}.wav"
+        if f.is_file():
+            rows.append((f"adversarial after {d}", f))
+    items = "".join(f"<tr><td>{html.escape(n)}</td><td>{_audio_tag(p)}</td></tr>" for n, p in rows)
+    return f"<p>{html.escape(label)}, first clip:</p><table class='audio'>{items}</table>"
+
+
+def _cells_table(cells) -> str:
+    head = "".join(f"<th>{k.replace('_', ' ')}</th>" for k in ["victim", "attack", "defense", *NUMBER_KEYS])
+    body = []
+    for c in cells:
+        ident = f'data-victim="{html.escape(c["victim"])}" data-attack="{html.escape(c["attack"])}" data-defense="{html.escape(c["defense"])}"'
+        tds = "".join(f'<td data-key="{k}">{fmt(c[k])}</td>' for k in NUMBER_KEYS)
+        body.append(f"<tr {ident}><td>{html.escape(c['victim'])}</td><td>{html.escape(c['attack'])}</td><td>{html.escape(c['defense'])}</td>{tds}</tr>")
+    return f"<table class='cells'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+.summary li{margin:.3em 0}table{border-collapse:collapse;font-size:.8em}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
+td:nth-child(-n+3){text-align:left}img{max-width:100%}.muted{color:#777;font-size:.85em}"""
+
+
+def build_report(run_dir, *, out_dir=None) -> dict:
+    run = Path(run_dir)
+    results_path = run / "results.json"
+    if not results_path.is_file():
+        raise ValueError(f"{run}: no results.json here; run `staa evaluate` first")
+    try:
+        results = json.loads(results_path.read_text())
+        cells = results["cells"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{results_path}: not a results file of staa evaluate ({err})") from None
+    if not cells:
+        raise ValueError(f"{results_path}: holds no cells")
+    out = Path(out_dir) if out_dir else run
+    report = {"schema": "staa-ser/report/1", "summary": summary_sentences(cells), "cells": cells, "transfer": transfer_table(cells),
+              "defense_cost": defense_cost(cells), "config": results.get("config"), "machine": results.get("machine")}
+    figs = plots(cells, run)
+    img = lambda key, alt: f'<img alt="{alt}" src="data:image/png;base64,{figs[key]}">' if key in figs else ""
+    m = results.get("machine") or {}
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>staa-ser robustness report</title><style>{CSS}</style></head><body>
+<h1>Robustness report</h1>
+<ul class="summary">{''.join(f'<li>{html.escape(s)}</li>' for s in report['summary'])}</ul>
+<p class="muted">Success: the attack changes the undefended victim's prediction. Survival: share of successes that still change the
+defended victim's prediction (defense applied to clean and adversarial clip alike). Machine: {html.escape(str(m.get('processor', '?')))},
+{m.get('threads', '?')} threads, torch {html.escape(str(m.get('torch', '?')))}.</p>
+<h2>Survival under each defense</h2>{img('survival', 'survival heatmap')}
+<h2>Success vs perceptual quality</h2>{img('success_vs_pesq', 'success vs PESQ')}
+<h2>Transfer matrix</h2>{img('transfer', 'transfer matrix')}
+<h2>What each defense costs</h2>{img('defense_accuracy', 'clean accuracy under each defense')}
+<h2>An example perturbation</h2>{img('perturbation', 'waveform, perturbation, mask and spectrogram')}
+<h2>Listen</h2>{_audio_section(run, cells)}
+<h2>All numbers</h2>{_cells_table(cells)}
+<p class="muted">Generated by staa-ser from {html.escape(str(results_path))}; report.json holds the same numbers.</p>
+</body></html>"""
+    with atomic_open(out / "report.html") as fh:
+        fh.write(page)
+    write_json(out / "report.json", report)
+    return report

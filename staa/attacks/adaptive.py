@@ -1,0 +1,34 @@
+"""Adaptive PGD against a preprocessing defense (Athalye et al., 2018): the attack runs through the defense,
+with BPDA (identity backward) where the defense is not differentiable and EOT (gradients averaged over
+`eot` draws) where it is random. Its success is judged on the defended system: defense, then victim."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from staa.attacks.gradient import PGD
+
+
+class Defended(nn.Module):
+    """victim(defense(x)), with BPDA gradients; what a user of the defended model actually runs."""
+
+    def __init__(self, model: nn.Module, defense, sample_rate: int):
+        super().__init__()
+        self.model, self.defense, self.sample_rate = model, defense, sample_rate
+
+    def forward(self, x):
+        from defenses import through
+
+        return self.model(through(self.defense, x, self.sample_rate))
+
+
+class AdaptivePGD(PGD):
+    def __init__(self, model, defense, sample_rate: int, eps: float = 0.03, steps: int = 10, eot: int = 4, **kw):
+        super().__init__(Defended(model, defense, sample_rate), eps=eps, steps=steps, **kw)
+        self.eot = eot if defense.random else 1
+        if self.eot < 1:
+            raise ValueError(f"eot must be >= 1, got {eot}")
+        self.name = f"adaptive_pgd{steps}[{defense.spec}]"
+
+    def loss_gradient(self, x_adv, y):
+        return torch.stack([super(AdaptivePGD, self).loss_gradient(x_adv, y) for _ in range(self.eot)]).mean(0)

@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+import torch
+
+from defenses import DEFENSES, Chain, parse_defense, through
+from eval.metrics import perceptual_scores, snr_db
+from tests.conftest import tone
+
+RATE = 16_000
+DEFAULT_SPECS = [name for name in DEFENSES]
+
+
+def _batch(seconds=1.0, odd=True):
+    x = np.stack([tone(seconds, freq=f, seed=i) for i, f in enumerate([220, 440, 880])])
+    if odd:
+        x = x[:, :-1]  # an odd length: every defense must hand back exactly the same length
+    return torch.from_numpy(x)
+
+
+def _band_energy(x: torch.Tensor, freq: float) -> float:
+    spec = torch.fft.rfft(x[0].double()).abs()
+    bins = torch.fft.rfftfreq(x.shape[-1], 1 / RATE)
+    return float(spec[(bins - freq).abs() < 20].pow(2).sum())
+
+
+@pytest.mark.parametrize("spec", DEFAULT_SPECS)
+def test_shape_dtype_finite_and_determinism(spec):
+    x = _batch()
+    y1 = parse_defense(spec)(x, RATE)
+    y2 = parse_defense(spec)(x, RATE)  # a fresh object with the same (default) seed
+    assert y1.shape == x.shape and y1.dtype == torch.float32
+    assert torch.isfinite(y1).all()
+    assert torch.equal(y1, y2), f"{spec} is not deterministic for a fixed seed"
+    assert (spec == "none") == torch.equal(y1, x)  # every real defense changes the signal
+
+
+@pytest.mark.parametrize("spec", ["noise:30", "shift:0.1"])
+def test_random_defenses_differ_across_seeds_and_calls(spec):
+    x = _batch()
+    d = parse_defense(spec)
+    first, second = d(x, RATE), d(x, RATE)
+    assert d.random and not torch.equal(first, second)  # fresh draws per call: what EOT averages over
+    assert not torch.equal(parse_defense(spec + ":seed=1")(x, RATE), parse_defense(spec)(x, RATE))
+
+
+@pytest.mark.parametrize("spec", ["lowpass:4000", "resample:8000"])
+def test_low_pass_family_removes_6khz_and_keeps_500hz(spec):
+    t = torch.arange(RATE) / RATE
+    x = (0.3 * torch.sin(2 * np.pi * 500 * t) + 0.3 * torch.sin(2 * np.pi * 6000 * t))[None]
+    y = parse_defense(spec)(x, RATE)
+    assert _band_energy(y, 6000) < 1e-3 * _band_energy(x, 6000)
+    assert _band_energy(y, 500) == pytest.approx(_band_energy(x, 500), rel=0.05)
+
+
+def test_lower_mp3_and_opus_bitrates_cost_more_quality():
+    x = _batch(seconds=3.0, odd=False)[:1]
+    x = x + 0.1 * torch.from_numpy(tone(3.0, freq=1700, seed=5))[None]  # richer than one tone
+    pesq = {s: perceptual_scores(x, parse_defense(s)(x, RATE), RATE, workers=1)[0]["pesq"] for s in ["mp3:8", "mp3:128"]}
+    assert pesq["mp3:8"] < pesq["mp3:128"] - 0.5
+    err = {k: float((parse_defense(f"opus:{k}")(x, RATE) - x).pow(2).mean()) for k in (8, 64)}
+    assert err[8] > err[64]
+    verr = {lv: float((parse_defense(f"vorbis:{lv}")(x, RATE) - x).pow(2).mean()) for lv in (0.0, 1.0)}
+    assert verr[1.0] > verr[0.0]
+
+
+def test_quantize_lands_on_the_grid_within_half_a_step():
+    x = _batch()
+    y = parse_defense("quantize:8")(x, RATE)
+    assert torch.allclose(y * 128, torch.round(y * 128))
+    assert (y - x).abs().max() <= 0.5 / 128 + 1e-7
+
+
+def test_median_removes_isolated_spikes_that_sparse_attacks_add():
+    x = _batch()[:1]  # 220 Hz: neighbouring samples are close, so the median of three is near the true value
+    spiky = x.clone()
+    spiky[:, ::97] += 0.3
+    y = parse_defense("median:3")(spiky, RATE)
+    assert (y - x).abs()[:, ::97].mean() < 0.1 * 0.3
+    assert (parse_defense("median:3")(x, RATE) - x).abs().mean() < 0.01  # a smooth tone passes
+
+
+def test_wiener_and_spectral_gates_reduce_noise():
+    clean = torch.from_numpy(tone(2.0, freq=300, seed=0, amp=0.3))
+    clean[RATE // 2:] = 0  # the second part is silence, where only noise remains
+    noisy = (clean + 0.02 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)))[None]
+    for spec in ["wiener:5", "spectral_gate:1", "torch_gate:1"]:
+        y = parse_defense(spec)(noisy, RATE)[0]
+        residual = y[RATE:].pow(2).mean() / noisy[0, RATE:].pow(2).mean()
+        kept = (y[: RATE // 2] * clean[: RATE // 2]).sum() / clean[: RATE // 2].pow(2).sum()
+        assert residual < 0.25 and kept > 0.2, (spec, float(residual), float(kept))  # noise down >= 6 dB, the tone stays
+
+
+def test_mel_inversion_keeps_the_spectral_envelope():
+    x = _batch(odd=False)[:1]
+    y = parse_defense("griffin_lim")(x, RATE)
+    assert _band_energy(y, 220) > 0.3 * _band_energy(x, 220)
+    assert _band_energy(y, 3000) < 0.1 * _band_energy(y, 220)
+
+
+def test_noise_is_at_the_requested_snr_and_shift_is_a_circular_roll():
+    x = _batch(seconds=2.0)
+    y = parse_defense("noise:20")(x, RATE)
+    assert snr_db(x, y).mean().item() == pytest.approx(20.0, abs=0.5)
+    d = parse_defense("shift:0.05")
+    z = d(x, RATE)
+    for clip, out in zip(x, z):
+        shifts = [s for s in range(-800, 801) if torch.equal(torch.roll(clip, s), out)]
+        assert len(shifts) == 1
+
+
+def test_a_chain_equals_the_composition():
+    x = _batch()
+    chain = parse_defense("resample:8000+mp3:64+quantize:10")
+    assert isinstance(chain, Chain) and chain.spec == "resample:8000+mp3:64+quantize:10" and not chain.differentiable
+    manual = parse_defense("quantize:10")(parse_defense("mp3:64")(parse_defense("resample:8000")(x, RATE), RATE), RATE)
+    assert torch.equal(chain(x, RATE), manual)
+
+
+def test_bpda_passes_the_identity_gradient_through_non_differentiable_defenses():
+    x = _batch().requires_grad_(True)
+    y = through(parse_defense("mp3:32"), x, RATE)
+    assert torch.allclose(y.detach(), parse_defense("mp3:32")(x.detach(), RATE), atol=1e-6)
+    (y * 3).sum().backward()
+    assert torch.allclose(x.grad, torch.full_like(x, 3.0))
+    x.grad = None
+    (through(parse_defense("lowpass:2000"), x, RATE)).pow(2).sum().backward()  # a real gradient, not the identity
+    assert not torch.allclose(x.grad, 2 * x.detach())
+
+
+@pytest.mark.parametrize("bad", ["", "foo", "mp3:33", "mp3:32:7", "lowpass:-1", "noise:abc", "median:4", "quantize:1",
+                                 "resample:0", "opus:300", "noise:500", "shift:0", "spectral_gate:0", "mp3+"])
+def test_bad_specs_are_clear_errors(bad):
+    with pytest.raises(ValueError):
+        parse_defense(bad)
+
+
+def test_bad_inputs_name_the_defense():
+    d = parse_defense("mp3:32")
+    with pytest.raises(ValueError, match="mp3:32"):
+        d(torch.zeros(16000), RATE)
+    with pytest.raises(ValueError, match="sample_rate"):
+        d(torch.zeros(1, 16000), 0)
+    with pytest.raises(ValueError, match="Nyquist"):
+        parse_defense("lowpass:9000")(torch.zeros(1, 100), RATE)

@@ -1,0 +1,177 @@
+import csv
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+import torch
+
+from eval.config import EvalConfig, load_config
+from eval.harness import run_grid
+from eval.report import build_report, fmt
+from staa.cli import main
+from staa.corpus import EMOTIONS
+from staa.datasets import load_records
+from staa.generator_training import AttackTrainConfig, train_generator
+from staa.train import TrainConfig, train_victim
+
+
+@pytest.fixture(scope="module")
+def setup(corpus, tmp_path_factory):
+    """A tiny victim and a tiny generator on the shared corpus: enough for every code path of the grid."""
+    manifest, _ = corpus
+    recs = load_records("manifest", manifest)
+    train = [r for r in recs if r.split == "train"][:32] + [r for r in recs if r.split == "val"][:8]
+    root = tmp_path_factory.mktemp("grid")
+    train_victim(TrainConfig(arch="mel_cnn", classes=list(EMOTIONS), epochs=1, batch_size=16, clip_seconds=1.0, model={"width": 4}),
+                 train, root / "victim", progress=False)
+    gen_cfg = AttackTrainConfig(generator={"channels": 4, "levels": 3}, epochs=1, batch_size=16, clip_seconds=0.5, eval_clip_seconds=1.0)
+    train_generator(gen_cfg, [root / "victim" / "best.pt"], train, root / "gen", progress=False)
+    return manifest, root
+
+
+def _config(setup, **kw):
+    manifest, root = setup
+    base = dict(data=str(manifest), victims={"tiny": str(root / "victim" / "best.pt")},
+                attacks={"staa": f"staa:generator={root / 'gen' / 'best.pt'}", "fgsm": "fgsm:eps=0.01", "bpda": "adaptive_pgd:steps=2:eot=2"},
+                defenses=["none", "quantize:8", "noise:30"], max_clips=8, clip_seconds=1.0, workers=1, batch_size=4)
+    return EvalConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def grid(setup, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return run_grid(_config(setup), out, progress=False), out
+
+
+def _same_numbers(a, b):
+    """Equal cells but for timing, and up to the last bits of floating point (BLAS threading)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            if k != "seconds_per_clip":
+                assert x[k] == (pytest.approx(y[k], rel=1e-9) if isinstance(y[k], float) else y[k]), k
+    return True
+
+
+def _rows(out):
+    with open(out / "clips.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cells_follow_from_the_per_clip_rows(grid):
+    results, out = grid
+    cells = results["cells"]
+    assert len(cells) == 1 * 3 * 3
+    rows = _rows(out)
+    for c in cells:
+        mine = [r for r in rows if (r["victim"], r["attack"], r["defense"]) == (c["victim"], c["attack"], c["defense"])]
+        assert len(mine) == c["n"] == 8
+        ok = [r for r in mine if r["success"] == "True"]
+        assert c["success_rate"] == pytest.approx(len(ok) / 8)
+        survived = sum(r["defended_fooled"] == "True" for r in ok) / len(ok) if ok else None
+        assert c["survival"] == (pytest.approx(survived) if ok else None)
+        assert c["defended_adversarial_accuracy"] == pytest.approx(sum(r["defended_adv_pred"] == r["label"] for r in mine) / 8)
+        if c["defense"] == "none":  # no defense: the defended system is the victim itself
+            assert c["defended_clean_accuracy"] == c["clean_accuracy"]
+            assert c["survival"] in (None, 1.0)
+            assert c["defended_fooling_rate"] == c["success_rate"]
+        assert 0.0 <= c["l0_ratio"] <= 1.0 and c["pesq"] is not None
+    assert any(c["survival"] is not None and c["defense"] != "none" for c in cells)  # survival was really measured
+    fgsm = [c for c in cells if c["attack"] == "fgsm"]
+    assert all(c["linf"] == pytest.approx(0.01, abs=1e-6) for c in fgsm)  # the configured budget was used
+
+
+def test_rerun_skips_finished_cells_and_redoes_a_missing_one(grid, setup, monkeypatch):
+    results, out = grid
+    import eval.harness as harness
+
+    calls = []
+    real = harness.evaluate_attack
+    monkeypatch.setattr(harness, "evaluate_attack", lambda name, *a, **k: calls.append(name) or real(name, *a, **k))
+    again = run_grid(_config(setup), out, progress=False)
+    assert calls == [] and again["cells"] == results["cells"]
+    (out / "cells" / "tiny" / "fgsm.json").unlink()
+    assert _same_numbers(run_grid(_config(setup), out, progress=False)["cells"], results["cells"])  # same seed, same numbers
+    assert calls == ["fgsm"]
+    with pytest.raises(ValueError, match="another config"):
+        run_grid(_config(setup, max_clips=4), out, progress=False)
+
+
+class _Cells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.cells, self.key, self.row, self.images, self.audio = {}, None, None, 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-victim" in a:
+            self.row = (a["data-victim"], a["data-attack"], a["data-defense"])
+            self.cells[self.row] = {}
+        elif tag == "td" and "data-key" in a:
+            self.key = a["data-key"]
+        self.images += tag == "img" and a.get("src", "").startswith("data:image/png;base64,")
+        self.audio += tag == "audio" and a.get("src", "").startswith("data:audio/wav;base64,")
+
+    def handle_data(self, data):
+        if self.key:
+            self.cells[self.row][self.key] = data
+            self.key = None
+
+
+def test_report_numbers_equal_results_and_it_renders_in_chromium(grid, tmp_path):
+    _, out = grid
+    results = json.loads((out / "results.json").read_text())  # as rewritten by any rerun above
+    report = build_report(out)
+    assert report["cells"] == results["cells"] and report["summary"]
+    assert json.loads((out / "report.json").read_text())["schema"] == "staa-ser/report/1"
+    page = _Cells()
+    page.feed((out / "report.html").read_text())
+    assert page.images == 5 and page.audio >= 3  # four plots + the perturbation figure; clean, adversarial, defended
+    for c in results["cells"]:
+        shown = page.cells[(c["victim"], c["attack"], c["defense"])]
+        assert shown and all(shown[k] == fmt(c[k]) for k in shown)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip("no chromium on this machine (.ci/run installs it)")
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400", f"--screenshot={shot}",
+                    (out / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[0] == 2400 and pixels.std() > 0.05  # a page with content, not a blank one
+
+
+def test_config_file_and_its_errors(setup, tmp_path):
+    manifest, root = setup
+    good = tmp_path / "grid.toml"
+    good.write_text(f'data = "{manifest}"\ndefenses = ["none", "mp3:32"]\n[victims]\ntiny = "{root / "victim" / "best.pt"}"\n'
+                    f'[attacks]\npgd = {{type = "pgd", steps = 3}}\n')
+    cfg = load_config(good)
+    assert cfg.attack_specs["pgd"].params == {"steps": 3} and cfg.defenses == ["none", "mp3:32"]
+    bad = {"unknown keys": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\nepsilon = 3\n',
+           "unknown type": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsmm"}\n',
+           "eps must be": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm:eps=-1"}\n',
+           "listed twice": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\ndefenses = ["none", "none"]\n',
+           "bitrate": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\ndefenses = ["mp3:0"]\n',
+           "not valid TOML": "data = \n",
+           "needs generator": 'data = "x"\nvictims = {a = "b"}\nattacks = {s = "staa"}\n'}
+    for message, text in bad.items():
+        path = tmp_path / "bad.toml"
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_config(path)
+
+
+def test_cli_refuses_to_reuse_a_run_folder_without_resume_or_force(grid, setup, capsys):
+    _, out = grid
+    manifest, root = setup
+    args = ["evaluate", "--data", str(manifest), "--victim", f"tiny={root / 'victim' / 'best.pt'}", "--attack", "f=fgsm",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
