@@ -14,11 +14,13 @@ what is finished. `results.json` and `clips.csv` gather all cells at the end.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import random
 import re
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -36,6 +38,19 @@ CLIP_FIELDS = ["victim", "attack", "defense", "clip", "path", "label", "clean_pr
                "defended_adv_pred", "success", "defended_fooled", "l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db",
                "pesq", "stoi", "estoi", "pesq_error", "seconds"]
 SCORE_KEYS = ["l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db", "pesq", "stoi", "estoi"]
+
+
+# seconds spent per kind of work in this process (attack, defense, model, perceptual); the benchmark reads it
+TIMES: dict[str, float] = defaultdict(float)
+
+
+@contextlib.contextmanager
+def timed(kind: str):
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        TIMES[kind] += time.perf_counter() - t0
 
 
 def safe_name(spec: str) -> str:
@@ -72,14 +87,23 @@ def _batches(x: torch.Tensor, size: int):
 
 @torch.no_grad()
 def _predict(model, x, size, defense=None, rate=None) -> torch.Tensor:
-    return torch.cat([model(defense(b, rate) if defense else b).argmax(1) for b in _batches(x, size)])
+    if defense is not None:
+        x = _defend(defense, x, size, rate)
+    with timed("model"):
+        return torch.cat([model(b).argmax(1) for b in _batches(x, size)])
+
+
+def _defend(defense, x, size, rate) -> torch.Tensor:
+    with timed("defense"):
+        return torch.cat([defense(b, rate) for b in _batches(x, size)])
 
 
 def _attack_all(attack, x, size, progress, desc) -> tuple[torch.Tensor, float]:
     out, seconds = [], 0.0
     for b in tqdm(list(_batches(x, size)), desc=desc, leave=False, disable=not progress):
         t0 = time.perf_counter()
-        out.append(attack(b).detach())
+        with timed("attack"):
+            out.append(attack(b).detach())
         seconds += time.perf_counter() - t0
     return torch.cat(out), seconds / len(x)
 
@@ -111,7 +135,9 @@ def summarise_cell(rows: list[dict]) -> dict:
 
 def _scores(x, adv, rate, cfg) -> list[dict]:
     cheap = {k: v.tolist() for k, v in perturbation_scores(x, adv).items()}
-    slow = perceptual_scores(x, adv, rate, workers=cfg.workers) if cfg.perceptual else [{"pesq": math.nan, "stoi": math.nan, "estoi": math.nan, "pesq_error": "not computed"}] * len(x)
+    with timed("perceptual"):
+        slow = perceptual_scores(x, adv, rate, workers=cfg.workers) if cfg.perceptual else None
+    slow = slow or [{"pesq": math.nan, "stoi": math.nan, "estoi": math.nan, "pesq_error": "not computed"}] * len(x)
     return [{**{k: cheap[k][i] for k in cheap if k != "l0_count"}, **slow[i]} for i in range(len(x))]
 
 
@@ -134,7 +160,7 @@ def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victi
         else:
             adv, seconds, adv_pred, scores = shared
         defense = parse_defense(spec_text)  # a fresh seed for the random ones, whatever ran before
-        def_adv = torch.cat([defense(b, rate) for b in _batches(adv, cfg.batch_size)])
+        def_adv = _defend(defense, adv, cfg.batch_size, rate)
         def_adv_pred = _predict(model, def_adv, cfg.batch_size)
         def_clean = defended_clean_pred[spec_text]
         for i, rec in enumerate(data.records):

@@ -146,6 +146,30 @@ def cmd_report(a) -> None:
     print(Path(a.run_dir) / "report.html")
 
 
+def cmd_adv_train(a) -> None:
+    import json
+
+    from staa.adv_train import AdvTrainConfig, adv_train
+
+    _check_out_not_in_data(Path(a.out), Path(a.data))
+    records = _records(a)
+    classes = a.classes.split(",") if a.classes else sorted({r.label for r in records})
+    try:
+        generator = json.loads(a.generator_options) if a.generator_options else {}
+        model = json.loads(a.model_options) if a.model_options else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--generator-options / --model-options is not valid JSON: {err}") from None
+    cfg = AdvTrainConfig(arch=a.arch, classes=classes, method=a.method, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                         clip_seconds=a.clip_seconds, model=model, eps=a.eps, adv_ratio=a.adv_ratio, pgd_steps=a.pgd_steps, trades_beta=a.trades_beta,
+                         generator=generator, gen_updates=a.gen_updates, init_victim=a.init_victim, init_generator=a.init_generator,
+                         defenses=a.defense or [], checkpoint_every=a.checkpoint_every)
+    report = adv_train(cfg, records, a.out, device=a.device, progress=not a.quiet)
+    last = report["history"][-1]
+    if "val_ua" in last:
+        print(f"{a.method} AT: val UA {last['val_ua']:.3f}, val FGSM accuracy {last['val_fgsm_accuracy']:.3f}")
+    print(Path(a.out) / "victim.pt")
+
+
 def cmd_attack(a) -> None:
     from staa.attack_runner import build_attack, run_attack
     from staa.victim import load_victim
@@ -274,6 +298,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the matrix as JSON here")
     _common(p)
     p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("adv-train", help="adversarial training: STAA generator on the fly, or PGD / FGSM / TRADES baselines",
+                       description="Train (or fine-tune with --init-victim) a zoo victim on adversarial batches. --method generator updates a STAA "
+                                   "generator against the current victim at every step (a min-max game); pgd, fgsm (fast AT with random start), "
+                                   "trades and clean are the baselines. Writes OUT/victim.pt, OUT/generator.pt, OUT/last.pt (resumes mid-epoch), "
+                                   "OUT/metrics.json. Runs under torchrun --nproc_per_node=N with DDP.")
+    data_args(p, split=False)
+    p.add_argument("--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer")
+    p.add_argument("--method", default="generator", choices=["clean", "generator", "pgd", "fgsm", "trades"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32, help="global batch size (split across torchrun processes)")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--eps", type=float, default=0.03)
+    p.add_argument("--adv-ratio", type=float, default=0.5, help="share of each batch replaced by adversarial clips")
+    p.add_argument("--pgd-steps", type=int, default=10, help="steps of PGD-AT and of TRADES' inner maximisation")
+    p.add_argument("--trades-beta", type=float, default=6.0)
+    p.add_argument("--gen-updates", type=int, default=1, help="generator steps per victim step")
+    p.add_argument("--generator-options", default=None, help='JSON of generator training options, e.g. {"preset": "cpu", "w_spa": 1.0}')
+    p.add_argument("--model-options", default=None, help='JSON of architecture options, e.g. {"width": 16}')
+    p.add_argument("--init-victim", default=None, help="fine-tune this trained victim")
+    p.add_argument("--init-generator", default=None, help="start from this trained generator")
+    p.add_argument("--defense", action="append", help="augment training batches with this defense spec; repeat")
+    p.add_argument("--checkpoint-every", type=int, default=25, help="steps between mid-epoch checkpoints")
+    p.add_argument("--clip-seconds", type=float, default=3.0)
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+    p.set_defaults(func=cmd_adv_train)
 
     p = sub.add_parser("evaluate", help="grid of victims x attacks x defenses: success, survival, perceptual scores",
                        description="Evaluate every victim x attack x defense on a dataset split (from --config FILE.toml, or from flags). "

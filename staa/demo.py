@@ -1,4 +1,8 @@
-"""`staa demo`: the pipeline on the built-in corpus, each step resuming from what is already on disk."""
+"""`staa demo`: the pipeline on the built-in corpus, each step resuming from what is already on disk.
+
+corpus -> victims -> STAA generator (plain, and defense-aware in the full demo) -> white-box and transfer
+fooling rates -> a grid of attacks x defenses through the evaluation harness -> report.html.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +16,26 @@ from staa.train import TrainConfig, train_victim
 from staa.victim import load_victim
 
 DEMO_VICTIMS = ("emo18", "mel_cnn")  # the first is the surrogate the generator is trained against
+AWARE_OF = ["mp3:32", "resample:8000"]  # what the defense-aware generator trains through
+
+
+def _grid(out: Path, manifest: Path, victim_paths: dict, generators: dict, quick: bool, progress: bool, device: str) -> dict:
+    from eval.config import EvalConfig
+    from eval.harness import run_grid
+    from eval.report import build_report
+
+    attacks = {name: f"staa:generator={path}" for name, path in generators.items()}
+    attacks["fgsm"] = "fgsm"
+    defenses = ["none", "mp3:32", "resample:8000", "quantize:8"]
+    if not quick:
+        attacks |= {"pgd10": "pgd:steps=10", "bpda_pgd10": "adaptive_pgd:steps=10:eot=4"}
+        defenses += ["lowpass:4000", "median:3", "torch_gate:1", "noise:30"]
+    cfg = EvalConfig(data=str(manifest), victims={k: str(v) for k, v in victim_paths.items()}, attacks=attacks, defenses=defenses,
+                     max_clips=40 if quick else 150)
+    results = run_grid(cfg, out / "eval", device=device, progress=progress)
+    report = build_report(out / "eval")
+    print("\n" + "\n".join(report["summary"]))
+    return results
 
 
 def run_demo(out: Path, *, quick: bool = False, progress: bool = True, device: str = "cpu") -> dict:
@@ -31,9 +55,14 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool = True, device: s
     victim_paths = {arch: out / "victims" / arch / "best.pt" for arch in DEMO_VICTIMS}
     attack_cfg = AttackTrainConfig(epochs=6 if quick else 8, spa_warmup_epochs=1)  # warm-up: short runs otherwise collapse the mask
     train_generator(attack_cfg, [victim_paths[surrogate]], records, out / "attacks" / surrogate, device=device, progress=progress)
+    generators = {"staa": out / "attacks" / surrogate / "best.pt"}
+    if not quick:
+        aware_cfg = AttackTrainConfig(epochs=4, spa_warmup_epochs=1, defenses=AWARE_OF)
+        train_generator(aware_cfg, [victim_paths[surrogate]], records, out / "attacks" / f"{surrogate}_aware", device=device, progress=progress)
+        generators["staa_aware"] = out / "attacks" / f"{surrogate}_aware" / "best.pt"
     victims = {arch: load_victim(p, device=device).model for arch, p in victim_paths.items()}
     test = AudioDataset([r for r in records if r.split == "test"], list(EMOTIONS))
-    staa = STAA.from_checkpoint(out / "attacks" / surrogate / "best.pt", device=device)
+    staa = STAA.from_checkpoint(generators["staa"], device=device)
     white = run_attack(staa, victims[surrogate], test, out / "attacks" / surrogate / "test", device=device, progress=progress)
     matrix = transfer_matrix({surrogate: staa}, victims, test, device=device, progress=progress)
     dist = f"{white['distortion_db']:.1f} dB" if white["distortion_db"] is not None else "n/a (no success)"
@@ -43,4 +72,6 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool = True, device: s
         kind = "white-box" if arch == surrogate else "transfer"
         print(f"  fooling rate on {arch:<16}{rate:.3f}  ({kind}, {matrix['n']} test clips)")
     results["white_box"], results["transfer"] = white, matrix
+    results["grid"] = _grid(out, manifest, victim_paths, generators, quick, progress, device)
+    print(f"\nreport: {out / 'eval' / 'report.html'}")
     return results

@@ -1,0 +1,138 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from staa.adv_train import METHODS, AdvTrainConfig, Step, adv_train
+from staa.corpus import EMOTIONS
+from staa.datasets import load_records
+from staa.victim import load_victim
+
+TINY = {"d_model": 16, "layers": 1, "heads": 2, "n_mels": 32, "dropout": 0.0}  # no dropout, no batch norm: ranks can match exactly
+
+
+@pytest.fixture(scope="module")
+def records(corpus):
+    manifest, _ = corpus
+    recs = load_records("manifest", manifest)
+    return manifest, [r for r in recs if r.split == "train"][:32] + [r for r in recs if r.split == "val"][:8]
+
+
+def _cfg(method="generator", **kw):
+    base = dict(arch="mel_transformer", classes=list(EMOTIONS), method=method, epochs=1, batch_size=16, clip_seconds=0.5, model=TINY,
+                pgd_steps=2, generator={"generator": {"channels": 4, "levels": 3}}, checkpoint_every=1)
+    return AdvTrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_the_victim_and_the_generator_only_when_asked(method, records, tmp_path):
+    _, recs = records
+    report = adv_train(_cfg(method), recs, tmp_path, progress=False)
+    h = report["history"][0]
+    assert torch.isfinite(torch.tensor(h["train_loss"])) and 0 <= h["val_fgsm_accuracy"] <= 1
+    victim = load_victim(tmp_path / "victim.pt")
+    torch.manual_seed(0)
+    from staa.models import build_model
+
+    untouched = build_model("mel_transformer", 4, **TINY)
+    assert any(not torch.equal(a, b) for a, b in zip(victim.model.state_dict().values(), untouched.state_dict().values()))
+    assert (tmp_path / "generator.pt").is_file() == (method == "generator")
+
+
+def test_the_generator_keeps_up_with_the_victim(records):
+    """In the min-max game each step first moves the generator against the current victim."""
+    _, recs = records
+    cfg = _cfg("generator")
+    from staa.adv_train import _build
+    from staa.datasets import AudioDataset
+
+    model, opt, gen, gen_opt = _build(cfg, "cpu")
+    before = [p.detach().clone() for p in gen.parameters()]
+    data = AudioDataset([r for r in recs if r.split == "train"][:16], cfg.classes, clip_seconds=0.5)
+    x, y = torch.stack([data[i][0] for i in range(16)]), torch.tensor([data[i][1] for i in range(16)])
+    Step(cfg, model, model, opt, gen, gen_opt)(x, y, 0, 0)
+    assert any(not torch.equal(a, b) for a, b in zip(before, gen.parameters()))
+
+
+def test_resume_after_a_kill_mid_epoch_reaches_the_same_weights(records, tmp_path, monkeypatch):
+    _, recs = records
+    cfg = _cfg("generator", epochs=2)
+    adv_train(cfg, recs, tmp_path / "full", progress=False)
+    reference = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+
+    calls = {"n": 0}
+    original = Step.__call__
+
+    def dies_on_third_step(self, *a, **k):  # step 2 of 2 in epoch 1 would be the 2nd call; the 3rd is mid-epoch 2's first
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Step, "__call__", dies_on_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        adv_train(cfg, recs, tmp_path / "killed", progress=False)
+    saved = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["state"]
+    assert (saved["epoch"], saved["step"]) == (1, 1)  # it died mid-epoch, after the checkpoint of step 1 of epoch 2
+    monkeypatch.setattr(Step, "__call__", original)
+    adv_train(cfg, recs, tmp_path / "killed", progress=False)
+    resumed = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
+    for key in ("state_dict", "generator"):
+        for name, value in reference[key].items():
+            assert torch.equal(value, resumed[key][name]), (key, name)
+
+
+def test_bad_settings_are_refused():
+    for bad in [dict(method="madry"), dict(adv_ratio=1.5), dict(eps=0), dict(defenses=["mp3:0"]), dict(pgd_steps=0)]:
+        with pytest.raises(ValueError):
+            _cfg(**bad)
+
+
+def _initial_weights():
+    from staa.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("mel_transformer", 4, **TINY).state_dict()
+
+
+def _subset_manifest(manifest, path, n_train=64, n_val=8):
+    import csv
+
+    with open(manifest, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [r for r in rows if r["split"] == "train"][:n_train] + [r for r in rows if r["split"] == "val"][:n_val]
+    for r in keep:
+        r["path"] = str((manifest.parent / r["path"]).resolve())
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    return path
+
+
+def test_two_torchrun_processes_match_one_process(records, tmp_path):
+    manifest, _ = records
+    (tmp_path / "data").mkdir()
+    subset = _subset_manifest(manifest, tmp_path / "data" / "subset.csv")
+    args = ["adv-train", "--data", str(subset), "--arch", "mel_transformer", "--method", "clean", "--epochs", "1", "--batch-size", "16",
+            "--clip-seconds", "0.5", "--quiet", "--classes", ",".join(EMOTIONS)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    small = ["--model-options", '{"d_model": 16, "layers": 1, "heads": 2, "n_mels": 32, "dropout": 0.0}']
+    single = subprocess.run([sys.executable, "-m", "staa", *args, *small, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29571", "-m", "staa", *args, *small,
+                             "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, double.stderr[-3000:]
+    one = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
+    assert two["state"]["history"][0]["seconds"] > 0
+    # Compare what the models compute, not raw weights: parameters with no true gradient (attention's key bias,
+    # which softmax ignores) get Adam-normalised rounding noise that differs between the runs and changes nothing.
+    a, b = load_victim(tmp_path / "one" / "victim.pt").model, load_victim(tmp_path / "two" / "victim.pt").model
+    x = torch.randn(4, 8000, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-4)
+    moved = max((p - q).abs().max().item() for p, q in zip(one["state_dict"].values(), _initial_weights().values()))
+    assert moved > 1e-3  # they trained: the agreement is not that of two untouched models
