@@ -47,6 +47,6 @@ class TorchSpectralGate(Defense):
         if gate is None:
             gate = self._gates[sample_rate] = TorchGate(sample_rate, prop_decrease=self.prop_decrease)
         n = x.shape[-1]
-        # istft drops the last partial hop; pad by one FFT so every input sample comes back
-        y = gate.to(x.device)(F.pad(x, (0, gate.n_fft)))
+        # istft drops the last partial hop: pad by one FFT so every input sample comes back (and to the gate's minimum)
+        y = gate.to(x.device)(F.pad(x, (0, max(gate.n_fft, 2 * gate.win_length + 1 - n))))
         return fit_length_torch(y, n)

@@ -50,7 +50,7 @@ class Median(Defense):
 
     def apply(self, x, sample_rate):
         half = self.size // 2
-        padded = F.pad(x.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
+        padded = F.pad(x.unsqueeze(1), (half, half), mode="replicate").squeeze(1)  # replicate: any length works
         return padded.unfold(-1, self.size, 1).median(dim=-1).values
 
 

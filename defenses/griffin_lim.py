@@ -35,4 +35,6 @@ class MelInversion(Defense):
 
     @torch.no_grad()
     def apply(self, x, sample_rate):
-        return fit_length_torch(self._chain(sample_rate, x.device)(x), x.shape[-1])
+        # the STFT's reflect padding needs more than half an FFT of signal: zero-pad short clips
+        padded = fit_length_torch(x, max(x.shape[-1], self.n_fft))
+        return fit_length_torch(self._chain(sample_rate, x.device)(padded), x.shape[-1])

@@ -24,4 +24,6 @@ class MP3(NumpyDefense):
         return f"mp3:{self.bitrate}"
 
     def apply_clip(self, clip, sample_rate):
-        return fit_length(self._transform(clip, sample_rate), len(clip))
+        # fast-mp3-augment refuses clips under 100 ms; pad with silence, then cut back
+        padded = fit_length(clip, max(len(clip), sample_rate // 10 + 1))
+        return fit_length(self._transform(padded, sample_rate), len(clip))

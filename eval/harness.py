@@ -67,11 +67,14 @@ def select_clips(records, victim: Victim, cfg: EvalConfig) -> AudioDataset:
     return AudioDataset(chosen, victim.classes, sample_rate=victim.sample_rate, clip_seconds=cfg.clip_seconds)
 
 
-def build_grid_attack(spec: AttackSpec, victim: Victim, cfg: EvalConfig, defense=None, device="cpu"):
+def build_grid_attack(spec: AttackSpec, victim: Victim, cfg: EvalConfig, defense=None, device="cpu", victim_name: str = ""):
+    """The attack of a grid cell; a generator path may hold `{victim}`, for a generator trained per victim."""
     from staa.attack_runner import build_attack
     from staa.attacks import AdaptivePGD
 
     p = dict(spec.params)
+    if "generator" in p:
+        p["generator"] = str(p["generator"]).replace("{victim}", victim_name)
     eps = p.pop("eps", cfg.eps)
     if spec.type == "adaptive_pgd":
         return AdaptivePGD(victim.model, defense, victim.sample_rate, eps=eps, steps=p.get("steps", 10), eot=p.get("eot", 4), seed=cfg.seed)
@@ -151,7 +154,7 @@ def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victi
     for spec_text in cfg.defenses:
         defense = parse_defense(spec_text)
         if spec.adaptive or shared is None:
-            attack = build_grid_attack(spec, victim, cfg, defense=defense, device=device)
+            attack = build_grid_attack(spec, victim, cfg, defense=defense, device=device, victim_name=victim_name)
             adv, seconds = _attack_all(attack, x, cfg.batch_size, progress, f"{victim_name} {name}" + (f" [{spec_text}]" if spec.adaptive else ""))
             adv_pred = _predict(model, adv, cfg.batch_size)
             scores = _scores(x, adv, rate, cfg)

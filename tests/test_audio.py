@@ -81,3 +81,28 @@ def test_check_waveform_on_tensors():
     check_waveform(torch.zeros(2, 100))
     with pytest.raises(AudioError, match="<array>: has zero samples"):
         check_waveform(torch.zeros(2, 0))
+
+
+@pytest.mark.parametrize("subtype,rate", [("PCM_U8", 8_000), ("PCM_16", 16_000), ("PCM_24", 44_100), ("PCM_32", 48_000),
+                                          ("FLOAT", 96_000), ("DOUBLE", 192_000)])
+def test_every_common_bit_depth_and_rate_loads_and_resamples(tmp_path, subtype, rate):
+    sine = lambda r: (0.3 * np.sin(2 * np.pi * 300 * np.arange(r // 2) / r)).astype(np.float32)
+    path = write_wav(tmp_path / "x.wav", sine(rate), rate=rate, subtype=subtype)
+    wave, original = load_audio(path, 16_000)
+    assert original == 16_000 and wave.dtype == torch.float32 and wave.shape == (8000,)  # resampled from `rate`
+    reference = torch.from_numpy(sine(16_000))
+    tol = 0.02 if subtype == "PCM_U8" else 0.005  # 8-bit: a step of 1/128
+    assert (wave[400:-400] - reference[400:-400]).abs().max() < tol  # away from the resampler's edges
+
+
+def test_silence_square_waves_and_long_files_are_handled_as_documented(tmp_path):
+    silence, _ = load_audio(write_wav(tmp_path / "silence.wav", np.zeros(16_000, np.float32)))
+    assert silence.abs().max() == 0  # digital silence is valid audio (PESQ later reports it, see eval.metrics)
+    square = np.sign(np.sin(2 * np.pi * 100 * np.arange(16_000) / 16_000)).astype(np.float32)
+    with pytest.raises(AudioError, match="clipped"):
+        load_audio(write_wav(tmp_path / "square.wav", square, subtype="FLOAT"))  # full scale everywhere: clipped
+    loaded, _ = load_audio(tmp_path / "square.wav", allow_clipped=True)
+    assert loaded.abs().max() == 1.0
+    long = write_wav(tmp_path / "long.wav", np.tile(tone(seconds=1.0), 600), subtype="PCM_16")  # ten minutes
+    wave, _ = load_audio(long)
+    assert wave.shape == (600 * 16_000,)

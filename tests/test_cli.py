@@ -5,7 +5,7 @@ import pytest
 
 from staa.cli import build_parser, main
 
-COMMANDS = ["corpus", "train-victim", "train-attack", "attack", "transfer", "bench", "demo"]
+COMMANDS = ["corpus", "train-victim", "train-attack", "attack", "transfer", "adv-train", "evaluate", "report", "bench", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
