@@ -92,6 +92,7 @@ def _batches(x: torch.Tensor, size: int):
 def _predict(model, x, size, defense=None, rate=None) -> torch.Tensor:
     if defense is not None:
         x = _defend(defense, x, size, rate)
+    model.eval()
     with timed("model"):
         return torch.cat([model(b).argmax(1) for b in _batches(x, size)])
 

@@ -105,7 +105,7 @@ class Step:
             loss = self._trades(x, y, _seed(cfg, epoch, step))
         else:
             if cfg.method == "generator":
-                x = _mix(x, self._generator(x), cfg.adv_ratio)
+                x = _mix(x, self._generator(x, y), cfg.adv_ratio)
             elif cfg.method in ("pgd", "fgsm"):
                 attack = (PGD(self.model, eps=cfg.eps, steps=cfg.pgd_steps, seed=_seed(cfg, epoch, step)) if cfg.method == "pgd"
                           else PGD(self.model, eps=cfg.eps, steps=1, alpha=1.25 * cfg.eps, seed=_seed(cfg, epoch, step)))  # Wong et al.'s fast AT
@@ -130,20 +130,23 @@ class Step:
         with torch.no_grad():
             return defense(x, self.cfg.sample_rate).clamp(-1, 1)
 
-    def _generator(self, x):
-        """Update the generator against the frozen current victim, then draw its hard-mask adversarial clips."""
+    def _generator(self, x, y):
+        """Update the generator against the frozen current victim on the share of the batch that will be replaced,
+        and return the hard-mask adversarial clips of that same forward pass (one generator pass per update,
+        and none on clips that stay clean: this is what keeps generator-AT cheap)."""
+        k = round(self.cfg.adv_ratio * len(x))
+        if k == 0:
+            return x[:0]
         self.model.eval().requires_grad_(False)
         self.gen.train()
         for _ in range(self.cfg.gen_updates):
-            loss, _ = generator_loss(self.attack_cfg, self.gen, [self.model], x)
+            loss, _, x_adv = generator_loss(self.attack_cfg, self.gen, [self.model], x[:k], labels=y[:k], with_adversarial=True)
             self.gen_opt.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(self.gen, self.d)
             self.gen_opt.step()
         self.model.requires_grad_(True)
-        self.gen.eval()
-        with torch.no_grad():
-            return self.gen(x)
+        return x_adv
 
     def _trades(self, x, y, seed):
         """TRADES (Zhang et al., 2019): CE on clean + beta * KL(f(x_adv) || f(x)), x_adv maximising the KL by PGD."""

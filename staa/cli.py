@@ -153,7 +153,14 @@ def cmd_adv_train(a) -> None:
 
     _check_out_not_in_data(Path(a.out), Path(a.data))
     records = _records(a)
-    classes = a.classes.split(",") if a.classes else sorted({r.label for r in records})
+    if a.classes:
+        classes = a.classes.split(",")
+    elif a.init_victim:  # fine-tuning keeps the victim's classes, in its order
+        from staa.victim import load_victim
+
+        classes = load_victim(a.init_victim).classes
+    else:
+        classes = sorted({r.label for r in records})
     try:
         generator = json.loads(a.generator_options) if a.generator_options else {}
         model = json.loads(a.model_options) if a.model_options else {}

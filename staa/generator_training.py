@@ -117,10 +117,14 @@ def _labels(cfg: AttackTrainConfig, model, x) -> torch.Tensor:
         return model(x).argmax(dim=1)
 
 
-def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch: int | None = None, defense=None, sample_rate: int | None = None) -> tuple[torch.Tensor, dict]:
+def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch: int | None = None, defense=None, sample_rate: int | None = None,
+                   *, labels=None, with_adversarial: bool = False):
+    """(loss, parts) — and with `with_adversarial`, also the hard-mask adversarial clips of this same forward pass
+    (what the generator outputs at test time), detached: adversarial training reuses them instead of a second pass.
+    `labels` replaces the surrogates' clean predictions as the classes to move away from (the true labels, in AT)."""
     v, m, m_soft = gen.perturbation(x)
     x_adv = (x + v * m).clamp(-1, 1)
-    adv = _adv_loss(cfg, models, x, x_adv)
+    adv = _adv_loss(cfg, models, x, x_adv, labels)
     if defense is not None:
         from defenses import through
 
@@ -130,12 +134,16 @@ def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch:
     parts = {"adv": adv, "mag": magnitude_loss(v), "spa": sparsity_loss(m), "qua": quality_loss(m_soft)}
     w_spa = cfg.w_spa if epoch is None or epoch >= cfg.spa_warmup_epochs else 0.0
     total = adv + cfg.w_mag * parts["mag"] + w_spa * parts["spa"] + cfg.w_qua * parts["qua"]
-    return total, {k: t.item() for k, t in parts.items()}
+    parts = {k: t.item() for k, t in parts.items()}
+    if with_adversarial:
+        return total, parts, (x + v * (m_soft >= 0.5)).clamp(-1, 1).detach()
+    return total, parts
 
 
-def _adv_loss(cfg, models, x_clean, x_adv):
-    """The surrogates' mean adversarial loss; labels are each surrogate's prediction on `x_clean`."""
-    return torch.stack([adversarial_loss(mod(x_adv), _labels(cfg, mod, x_clean), targeted=cfg.targeted, kappa=cfg.kappa) for mod in models]).mean()
+def _adv_loss(cfg, models, x_clean, x_adv, labels=None):
+    """The surrogates' mean adversarial loss; labels are each surrogate's prediction on `x_clean` unless given."""
+    return torch.stack([adversarial_loss(mod(x_adv), labels if labels is not None else _labels(cfg, mod, x_clean), targeted=cfg.targeted,
+                                         kappa=cfg.kappa) for mod in models]).mean()
 
 
 def _fooled(mod, x, x_adv, target):

@@ -141,3 +141,13 @@ def test_adaptive_pgd_raises_the_defended_victims_loss(victim_and_batch):
         defended = Defended(model, parse_defense(spec), 16_000)
         assert (x_adv - x).abs().max() <= 0.03 + 1e-6
         assert _loss(defended, x_adv, y) > _loss(defended, x, y) + 0.1, spec
+
+
+def test_an_adaptive_attack_leaves_the_victim_in_eval_mode(victim_and_batch):
+    from defenses import parse_defense
+    from staa.attacks import AdaptivePGD
+
+    model, x = victim_and_batch
+    model.eval()
+    AdaptivePGD(model, parse_defense("quantize:8"), 16_000, steps=1)(x)
+    assert not model.training and not any(m.training for m in model.modules())

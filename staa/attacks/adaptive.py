@@ -15,6 +15,9 @@ class Defended(nn.Module):
     def __init__(self, model: nn.Module, defense, sample_rate: int):
         super().__init__()
         self.model, self.defense, self.sample_rate = model, defense, sample_rate
+        # follow the victim's mode: a fresh Module is in training mode, and restoring *that* after an attack
+        # would switch the shared victim (a submodule here) to training mode, batch-norm statistics and all
+        self.train(model.training)
 
     def forward(self, x):
         from defenses import through
@@ -32,3 +35,25 @@ class AdaptivePGD(PGD):
 
     def loss_gradient(self, x_adv, y):
         return torch.stack([super(AdaptivePGD, self).loss_gradient(x_adv, y) for _ in range(self.eot)]).mean(0)
+
+    def perturb(self, x, y):
+        """PGD through the defense, returning for each clip the first iterate that fools the defended victim
+        (the last one where none does): through a staircase such as quantisation the BPDA gradient is rough, and
+        a later step can undo an earlier success."""
+        delta = torch.zeros_like(x)
+        if self.random_start:
+            gen = torch.Generator(device="cpu").manual_seed(self.seed)
+            delta = (torch.rand(x.shape, generator=gen) * 2 - 1).to(x) * self.eps
+        best = x + delta
+        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(self.steps):
+            grad = self.loss_gradient((x + delta).clamp(-1, 1), y)
+            delta = (delta + self.alpha * grad.sign()).clamp(-self.eps, self.eps)
+            candidate = (x + delta).clamp(-1, 1)
+            with torch.no_grad():
+                fooled = (self.model(candidate).argmax(1) != y) if not self.targeted else (self.model(candidate).argmax(1) == y)
+            take = ~done & fooled
+            best[take] = candidate[take]
+            done |= fooled
+        best[~done] = (x + delta).clamp(-1, 1)[~done]
+        return best
