@@ -24,7 +24,9 @@ def setup(corpus, tmp_path_factory):
     recs = load_records("manifest", manifest)
     train = [r for r in recs if r.split == "train"][:32] + [r for r in recs if r.split == "val"][:8]
     root = tmp_path_factory.mktemp("grid")
-    train_victim(TrainConfig(arch="mel_cnn", classes=list(EMOTIONS), epochs=1, batch_size=16, clip_seconds=1.0, model={"width": 4}),
+    # a tiny transformer: no batch norm, so after two epochs it already tells clips apart (a constant classifier can't be fooled)
+    tiny = {"d_model": 16, "layers": 1, "heads": 2, "n_mels": 32}
+    train_victim(TrainConfig(arch="mel_transformer", classes=list(EMOTIONS), epochs=2, batch_size=16, clip_seconds=1.0, model=tiny),
                  train, root / "victim", progress=False)
     gen_cfg = AttackTrainConfig(generator={"channels": 4, "levels": 3}, epochs=1, batch_size=16, clip_seconds=0.5, eval_clip_seconds=1.0)
     train_generator(gen_cfg, [root / "victim" / "best.pt"], train, root / "gen", progress=False)
