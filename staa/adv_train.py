@@ -56,6 +56,7 @@ class AdvTrainConfig:
     trades_beta: float = 6.0
     generator: dict = field(default_factory=dict)  # AttackTrainConfig fields for the on-the-fly generator
     gen_updates: int = 1  # generator steps per victim step
+    gen_crop_seconds: float = 1.0  # the generator learns on crops (it is fully convolutional), then attacks whole clips
     init_victim: str | None = None  # warm start (fine-tune) from a trained victim
     init_generator: str | None = None  # warm start from a trained generator
     defenses: list = field(default_factory=list)  # augmentation: each batch through one of these, drawn at random
@@ -70,6 +71,8 @@ class AdvTrainConfig:
             raise ValueError(f"lr and eps must be > 0, got lr {self.lr}, eps {self.eps}")
         if not 0.0 <= self.adv_ratio <= 1.0:
             raise ValueError(f"adv_ratio must be within [0, 1], got {self.adv_ratio}")
+        if self.gen_crop_seconds < 0:
+            raise ValueError(f"gen_crop_seconds must be >= 0 (0: whole clips), got {self.gen_crop_seconds}")
         if self.trades_beta < 0:
             raise ValueError(f"trades_beta must be >= 0, got {self.trades_beta}")
         self.attack_config()
@@ -105,7 +108,7 @@ class Step:
             loss = self._trades(x, y, _seed(cfg, epoch, step))
         else:
             if cfg.method == "generator":
-                x = _mix(x, self._generator(x, y), cfg.adv_ratio)
+                x = _mix(x, self._generator(x, y, _seed(cfg, epoch, step)), cfg.adv_ratio)
             elif cfg.method in ("pgd", "fgsm"):
                 attack = (PGD(self.model, eps=cfg.eps, steps=cfg.pgd_steps, seed=_seed(cfg, epoch, step)) if cfg.method == "pgd"
                           else PGD(self.model, eps=cfg.eps, steps=1, alpha=1.25 * cfg.eps, seed=_seed(cfg, epoch, step)))  # Wong et al.'s fast AT
@@ -130,22 +133,33 @@ class Step:
         with torch.no_grad():
             return defense(x, self.cfg.sample_rate).clamp(-1, 1)
 
-    def _generator(self, x, y):
-        """Update the generator against the frozen current victim on the share of the batch that will be replaced,
-        and return the hard-mask adversarial clips of that same forward pass (one generator pass per update,
-        and none on clips that stay clean: this is what keeps generator-AT cheap)."""
+    def _generator(self, x, y, seed):
+        """Update the generator against the frozen current victim, then attack with it. Only the share of the batch
+        that will be replaced is used, and the update runs on a `gen_crop_seconds` crop of those clips (as
+        `train-attack` does): this is what keeps generator-AT near the cost of clean training."""
         k = round(self.cfg.adv_ratio * len(x))
         if k == 0:
             return x[:0]
+        xs, ys = x[:k], y[:k]
+        crop = int(self.cfg.gen_crop_seconds * self.cfg.sample_rate)
+        if 0 < crop < xs.shape[-1]:
+            start = int(torch.randint(xs.shape[-1] - crop + 1, (1,), generator=torch.Generator().manual_seed(seed)))
+            train_on = xs[:, start:start + crop]
+        else:
+            train_on = xs
         self.model.eval().requires_grad_(False)
         self.gen.train()
         for _ in range(self.cfg.gen_updates):
-            loss, _, x_adv = generator_loss(self.attack_cfg, self.gen, [self.model], x[:k], labels=y[:k], with_adversarial=True)
+            loss, _, x_adv = generator_loss(self.attack_cfg, self.gen, [self.model], train_on, labels=ys, with_adversarial=True)
             self.gen_opt.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(self.gen, self.d)
             self.gen_opt.step()
         self.model.requires_grad_(True)
+        if train_on is not xs:
+            self.gen.eval()
+            with torch.no_grad():
+                x_adv = self.gen(xs)
         return x_adv
 
     def _trades(self, x, y, seed):

@@ -41,10 +41,11 @@ def test_every_method_trains_the_victim_and_the_generator_only_when_asked(method
     assert (tmp_path / "generator.pt").is_file() == (method == "generator")
 
 
-def test_the_generator_keeps_up_with_the_victim(records):
-    """In the min-max game each step first moves the generator against the current victim."""
+@pytest.mark.parametrize("crop", [0.0, 0.25])
+def test_the_generator_keeps_up_with_the_victim(records, crop):
+    """In the min-max game each step first moves the generator against the current victim (on crops or whole clips)."""
     _, recs = records
-    cfg = _cfg("generator")
+    cfg = _cfg("generator", gen_crop_seconds=crop)
     from staa.adv_train import _build
     from staa.datasets import AudioDataset
 
@@ -52,7 +53,10 @@ def test_the_generator_keeps_up_with_the_victim(records):
     before = [p.detach().clone() for p in gen.parameters()]
     data = AudioDataset([r for r in recs if r.split == "train"][:16], cfg.classes, clip_seconds=0.5)
     x, y = torch.stack([data[i][0] for i in range(16)]), torch.tensor([data[i][1] for i in range(16)])
-    Step(cfg, model, model, opt, gen, gen_opt)(x, y, 0, 0)
+    step = Step(cfg, model, model, opt, gen, gen_opt)
+    x_adv = step._generator(x, y, seed=0)
+    assert x_adv.shape == (8, x.shape[-1])  # half the batch, whole clips
+    assert (x_adv - x[:8]).abs().max() <= cfg.eps + 1e-6  # (a fresh generator's hard mask may still be all closed)
     assert any(not torch.equal(a, b) for a, b in zip(before, gen.parameters()))
 
 
