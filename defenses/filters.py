@@ -9,6 +9,13 @@ import torch.nn.functional as F
 from defenses.base import Defense, NumpyDefense, positive
 
 
+def _odd(name: str, size) -> int:
+    size = positive(name, size, int)
+    if size % 2 == 0:
+        raise ValueError(f"{name} must be odd, got {size}")
+    return size
+
+
 class LowPass(Defense):
     """Linear-phase windowed-sinc FIR (scipy.signal.firwin), applied as a convolution so it stays differentiable.
     A biquad's 12 dB/octave would leave most of a tone just above the cutoff in place."""
@@ -39,10 +46,7 @@ class Median(Defense):
     differentiable = True  # the gradient flows to the median sample of each window
 
     def __init__(self, size: int = 3):
-        size = positive("median size", size, int)
-        if size % 2 == 0:
-            raise ValueError(f"median size must be odd, got {size}")
-        self.size = size
+        self.size = _odd("median size", size)
 
     @property
     def spec(self):
@@ -60,10 +64,7 @@ class Wiener(NumpyDefense):
     name = "wiener"
 
     def __init__(self, size: int = 5):
-        size = positive("wiener size", size, int)
-        if size % 2 == 0:
-            raise ValueError(f"wiener size must be odd, got {size}")
-        self.size = size
+        self.size = _odd("wiener size", size)
 
     @property
     def spec(self):

@@ -168,7 +168,7 @@ def cmd_adv_train(a) -> None:
         raise ValueError(f"--generator-options / --model-options is not valid JSON: {err}") from None
     cfg = AdvTrainConfig(arch=a.arch, classes=classes, method=a.method, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                          clip_seconds=a.clip_seconds, model=model, eps=a.eps, adv_ratio=a.adv_ratio, pgd_steps=a.pgd_steps, trades_beta=a.trades_beta,
-                         generator=generator, gen_updates=a.gen_updates, init_victim=a.init_victim, init_generator=a.init_generator,
+                         generator=generator, gen_updates=a.gen_updates, gen_crop_seconds=a.gen_crop_seconds, init_victim=a.init_victim, init_generator=a.init_generator,
                          defenses=a.defense or [], checkpoint_every=a.checkpoint_every)
     report = adv_train(cfg, records, a.out, device=a.device, progress=not a.quiet)
     last = report["history"][-1]
@@ -323,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pgd-steps", type=int, default=10, help="steps of PGD-AT and of TRADES' inner maximisation")
     p.add_argument("--trades-beta", type=float, default=6.0)
     p.add_argument("--gen-updates", type=int, default=1, help="generator steps per victim step")
+    p.add_argument("--gen-crop-seconds", type=float, default=1.0, help="the generator learns on crops this long (0: whole clips)")
     p.add_argument("--generator-options", default=None, help='JSON of generator training options, e.g. {"preset": "cpu", "w_spa": 1.0}')
     p.add_argument("--model-options", default=None, help='JSON of architecture options, e.g. {"width": 16}')
     p.add_argument("--init-victim", default=None, help="fine-tune this trained victim")

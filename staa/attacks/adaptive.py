@@ -40,10 +40,7 @@ class AdaptivePGD(PGD):
         """PGD through the defense, returning for each clip the first iterate that fools the defended victim
         (the last one where none does): through a staircase such as quantisation the BPDA gradient is rough, and
         a later step can undo an earlier success."""
-        delta = torch.zeros_like(x)
-        if self.random_start:
-            gen = torch.Generator(device="cpu").manual_seed(self.seed)
-            delta = (torch.rand(x.shape, generator=gen) * 2 - 1).to(x) * self.eps
+        delta = self.start(x)
         best = x + delta
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.steps):

@@ -30,11 +30,15 @@ class PGD(Attack):
         self.random_start, self.seed = random_start, seed
         self.name = f"pgd{steps}"
 
+    def start(self, x) -> torch.Tensor:
+        """The initial perturbation: uniform in [-eps, eps] from this attack's seed, or zero."""
+        if not self.random_start:
+            return torch.zeros_like(x)
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        return (torch.rand(x.shape, generator=gen) * 2 - 1).to(x) * self.eps
+
     def perturb(self, x, y):
-        delta = torch.zeros_like(x)
-        if self.random_start:
-            gen = torch.Generator(device="cpu").manual_seed(self.seed)
-            delta = (torch.rand(x.shape, generator=gen) * 2 - 1).to(x) * self.eps
+        delta = self.start(x)
         for _ in range(self.steps):
             grad = self.loss_gradient((x + delta).clamp(-1, 1), y)
             delta = (delta + self.alpha * grad.sign()).clamp(-self.eps, self.eps)
