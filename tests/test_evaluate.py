@@ -177,3 +177,34 @@ def test_cli_refuses_to_reuse_a_run_folder_without_resume_or_force(grid, setup, 
             "--out", str(out), "--quiet"]
     assert main(args) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_kill_9_mid_grid_then_resume_gives_the_uninterrupted_numbers(setup, tmp_path):
+    import os
+    import signal
+    import sys
+    import time
+
+    manifest, root = setup
+    args = [sys.executable, "-m", "staa", "evaluate", "--data", str(manifest), "--victim", f"tiny={root / 'victim' / 'best.pt'}",
+            "--attack", "fgsm=fgsm", "--attack", "slow=pgd:steps=300", "--defense", "none", "--defense", "quantize:8",
+            "--max-clips", "8", "--no-perceptual", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*args, "--out", str(tmp_path / "whole")], check=True, env=env, capture_output=True, timeout=300)
+    proc = subprocess.Popen([*args, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = tmp_path / "killed" / "cells" / "tiny" / "fgsm.json"
+    deadline = time.time() + 240
+    while not first.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.is_file() and not (tmp_path / "killed" / "results.json").exists()  # killed between the two attacks
+    for f in (tmp_path / "killed").rglob("*"):
+        if f.is_file() and not f.name.startswith("."):  # temp files are hidden; anything under a final name is whole
+            if f.suffix == ".json":
+                json.loads(f.read_text())
+    resumed = subprocess.run([*args, "--out", str(tmp_path / "killed"), "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())["cells"]
+    again = json.loads((tmp_path / "killed" / "results.json").read_text())["cells"]
+    assert _same_numbers(again, whole)
