@@ -117,7 +117,7 @@ def _nan_to_none(v):
 
 
 def _mean(values):
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and (math.isnan(v) or math.isinf(v)))]
+    vals = [v for v in map(_nan_to_none, values) if v is not None]
     return sum(vals) / len(vals) if vals else None
 
 

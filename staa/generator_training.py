@@ -169,9 +169,9 @@ def validate(gen: STAAGenerator, models, dataset, *, batch_size: int = 32, devic
             fooled[i] += ok.tolist()
             if i == 0:
                 dists += dist[ok].tolist()
-        for d in defenses:
-            rate = dataset.sample_rate
-            defended[d.spec] += torch.stack([_fooled(mod, d(x, rate), d(x_adv, rate), target) for mod in models]).float().mean(0).tolist()
+        for d in defenses:  # each defense runs once per batch, whatever the number of surrogates
+            x_def, adv_def = d(x, dataset.sample_rate), d(x_adv, dataset.sample_rate)
+            defended[d.spec] += torch.stack([_fooled(mod, x_def, adv_def, target) for mod in models]).float().mean(0).tolist()
     rates = [sum(f) / max(1, len(f)) for f in fooled]
     finite = [d for d in dists if d != float("inf")]
     report = {"fooling_rate": rates, "mean_fooling_rate": sum(rates) / len(rates), "l0_ratio": sum(ratios) / max(1, len(ratios)),
