@@ -10,6 +10,8 @@ report.json schema ("staa-ser/report/1"):
                   seconds_per_clip (null where undefined, e.g. survival with no success)
     transfer      {"rows": attacks, "columns": victims, "success_rate": {attack: {victim: rate}}} (undefended)
     defense_cost  {victim: {defense: clean accuracy after the defense}}
+    robust_accuracy  {victim: {"clean": clean accuracy, attack: accuracy under that attack}} (undefended): hardened
+                  victims (e.g. after `staa adv-train`) next to the originals read as before/after
     config, machine   as in results.json
 """
 from __future__ import annotations
@@ -50,6 +52,13 @@ def defense_cost(cells) -> dict:
     out: dict = {}
     for c in cells:
         out.setdefault(c["victim"], {})[c["defense"]] = c["defended_clean_accuracy"]
+    return out
+
+
+def robust_accuracy(cells) -> dict:
+    out: dict = {}
+    for c in _undefended(cells):
+        out.setdefault(c["victim"], {"clean": c["clean_accuracy"]})[c["attack"]] = c["adversarial_accuracy"]
     return out
 
 
@@ -97,7 +106,8 @@ def _heat(ax, matrix, rows, cols, title, cmap="magma_r"):
     for i in range(len(rows)):
         for j in range(len(cols)):
             if not np.isnan(data[i, j]):
-                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white" if data[i, j] > 0.55 else "black")
+                r, g, b, _ = im.cmap(im.norm(data[i, j]))  # the text in whichever of black and white contrasts with the cell
+                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
     ax.set_title(title)
     return im
 
@@ -131,6 +141,12 @@ def plots(cells, run: Path) -> dict[str, str]:
     _heat(ax, [[t["success_rate"][a][v] for v in t["columns"]] for a in t["rows"]], t["rows"], t["columns"],
           "Success rate of each attack on each victim (no defense)", cmap="viridis")
     figs["transfer"] = _png(fig)
+
+    robust = robust_accuracy(cells)
+    cols = list(next(iter(robust.values())))
+    fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(cols), 0.9 + 0.45 * len(robust)))
+    _heat(ax, [[row.get(k) for k in cols] for row in robust.values()], list(robust), cols, "Accuracy, clean and under each attack (no defense)", cmap="viridis")
+    figs["robust_accuracy"] = _png(fig)
 
     cost = defense_cost(cells)
     all_defs = list(dict.fromkeys(c["defense"] for c in cells))
@@ -231,7 +247,7 @@ def build_report(run_dir, *, out_dir=None) -> dict:
         raise ValueError(f"{results_path}: holds no cells")
     out = Path(out_dir) if out_dir else run
     report = {"schema": "staa-ser/report/1", "summary": summary_sentences(cells), "cells": cells, "transfer": transfer_table(cells),
-              "defense_cost": defense_cost(cells), "config": results.get("config"), "machine": results.get("machine")}
+              "defense_cost": defense_cost(cells), "robust_accuracy": robust_accuracy(cells), "config": results.get("config"), "machine": results.get("machine")}
     figs = plots(cells, run)
     img = lambda key, alt: f'<img alt="{alt}" src="data:image/png;base64,{figs[key]}">' if key in figs else ""
     m = results.get("machine") or {}
@@ -243,6 +259,8 @@ defended victim's prediction (defense applied to clean and adversarial clip alik
 {m.get('threads', '?')} threads, torch {html.escape(str(m.get('torch', '?')))}.</p>
 <h2>Survival under each defense</h2>{img('survival', 'survival heatmap')}
 <h2>Success vs perceptual quality</h2>{img('success_vs_pesq', 'success vs PESQ')}
+<h2>Accuracy under attack</h2>{img('robust_accuracy', 'accuracy under each attack')}
+<p class="muted">A hardened victim (adversarial training) next to its original shows the before and after.</p>
 <h2>Transfer matrix</h2>{img('transfer', 'transfer matrix')}
 <h2>What each defense costs</h2>{img('defense_accuracy', 'clean accuracy under each defense')}
 <h2>An example perturbation</h2>{img('perturbation', 'waveform, perturbation, mask and spectrogram')}

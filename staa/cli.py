@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,17 +46,33 @@ def _records(a):
     return load_records(a.dataset, a.data, **options)
 
 
+def _json_option(text: str | None, flag: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return value
+
+
 def cmd_train_victim(a) -> None:
     import torch
 
     from staa.train import TrainConfig, train_victim
 
     _check_out_not_in_data(Path(a.out), Path(a.data))
+    _prepare_run_dir(a)
     torch.set_num_threads(a.threads) if a.threads else None
     records = _records(a)
     classes = a.classes.split(",") if a.classes else sorted({r.label for r in records})
-    cfg = TrainConfig(arch=a.arch, classes=classes, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, clip_seconds=a.clip_seconds)
+    cfg = TrainConfig(arch=a.arch, classes=classes, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, clip_seconds=a.clip_seconds,
+                      model=_json_option(a.model_options, "--model-options"))
     report = train_victim(cfg, records, a.out, device=a.device, progress=not a.quiet)
+    if not report:  # a torchrun rank other than 0: rank 0 reports
+        return
     test = report.get("test")
     print(f"{a.arch}: best val UA {report['best_val_ua']:.3f}" + (f", test UA {test['ua']:.3f} WA {test['wa']:.3f}" if test else ""))
     print(Path(a.out) / "best.pt")
@@ -73,10 +91,11 @@ def cmd_train_attack(a) -> None:
     from staa.generator_training import AttackTrainConfig, parse_eps_schedule, train_generator
 
     _check_out_not_in_data(Path(a.out), Path(a.data))
+    _prepare_run_dir(a)
     cfg = AttackTrainConfig(preset=a.preset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, eps_schedule=parse_eps_schedule(a.eps),
                             kappa=a.kappa, w_mag=a.w_mag, w_spa=a.w_spa, w_qua=a.w_qua, targeted=a.target is not None,
                             target=a.target, seed=a.seed, spa_warmup_epochs=a.spa_warmup,
-                            defenses=a.defense or [])
+                            defenses=a.defense or [], generator={"train_mask": a.train_mask}, spa_target=a.spa_target)
     report = train_generator(cfg, a.surrogate, _records(a), a.out, device=a.device, progress=not a.quiet)
     last = report["history"][-1]
     print(f"generator: val fooling {last['val_mean_fooling_rate']:.3f}, l0 ratio {last['val_l0_ratio']:.3f}")
@@ -107,16 +126,32 @@ def _eval_config(a):
                       perceptual=not a.no_perceptual, seed=a.seed)
 
 
-def _prepare_run_dir(out: Path, resume: bool, force: bool) -> None:
-    """A run folder that already holds results is reused only when asked: --resume continues, --force starts over."""
-    if out.exists() and any(out.iterdir()) and not (resume or force):
-        raise FileExistsError(f"{out}: exists and is not empty; pass --resume to continue that run or --force to start over")
-    if force and out.exists():
-        import shutil
+# what each command writes into its run folder: --force removes exactly these, nothing else the folder holds
+RUN_OUTPUTS = {
+    "train-victim": ("best.pt", "last.pt", "metrics.json"),
+    "train-attack": ("best.pt", "last.pt", "metrics.json"),
+    "adv-train": ("victim.pt", "generator.pt", "last.pt", "metrics.json"),
+    "attack": ("adv", "clips.csv", "summary.json"),
+    "evaluate": ("cells", "examples", "config.json", "results.json", "clips.csv", "report.html", "report.json"),
+    "demo": ("corpus", "victims", "attacks", "hardened", "eval"),
+}
 
-        for name in ("cells", "examples", "config.json", "results.json", "clips.csv", "report.html", "report.json"):
+
+def _prepare_run_dir(a) -> None:
+    """A run folder that already holds results is reused only when asked: --resume continues, --force starts over."""
+    out = Path(a.out)
+    if out.exists() and any(out.iterdir()) and not (a.resume or a.force):
+        raise FileExistsError(f"{out}: exists and is not empty; pass --resume to continue that run or --force to start over")
+    # under torchrun only rank 0 deletes, before the ranks meet; the others find the folder cleared when they load
+    if a.force and out.exists() and os.environ.get("RANK", "0") == "0":
+        for name in RUN_OUTPUTS[a.command]:
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def _run_dir_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint (finished work is kept)")
+    p.add_argument("--force", action="store_true", help="discard this command's outputs in OUT and start over")
 
 
 def cmd_evaluate(a) -> None:
@@ -126,7 +161,7 @@ def cmd_evaluate(a) -> None:
     cfg = _eval_config(a)
     out = Path(a.out)
     _check_out_not_in_data(out, Path(cfg.data))
-    _prepare_run_dir(out, a.resume, a.force)
+    _prepare_run_dir(a)
     results = run_grid(cfg, out, device=a.device, progress=not a.quiet)
     if not a.no_report:
         build_report(out)
@@ -147,11 +182,10 @@ def cmd_report(a) -> None:
 
 
 def cmd_adv_train(a) -> None:
-    import json
-
     from staa.adv_train import AdvTrainConfig, adv_train
 
     _check_out_not_in_data(Path(a.out), Path(a.data))
+    _prepare_run_dir(a)
     records = _records(a)
     if a.classes:
         classes = a.classes.split(",")
@@ -161,11 +195,7 @@ def cmd_adv_train(a) -> None:
         classes = load_victim(a.init_victim).classes
     else:
         classes = sorted({r.label for r in records})
-    try:
-        generator = json.loads(a.generator_options) if a.generator_options else {}
-        model = json.loads(a.model_options) if a.model_options else {}
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--generator-options / --model-options is not valid JSON: {err}") from None
+    generator, model = _json_option(a.generator_options, "--generator-options"), _json_option(a.model_options, "--model-options")
     cfg = AdvTrainConfig(arch=a.arch, classes=classes, method=a.method, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                          clip_seconds=a.clip_seconds, model=model, eps=a.eps, adv_ratio=a.adv_ratio, pgd_steps=a.pgd_steps, trades_beta=a.trades_beta,
                          generator=generator, gen_updates=a.gen_updates, gen_crop_seconds=a.gen_crop_seconds, init_victim=a.init_victim, init_generator=a.init_generator,
@@ -182,6 +212,7 @@ def cmd_attack(a) -> None:
     from staa.victim import load_victim
 
     _check_out_not_in_data(Path(a.out), Path(a.data))
+    _prepare_run_dir(a)
     victim = load_victim(a.victim, device=a.device)
     dataset = _split_dataset(a, victim.classes, victim.sample_rate)
     attack = build_attack(a.attack, victim.model, eps=a.eps, generator=a.generator, device=a.device, sample_rate=victim.sample_rate)
@@ -220,6 +251,7 @@ def cmd_bench(a) -> None:
 def cmd_demo(a) -> None:
     from staa.demo import run_demo
 
+    _prepare_run_dir(a)
     run_demo(Path(a.out), quick=a.quick, progress=not a.quiet, device=a.device)
 
 
@@ -238,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("train-victim", help="train a victim SER model from the zoo",
-                       description="Train a zoo architecture on a dataset; writes best.pt, last.pt (resume) and metrics.json to --out. Rerunning the same command resumes.")
+                       description="Train a zoo architecture on a dataset; writes best.pt, last.pt (resume with --resume) and metrics.json to --out. "
+                                   "Runs under torchrun --nproc_per_node=N with DDP.")
     p.add_argument("--data", required=True, help="dataset root folder, or the manifest CSV for --dataset manifest")
     p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest; the built-in corpus is a manifest)")
     p.add_argument("--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer")
@@ -249,8 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clip-seconds", type=float, default=3.0)
+    p.add_argument("--model-options", default=None, help='JSON of architecture options, e.g. {"dropout": 0.0}')
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count unreadable files or unknown labels instead of stopping")
+    _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_train_victim)
 
@@ -280,9 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-qua", type=float, default=1e-6)
     p.add_argument("--target", type=int, default=None, help="class index for a targeted attack (default: untargeted)")
     p.add_argument("--spa-warmup", type=int, default=0, help="epochs without the sparsity loss at the start")
+    p.add_argument("--spa-target", type=float, default=0.0, help="sparsity budget: penalise only the share of perturbed samples "
+                   "above it (0: the paper's plain penalty)")
+    p.add_argument("--train-mask", default="stochastic", choices=["stochastic", "straight_through"],
+                   help="mask binarisation in training: the paper's stochastic mix, or straight-through (hard forward, soft gradient)")
     p.add_argument("--defense", action="append", help="defense-aware STAA: train through this defense spec "
                    "(e.g. mp3:32, resample:8000); repeat for several")
     p.add_argument("--seed", type=int, default=0)
+    _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_train_attack)
 
@@ -294,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", default=None, help="generator checkpoint (for --attack staa)")
     p.add_argument("--eps", type=float, default=0.03, help="l-inf budget of the gradient attacks")
     p.add_argument("--out", required=True)
+    _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_attack)
 
@@ -332,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=25, help="steps between mid-epoch checkpoints")
     p.add_argument("--clip-seconds", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
+    _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_adv_train)
 
@@ -352,8 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-perceptual", action="store_true", help="skip PESQ / STOI (the slow part)")
     p.add_argument("--no-report", action="store_true", help="write results.json only")
     p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true", help="continue the run in OUT (finished cells are kept)")
-    p.add_argument("--force", action="store_true", help="discard what OUT holds and start over")
+    _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -376,9 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the whole pipeline on the built-in corpus",
-                       description="Build the corpus, train victims and print their accuracies. Rerunning resumes.")
+                       description="The whole pipeline on the built-in corpus: corpus, victims (3 architectures), STAA (plain and defense-aware), white-box and transfer rates, generator adversarial training, a grid of attacks x defenses, report.html. --quick: a smaller first look. Interrupted runs continue with --resume.")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--quick", action="store_true", help="a smaller corpus and fewer epochs, for a first look")
+    _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_demo)
     return parser
@@ -393,6 +435,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"staa {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"staa {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"staa {args.command}: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
         return 130
     return 0

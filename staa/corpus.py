@@ -276,7 +276,9 @@ def build_corpus(root: str | Path, cfg: CorpusConfig = CorpusConfig(), *, worker
     specs = plan_corpus(cfg)
     shards = [specs[i : i + SHARD_SIZE] for i in range(0, len(specs), SHARD_SIZE)]
     todo = [s for s in shards if not all((root / c.path).is_file() for c in s)]
-    ctx = multiprocessing.get_context("spawn")
+    # fork, not spawn: spawn re-runs the caller's main script in every worker, which breaks any script that
+    # calls build_corpus at top level (the README's API example); the workers only synthesise (no torch)
+    ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
         jobs = [pool.submit(_render_shard, s, cfg, str(root)) for s in todo]
         with tqdm(total=len(specs), initial=len(specs) - sum(map(len, todo)), desc="corpus", unit="clip", disable=not progress) as bar:

@@ -23,12 +23,17 @@ class GeneratorConfig:
     stride: int = 8  # resampling factor per level
     head_channels: int = 2  # channels of the decoders' full-resolution layer, the costliest one
     eps: float = 0.03  # l-inf bound on the perturbation
+    # how the mask is binarised in training: "stochastic" (the paper: each element soft or hard at random)
+    # or "straight_through" (hard forward, soft gradient: the training forward equals the test forward)
+    train_mask: str = "stochastic"
 
     def __post_init__(self):
         if not self.eps > 0:
             raise ValueError(f"eps must be > 0, got {self.eps}")
         if self.levels < 1 or min(self.channels, self.head_channels, self.kernel) < 1 or self.stride < 2 or self.growth < 1:
             raise ValueError(f"invalid generator shape: {self}")
+        if self.train_mask not in ("stochastic", "straight_through"):
+            raise ValueError(f"train_mask must be 'stochastic' or 'straight_through', got {self.train_mask!r}")
 
     def widths(self) -> list[int]:
         return [int(round(self.channels * self.growth**i)) for i in range(self.levels)]
@@ -124,7 +129,9 @@ class STAAGenerator(nn.Module):
         m_soft = ((torch.tanh(self.positions(h, skips)) + 1) / 2)[:, 0, :length]
         v = (self.eps * torch.tanh(self.magnitudes(h, skips)))[:, 0, :length]
         hard = (m_soft >= 0.5).to(m_soft.dtype)
-        if self.training:
+        if self.training and self.cfg.train_mask == "straight_through":
+            m = hard + m_soft - m_soft.detach()
+        elif self.training:
             pick_soft = torch.rand_like(m_soft) < 0.5
             m = torch.where(pick_soft, m_soft, hard.detach())
         else:

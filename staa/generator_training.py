@@ -42,6 +42,9 @@ class AttackTrainConfig:
     w_spa: float = 1.0  # on the length-normalised L_spa (the authors' 0.1 is on a differently scaled norm)
     w_qua: float = 1e-6
     spa_warmup_epochs: int = 0  # no sparsity loss before this epoch (early on it can collapse the mask to 0)
+    # 0: the paper's penalty w_spa * L_spa; > 0: a budget, w_spa * max(0, L_spa - spa_target): the mask is free
+    # below it, so the penalty cannot shrink it to nothing before the attack has found where to perturb
+    spa_target: float = 0.0
     targeted: bool = False
     target: int | None = None
     max_l0_ratio: float = 0.25  # "best" is chosen among epochs within this sparsity budget
@@ -61,6 +64,8 @@ class AttackTrainConfig:
         self.parsed_defenses()
         if self.targeted and self.target is None:
             raise ValueError("a targeted attack needs a target class index")
+        if not 0.0 <= self.spa_target < 1.0:
+            raise ValueError(f"spa_target must be in [0, 1), got {self.spa_target}")
         for name in ("w_mag", "w_spa", "w_qua", "kappa", "spa_warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -133,7 +138,8 @@ def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch:
         adv = 0.5 * (adv + _adv_loss(cfg, models, x_def, through(defense, x_adv, sample_rate)))
     parts = {"adv": adv, "mag": magnitude_loss(v), "spa": sparsity_loss(m), "qua": quality_loss(m_soft)}
     w_spa = cfg.w_spa if epoch is None or epoch >= cfg.spa_warmup_epochs else 0.0
-    total = adv + cfg.w_mag * parts["mag"] + w_spa * parts["spa"] + cfg.w_qua * parts["qua"]
+    spa = (parts["spa"] - cfg.spa_target).clamp(min=0) if cfg.spa_target else parts["spa"]
+    total = adv + cfg.w_mag * parts["mag"] + w_spa * spa + cfg.w_qua * parts["qua"]
     parts = {k: t.item() for k, t in parts.items()}
     if with_adversarial:
         return total, parts, (x + v * (m_soft >= 0.5)).clamp(-1, 1).detach()
@@ -219,6 +225,8 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
         for x, _ in bar:
             defense = defenses[int(torch.randint(len(defenses), (1,), generator=draw))] if defenses else None
             loss, parts = generator_loss(cfg, gen, models, x.to(device), epoch, defense, rate)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"generator loss became {loss.item()} in epoch {epoch + 1} ({parts}); lower --lr, or resume from {last}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -3,6 +3,8 @@
 `OUT/last.pt` is rewritten atomically after every epoch with the optimiser and RNG state, so a
 rerun with the same settings continues from the last finished epoch; `OUT/best.pt` holds the
 weights with the best validation UA, and `OUT/metrics.json` the history and final test scores.
+Under `torchrun --nproc_per_node=N` each rank takes every N-th clip of each global batch and DDP averages
+the gradients, so N processes take the single-process steps; rank 0 alone validates and writes.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from staa import distributed
 from staa.atomic import write_json
 from staa.checkpoint import CheckpointError, load_checkpoint, restore_training, training_state
 from staa.datasets import AudioDataset, Record
@@ -56,10 +59,14 @@ def _split(records: list[Record], name: str) -> list[Record]:
 
 def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cpu", progress: bool = True) -> dict:
     """Train `cfg.arch` on the train split of `records`, validate on val, score the best model on test."""
+    d = distributed.init(device)
+    if cfg.batch_size % d.world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {d.world}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, len(cfg.classes), cfg.sample_rate, **cfg.model).to(device)
+    ddp_model = distributed.wrap(model, d)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs, pct_start=0.15)
     make = lambda recs, crop: AudioDataset(recs, cfg.classes, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds, crop=crop, seed=cfg.seed)
@@ -79,26 +86,33 @@ def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cp
                             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         model.train()
         total, started = 0.0, time.perf_counter()
-        bar = tqdm(loader, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        bar = tqdm(loader, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and d.main))
         for x, y in bar:
-            loss = loss_fn(model(x.to(device)), y.to(device))
+            x, y = x[d.rank::d.world], y[d.rank::d.world]  # this rank's share of the global batch
+            loss = loss_fn(ddp_model(x.to(device)), y.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
+        state["epoch"] = epoch + 1
+        if not d.main:
+            d.barrier()  # rank 0 validates and writes the checkpoints meanwhile
+            continue
         val = classification_scores(*predict(model, val_set, device=device), len(cfg.classes))
         state["history"].append({"epoch": epoch + 1, "train_loss": total / max(1, len(loader)), "val_ua": val["ua"], "val_wa": val["wa"],
                                  "seconds": time.perf_counter() - started})
         if progress:
             tqdm.write(f"{cfg.arch} epoch {epoch + 1}: loss {total / max(1, len(loader)):.3f}, val UA {val['ua']:.3f}, WA {val['wa']:.3f}")
-        state["epoch"] = epoch + 1
         if val["ua"] > state["best_ua"]:
             state["best_ua"] = val["ua"]
             save_victim(out / "best.pt", model, cfg.arch, cfg.classes, cfg.sample_rate, val=val)
         save_victim(last, model, cfg.arch, cfg.classes, cfg.sample_rate, train_config=asdict(cfg), train_state=training_state(opt, sched, state))
-    return _final_report(cfg, records, out, make, device, state)
+        d.barrier()
+    report = _final_report(cfg, records, out, make, device, state) if d.main else {}
+    distributed.shutdown(d)
+    return report
 
 
 def _final_report(cfg, records, out: Path, make, device, state) -> dict:

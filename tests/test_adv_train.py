@@ -140,3 +140,25 @@ def test_two_torchrun_processes_match_one_process(records, tmp_path):
         assert torch.allclose(a(x), b(x), atol=1e-4)
     moved = max((p - q).abs().max().item() for p, q in zip(one["state_dict"].values(), _initial_weights().values()))
     assert moved > 1e-3  # they trained: the agreement is not that of two untouched models
+
+
+def test_train_victim_under_torchrun_matches_one_process(records, tmp_path):
+    manifest, _ = records
+    (tmp_path / "data").mkdir()
+    subset = _subset_manifest(manifest, tmp_path / "data" / "subset.csv")
+    args = ["train-victim", "--data", str(subset), "--arch", "mel_transformer", "--epochs", "2", "--batch-size", "16", "--clip-seconds", "0.5",
+            "--quiet", "--classes", ",".join(EMOTIONS), "--model-options", '{"d_model": 16, "layers": 1, "heads": 2, "n_mels": 32, "dropout": 0.0}']
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "staa", *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29572", "-m", "staa", *args,
+                             "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert double.stdout.count("best val UA") == 1  # rank 0 alone reports and writes
+    a, b = load_victim(tmp_path / "one" / "last.pt").model, load_victim(tmp_path / "two" / "last.pt").model
+    fresh = load_victim(tmp_path / "one" / "last.pt").model
+    fresh.load_state_dict(_initial_weights())
+    x = torch.randn(4, 8000, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-4)
+        assert (a(x) - fresh(x)).abs().max() > 1e-3  # both trained: they moved from the same start

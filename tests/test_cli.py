@@ -38,3 +38,21 @@ def test_corpus_command_builds_and_reuses(tmp_path, capsys):
     assert (tmp_path / "c" / "manifest.csv").is_file()
     assert main(["corpus", "--out", str(tmp_path / "c"), "--clips", "16", "--quiet"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_a_run_folder_is_reused_only_with_resume_or_force(corpus, tmp_path, capsys):
+    import json
+
+    manifest, _ = corpus
+    out = tmp_path / "run"
+    args = ["train-victim", "--data", str(manifest), "--arch", "mel_cnn", "--epochs", "1", "--clip-seconds", "1", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    (out / "notes.txt").write_text("mine")
+    assert main(args) == 2 and "--resume" in capsys.readouterr().err  # not silently reused
+    assert main([*args, "--resume"]) == 0  # finished: nothing is redone
+    assert json.loads((out / "metrics.json").read_text())["history"] == first["history"]
+    assert main([*args, "--seed", "1", "--resume"]) == 2 and "other settings" in capsys.readouterr().err
+    assert main([*args, "--seed", "1", "--force"]) == 0  # starts over with the new settings
+    assert json.loads((out / "metrics.json").read_text())["history"] != first["history"]
+    assert (out / "notes.txt").read_text() == "mine"  # --force removes only what the command writes

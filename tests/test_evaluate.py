@@ -131,7 +131,11 @@ def test_report_numbers_equal_results_and_it_renders_in_chromium(grid, tmp_path)
     assert json.loads((out / "report.json").read_text())["schema"] == "staa-ser/report/1"
     page = _Cells()
     page.feed((out / "report.html").read_text())
-    assert page.images == 5 and page.audio >= 3  # four plots + the perturbation figure; clean, adversarial, defended
+    assert page.images == 6 and page.audio >= 3  # five plots + the perturbation figure; clean, adversarial, defended
+    for c in results["cells"]:
+        if c["defense"] == "none":
+            assert report["robust_accuracy"][c["victim"]][c["attack"]] == c["adversarial_accuracy"]
+            assert report["robust_accuracy"][c["victim"]]["clean"] == c["clean_accuracy"]
     for c in results["cells"]:
         shown = page.cells[(c["victim"], c["attack"], c["defense"])]
         assert shown and all(shown[k] == fmt(c[k]) for k in shown)

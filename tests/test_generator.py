@@ -34,6 +34,20 @@ def test_training_mask_mixes_soft_and_hard_values():
     assert 0.4 < share_soft < 0.6  # about half the elements keep the soft value
 
 
+def test_straight_through_mask_trains_on_the_test_time_output():
+    """Straight-through: the training forward equals the eval forward (hard mask), yet the mask still gets a gradient."""
+    torch.manual_seed(0)
+    gen = STAAGenerator(GeneratorConfig(channels=4, levels=3, train_mask="straight_through"))
+    x = 0.2 * torch.randn(2, 4096)
+    v, m, m_soft = gen.train().perturbation(x)
+    assert torch.equal(m, (m_soft >= 0.5).float())
+    assert torch.allclose(gen.train()(x), gen.eval()(x))
+    m.sum().backward()
+    assert gen.positions.out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="train_mask"):
+        GeneratorConfig(train_mask="sometimes")
+
+
 def test_presets_and_bad_settings():
     assert PRESETS["paper"].widths() == [32, 64, 128, 256, 512, 1024]
     with pytest.raises(ValueError, match="eps must be > 0"):
@@ -96,3 +110,23 @@ def test_sparsity_warmup_leaves_the_sparsity_loss_out_of_early_epochs():
     late, _ = generator_loss(cfg, gen, [victim], x, epoch=1)
     assert parts["spa"] > 0
     assert torch.isclose(late - early, torch.tensor(parts["spa"]), atol=1e-5)
+
+
+def test_a_sparsity_budget_penalises_only_the_share_above_it():
+    from staa.generator_training import AttackTrainConfig, generator_loss
+
+    torch.manual_seed(0)
+    victim = torch.nn.Linear(256, 3).requires_grad_(False)
+    x = 0.3 * torch.randn(2, 256)
+    losses = {}
+    for target in (0.0, 0.99, 0.1):
+        cfg = AttackTrainConfig(w_spa=2.0, w_qua=0.0, spa_target=target, generator={"channels": 4, "levels": 2})
+        torch.manual_seed(1)
+        gen = STAAGenerator(cfg.generator_config()).eval()
+        losses[target], parts = generator_loss(cfg, gen, [victim], x)
+    share = parts["spa"]
+    assert 0.1 < share < 0.99
+    assert torch.isclose(losses[0.0] - losses[0.99], torch.tensor(2.0 * share), atol=1e-5)  # under the budget: no penalty
+    assert torch.isclose(losses[0.1] - losses[0.99], torch.tensor(2.0 * (share - 0.1)), atol=1e-5)
+    with pytest.raises(ValueError, match="spa_target"):
+        AttackTrainConfig(spa_target=1.0)

@@ -19,6 +19,19 @@ def test_waveform_to_logits_end_to_end(arch):
     assert torch.allclose(model(x)[:1], model(x[:1]), atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_gradient_is_finite_on_digital_silence(arch):
+    """A silent clip (or a batch with one) must not give NaN gradients: attacks and training steps start from it."""
+    torch.manual_seed(0)
+    model = build_model(arch, n_classes=4).eval()
+    x = torch.cat([torch.zeros(1, 16_000), 0.1 * torch.randn(1, 16_000)]).requires_grad_()
+    model(x).logsumexp(dim=1).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    model.zero_grad()
+    model(x.detach()).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_architectures_differ_in_kind():
     params = {arch: sum(p.numel() for p in build_model(arch, 4).parameters()) for arch in MODELS}
     assert len(MODELS) >= 4 and len(set(params.values())) == len(params)

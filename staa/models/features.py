@@ -28,10 +28,16 @@ class LogMel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spec = torch.log(self.mel(x) + 1e-6)
-        return (spec - spec.mean(dim=-1, keepdim=True)) / (spec.std(dim=-1, keepdim=True) + 1e-5)
+        return (spec - spec.mean(dim=-1, keepdim=True)) / (_safe_sqrt(spec.var(dim=-1, keepdim=True)) + 1e-5)
+
+
+def _safe_sqrt(t: torch.Tensor) -> torch.Tensor:
+    """sqrt with a finite gradient at 0: digital silence (a silent crop, a zero-padded tail) has zero variance,
+    where sqrt's backward is inf * 0 = NaN, and one such clip in a batch turns a whole attack or training step into NaN."""
+    return t.clamp_min(1e-12).sqrt()
 
 
 def standardise_waveform(x: torch.Tensor) -> torch.Tensor:
     """Zero-mean, unit-RMS per clip: raw-waveform models then see no level differences."""
     x = x - x.mean(dim=-1, keepdim=True)
-    return x / (x.pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-4)
+    return x / (_safe_sqrt(x.pow(2).mean(dim=-1, keepdim=True)) + 1e-4)

@@ -1,0 +1,68 @@
+"""The whole pipeline at toy size: it runs end to end, and kill -9 at random moments loses nothing."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+# Every step of the real demo, at a size that runs in seconds: two victims, a generator, generator AT, a grid, a report.
+TINY = ("DemoPlan(n_clips=60, victims=('emo18', 'mel_cnn'), victim_epochs=2, generator_epochs=2, at_epochs=1, eval_clips=8, "
+        "defenses=('none', 'quantize:8'), perceptual=False, clip_seconds=1.0)")
+
+
+def _demo(out):
+    code = f"from pathlib import Path; from staa.demo import DemoPlan, run_demo; run_demo(Path({str(out)!r}), plan={TINY}, progress=False)"
+    return [sys.executable, "-c", code]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _whole_files_only(run):
+    """After a kill, whatever has a final name is whole: JSON parses, checkpoints load (temp files are hidden)."""
+    for f in run.rglob("*"):
+        if f.is_file() and not f.name.startswith("."):
+            if f.suffix == ".json":
+                json.loads(f.read_text())
+            elif f.suffix == ".pt":
+                torch.load(f, weights_only=True)
+
+
+def _cells(run):
+    cells = json.loads((run / "eval" / "report.json").read_text())["cells"]
+    return [{k: v for k, v in c.items() if k != "seconds_per_clip"} for c in cells]
+
+
+def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
+    started = time.time()
+    done = subprocess.run(_demo(tmp_path / "whole"), env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole_seconds = time.time() - started
+    assert "report: " in done.stdout and "accuracy under attack" in done.stdout
+    report = json.loads((tmp_path / "whole" / "eval" / "report.json").read_text())
+    assert set(report["robust_accuracy"]) == {"emo18", "mel_cnn", "emo18_at"}  # the hardened victim is in the grid
+
+    run, rng, kills = tmp_path / "killed", random.Random(0), 0
+    for _ in range(3):  # three kills at seeded random moments of the run's duration
+        proc = subprocess.Popen(_demo(run), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.uniform(3.0, 0.8 * whole_seconds))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            _whole_files_only(run)
+    assert kills >= 1
+    rerun = subprocess.run(_demo(run), env=ENV, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    got, want = _cells(run), _cells(tmp_path / "whole")
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == (pytest.approx(b[k], rel=1e-6, abs=1e-9) if isinstance(b[k], float) else b[k]), (a["victim"], a["attack"], k)
