@@ -4,15 +4,14 @@ Cheap ones in torch over a batch (l0, linf, distortion dB as in STAA-Net's paper
 PESQ-wb / STOI / ESTOI in a process pool across cores (`perceptual_scores`)."""
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
 
 from eval.perceptual import _star, clip_scores
 from staa.perturbation_metrics import distortion_db, l0_count, l0_ratio, linf, snr_db
+from staa.workers import worker_pool
 
 __all__ = ["accuracy", "fooling_rate", "l0_count", "l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db",
            "perturbation_scores", "perceptual_scores", "clip_scores"]
@@ -57,10 +56,7 @@ def perceptual_scores(clean, degraded, sample_rate: int, *, workers: int | None 
     workers = workers or len(os.sched_getaffinity(0))
     if workers <= 1 or len(jobs) < 4:
         return [clip_scores(*j) for j in jobs]
-    # fork, not spawn/forkserver: those re-run the caller's main script in every worker, which breaks any
-    # script without an `if __name__ == "__main__"` guard; the workers never touch torch, only numpy/pesq.
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with worker_pool(workers) as pool:
         return list(pool.map(_star, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
 
 

@@ -95,7 +95,9 @@ def cmd_train_attack(a) -> None:
     cfg = AttackTrainConfig(preset=a.preset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, eps_schedule=parse_eps_schedule(a.eps),
                             kappa=a.kappa, w_mag=a.w_mag, w_spa=a.w_spa, w_qua=a.w_qua, targeted=a.target is not None,
                             target=a.target, seed=a.seed, spa_warmup_epochs=a.spa_warmup,
-                            defenses=a.defense or [], generator={"train_mask": a.train_mask}, spa_target=a.spa_target)
+                            defenses=a.defense or [], spa_target=a.spa_target,
+                            # the paper's mask stays implicit, so runs started before the option existed still resume
+                            generator={} if a.train_mask == "stochastic" else {"train_mask": a.train_mask})
     report = train_generator(cfg, a.surrogate, _records(a), a.out, device=a.device, progress=not a.quiet)
     last = report["history"][-1]
     print(f"generator: val fooling {last['val_mean_fooling_rate']:.3f}, l0 ratio {last['val_l0_ratio']:.3f}")

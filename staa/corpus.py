@@ -12,8 +12,6 @@ import csv
 import hashlib
 import json
 import logging
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 from scipy.signal import lfilter, resample_poly
 
 from staa.atomic import atomic_open, write_json
+from staa.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -276,10 +275,7 @@ def build_corpus(root: str | Path, cfg: CorpusConfig = CorpusConfig(), *, worker
     specs = plan_corpus(cfg)
     shards = [specs[i : i + SHARD_SIZE] for i in range(0, len(specs), SHARD_SIZE)]
     todo = [s for s in shards if not all((root / c.path).is_file() for c in s)]
-    # fork, not spawn: spawn re-runs the caller's main script in every worker, which breaks any script that
-    # calls build_corpus at top level (the README's API example); the workers only synthesise (no torch)
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
+    with worker_pool(max(1, workers)) as pool:
         jobs = [pool.submit(_render_shard, s, cfg, str(root)) for s in todo]
         with tqdm(total=len(specs), initial=len(specs) - sum(map(len, todo)), desc="corpus", unit="clip", disable=not progress) as bar:
             for job in jobs:

@@ -1,5 +1,6 @@
 import csv
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,43 @@ def test_config_is_validated():
         CorpusConfig(n_clips=3)
     with pytest.raises(ValueError, match="split_shares"):
         CorpusConfig(split_shares=(0.5, 0.5, 0.5))
+
+
+def _children(pid):
+    kids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, ...
+        if proc.name.isdigit() and int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(proc.name))
+    return kids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_kill_9_of_the_parent_leaves_no_orphaned_synthesis_workers(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    code = f"from staa.corpus import CorpusConfig, build_corpus; build_corpus({str(tmp_path / 'c')!r}, CorpusConfig(n_clips=400), progress=False)"
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while len(workers := _children(parent.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the pool's workers never started"
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while (alive := [w for w in workers if _state(w) not in (None, "Z")]) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive, f"workers {alive} outlived their killed parent"
+
+
+def _state(pid):
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None

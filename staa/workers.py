@@ -1,0 +1,26 @@
+"""Process pools for CPU-bound helpers (speech synthesis, PESQ/STOI) whose workers die with their parent.
+
+fork, not spawn/forkserver: those re-run the caller's main script in every worker, which breaks any script
+that calls the library at top level without an `if __name__ == "__main__"` guard (the README's API example);
+the workers never touch torch. And each worker asks Linux for SIGKILL when its parent dies: after a kill -9
+of the parent, a pool's idle workers would otherwise linger, orphaned, for as long as the machine runs.
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import signal
+from concurrent.futures import ProcessPoolExecutor
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: workers then end when the pool shuts down, as usual
+        pass
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_die_with_parent)
