@@ -45,12 +45,14 @@ TIMES: dict[str, float] = defaultdict(float)
 
 
 @contextlib.contextmanager
-def timed(kind: str):
+def timed(kind: str, into: dict | None = None):
+    """Add the block's wall time to `into[kind]` (default: this process's TIMES)."""
+    times = TIMES if into is None else into
     t0 = time.perf_counter()
     try:
         yield
     finally:
-        TIMES[kind] += time.perf_counter() - t0
+        times[kind] = times.get(kind, 0.0) + time.perf_counter() - t0
 
 
 def safe_name(spec: str) -> str:

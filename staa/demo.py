@@ -9,11 +9,10 @@ is seeded, so a run killed at any moment and started again ends with the numbers
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eval.harness import timed
 from staa.adv_train import AdvTrainConfig, adv_train
 from staa.attack_runner import run_attack, transfer_matrix
 from staa.attacks import STAA
@@ -66,13 +65,6 @@ def _grid(out: Path, plan: DemoPlan, manifest: Path, victim_paths: dict, generat
     return build_report(out / "eval")
 
 
-@contextmanager
-def _phase(seconds: dict, name: str):
-    started = time.perf_counter()
-    yield
-    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-
-
 def _print_robust_table(table: dict) -> None:
     attacks = [k for k in next(iter(table.values())) if k != "clean"]
     print("\naccuracy under attack, no defense (" + ", ".join(attacks) + ")")
@@ -84,11 +76,11 @@ def _print_robust_table(table: dict) -> None:
 def run_demo(out: Path, *, quick: bool = False, plan: DemoPlan | None = None, progress: bool = True, device: str = "cpu") -> dict:
     plan = plan or PLANS["quick" if quick else "full"]
     seconds: dict = {}  # wall time per phase of this run (a resumed run counts only what it redid)
-    with _phase(seconds, "corpus"):
+    with timed("corpus", seconds):
         manifest = build_corpus(out / "corpus", CorpusConfig(n_clips=plan.n_clips, clip_seconds=plan.clip_seconds), progress=progress)
     records = load_records("manifest", manifest)
     results = {"seconds": seconds}
-    with _phase(seconds, "victims"):
+    with timed("victims", seconds):
         for arch in plan.victims:
             cfg = TrainConfig(arch=arch, classes=list(EMOTIONS), epochs=plan.victim_epochs, clip_seconds=plan.clip_seconds)
             results[arch] = train_victim(cfg, records, out / "victims" / arch, device=device, progress=progress)
@@ -101,23 +93,23 @@ def run_demo(out: Path, *, quick: bool = False, plan: DemoPlan | None = None, pr
     victim_paths = {arch: out / "victims" / arch / "best.pt" for arch in plan.victims}
     attack_cfg = AttackTrainConfig(epochs=plan.generator_epochs, eval_clip_seconds=plan.clip_seconds, **GENERATOR_TRAINING)
     generators = {"staa": out / "attacks" / surrogate / "best.pt"}
-    with _phase(seconds, "generators"):
+    with timed("generators", seconds):
         train_generator(attack_cfg, [victim_paths[surrogate]], records, generators["staa"].parent, device=device, progress=progress)
         if plan.aware_epochs:
             aware_cfg = AttackTrainConfig(epochs=plan.aware_epochs, defenses=list(plan.aware_of), eval_clip_seconds=plan.clip_seconds, **GENERATOR_TRAINING)
             generators["staa_aware"] = out / "attacks" / f"{surrogate}_aware" / "best.pt"
             train_generator(aware_cfg, [victim_paths[surrogate]], records, generators["staa_aware"].parent, device=device, progress=progress)
-    with _phase(seconds, "white-box and transfer"):
+    with timed("white-box and transfer", seconds):
         _white_box_and_transfer(out, plan, records, victim_paths, generators["staa"], attack_cfg.eps_at(0), results, device, progress)
 
     if plan.at_epochs:
         at_cfg = AdvTrainConfig(arch=surrogate, classes=list(EMOTIONS), method="generator", epochs=plan.at_epochs, clip_seconds=plan.clip_seconds,
                                 init_victim=str(victim_paths[surrogate]), init_generator=str(generators["staa"]), generator=GENERATOR_TRAINING)
-        with _phase(seconds, "adversarial training"):
+        with timed("adversarial training", seconds):
             results["adv_train"] = adv_train(at_cfg, records, out / "hardened" / surrogate, device=device, progress=progress)
         victim_paths[f"{surrogate}_at"] = out / "hardened" / surrogate / "victim.pt"
 
-    with _phase(seconds, "grid and report"):
+    with timed("grid and report", seconds):
         report = _grid(out, plan, manifest, victim_paths, generators, progress, device)
     results["report"] = report
     print("\n" + "\n".join(report["summary"]))
