@@ -5,6 +5,7 @@ import numpy as np
 import scipy.signal
 import torch
 import torch.nn.functional as F
+import torchaudio
 
 from defenses.base import Defense, NumpyDefense, positive
 
@@ -18,7 +19,8 @@ def _odd(name: str, size) -> int:
 
 class LowPass(Defense):
     """Linear-phase windowed-sinc FIR (scipy.signal.firwin), applied as a convolution so it stays differentiable.
-    A biquad's 12 dB/octave would leave most of a tone just above the cutoff in place."""
+    A biquad's 12 dB/octave would leave most of a tone just above the cutoff in place. The convolution goes
+    through the FFT (torchaudio): for 255 taps that is several times faster than a direct conv1d."""
 
     name = "lowpass"
     differentiable = True
@@ -35,8 +37,8 @@ class LowPass(Defense):
         if self.cutoff >= sample_rate / 2:
             raise ValueError(f"{self.spec}: the cutoff must be below the Nyquist frequency {sample_rate / 2:g} Hz")
         kernel = torch.from_numpy(scipy.signal.firwin(self.taps, self.cutoff, fs=sample_rate).astype(np.float32)).to(x)
-        y = F.conv1d(F.pad(x.unsqueeze(1), (self.taps // 2, self.taps // 2)), kernel.view(1, 1, -1))
-        return y.squeeze(1)
+        half = self.taps // 2  # the kernel is symmetric: its centre sample is the output's zero delay
+        return torchaudio.functional.fftconvolve(x, kernel.view(1, -1))[..., half:half + x.shape[-1]]
 
 
 class Median(Defense):

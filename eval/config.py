@@ -88,6 +88,7 @@ class EvalConfig:
     eps: float = 0.03  # default l-inf budget of the gradient attacks
     seed: int = 0
     perceptual: bool = True  # PESQ / STOI / ESTOI (the slow part)
+    perceptual_clips: int | None = None  # score them on a seeded sample of this many clips (the same for every attack)
     workers: int | None = None
     examples: int = 2  # clips per victim x attack kept as WAV examples for the report
 
@@ -107,8 +108,9 @@ class EvalConfig:
             raise ValueError(f"a defense is listed twice in {self.defenses}")
         if self.split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {self.split!r}")
-        if self.max_clips is not None and self.max_clips < 1:
-            raise ValueError(f"max_clips must be >= 1, got {self.max_clips}")
+        for key in ("max_clips", "perceptual_clips"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not self.eps > 0 or not self.clip_seconds > 0 or self.batch_size < 1 or self.examples < 0:
             raise ValueError("eps and clip_seconds must be > 0, batch_size >= 1, examples >= 0")
         for name in [*self.victims, *self.attacks]:

@@ -32,6 +32,7 @@ from eval.metrics import perceptual_scores, perturbation_scores
 from staa.atomic import atomic_open, write_json
 from staa.audio import save_audio
 from staa.datasets import AudioDataset, load_records
+from staa.inference import InferenceModel
 from staa.victim import Victim, load_victim
 
 CLIP_FIELDS = ["victim", "attack", "defense", "clip", "path", "label", "clean_pred", "adv_pred", "defended_clean_pred",
@@ -90,13 +91,16 @@ def _batches(x: torch.Tensor, size: int):
         yield x[i:i + size]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _predict(model, x, size, defense=None, rate=None) -> torch.Tensor:
     if defense is not None:
         x = _defend(defense, x, size, rate)
-    model.eval()
     with timed("model"):
         return torch.cat([model(b).argmax(1) for b in _batches(x, size)])
+
+
+def _is_identity(defense) -> bool:
+    return defense.spec == "none"  # the undefended model: its predictions are the ones already made
 
 
 def _defend(defense, x, size, rate) -> torch.Tensor:
@@ -133,25 +137,43 @@ def summarise_cell(rows: list[dict]) -> dict:
             "success_rate": frac(rows, "success"), "adversarial_accuracy": acc("adv_pred"),
             "defended_adversarial_accuracy": acc("defended_adv_pred"), "defended_fooling_rate": frac(rows, "defended_fooled"),
             "survival": frac(ok, "defended_fooled"), "n_success": len(ok), "seconds_per_clip": _mean(r["seconds"] for r in rows),
-            "pesq_failures": sum(bool(r["pesq_error"]) for r in rows)}
+            "perceptual_n": sum(r["pesq_error"] not in NOT_SCORED for r in rows),
+            "pesq_failures": sum(bool(r["pesq_error"]) and r["pesq_error"] not in NOT_SCORED for r in rows)}
     for key in SCORE_KEYS:  # perceptual scores of the adversarial clip vs the clean one (all clips; distortion over successes, as in the paper)
         cell[key] = _mean(r[key] for r in (ok if key == "distortion_db" else rows))
     return cell
 
 
+NOT_SCORED = ("not computed", "not sampled")  # a PESQ/STOI left out on purpose, not a clip PESQ refused
+
+
+def perceptual_sample(n: int, cfg: EvalConfig) -> list[int]:
+    """The clips that get PESQ/STOI: all, none (`perceptual = false`), or a seeded sample of `perceptual_clips`,
+    the same clips for every attack so that their scores compare."""
+    if not cfg.perceptual:
+        return []
+    if cfg.perceptual_clips is None or cfg.perceptual_clips >= n:
+        return list(range(n))
+    return sorted(random.Random(cfg.seed).sample(range(n), cfg.perceptual_clips))
+
+
 def _scores(x, adv, rate, cfg) -> list[dict]:
     cheap = {k: v.tolist() for k, v in perturbation_scores(x, adv).items()}
-    with timed("perceptual"):
-        slow = perceptual_scores(x, adv, rate, workers=cfg.workers) if cfg.perceptual else None
-    slow = slow or [{"pesq": math.nan, "stoi": math.nan, "estoi": math.nan, "pesq_error": "not computed"}] * len(x)
+    unscored = {"pesq": math.nan, "stoi": math.nan, "estoi": math.nan, "pesq_error": NOT_SCORED[cfg.perceptual]}
+    slow = [unscored] * len(x)
+    if chosen := perceptual_sample(len(x), cfg):
+        with timed("perceptual"):
+            for i, scores in zip(chosen, perceptual_scores(x[chosen], adv[chosen], rate, workers=cfg.workers)):
+                slow[i] = scores
     return [{**{k: cheap[k][i] for k in cheap if k != "l0_count"}, **slow[i]} for i in range(len(x))]
 
 
 def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victim, data: AudioDataset, x: torch.Tensor,
                     clean_pred: torch.Tensor, defended_clean_pred: dict, cfg: EvalConfig, out: Path, *, device="cpu",
-                    progress=True) -> list[dict]:
-    """Per-clip rows of one victim x attack over every defense; writes a few WAV examples."""
-    rate, model = victim.sample_rate, victim.model
+                    progress=True, predictor=None) -> list[dict]:
+    """Per-clip rows of one victim x attack over every defense; writes a few WAV examples. `predictor` makes
+    the gradient-free predictions (default: the victim's model)."""
+    rate, predictor = victim.sample_rate, predictor or victim.model
     labels = torch.tensor([data.classes.index(r.label) for r in data.records])
     rows, shared = [], None
     for spec_text in cfg.defenses:
@@ -159,7 +181,7 @@ def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victi
         if spec.adaptive or shared is None:
             attack = build_grid_attack(spec, victim, cfg, defense=defense, device=device, victim_name=victim_name)
             adv, seconds = _attack_all(attack, x, cfg.batch_size, progress, f"{victim_name} {name}" + (f" [{spec_text}]" if spec.adaptive else ""))
-            adv_pred = _predict(model, adv, cfg.batch_size)
+            adv_pred = _predict(predictor, adv, cfg.batch_size)
             scores = _scores(x, adv, rate, cfg)
             if not spec.adaptive:
                 shared = (adv, seconds, adv_pred, scores)
@@ -167,7 +189,7 @@ def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victi
             adv, seconds, adv_pred, scores = shared
         defense = parse_defense(spec_text)  # a fresh seed for the random ones, whatever ran before
         def_adv = _defend(defense, adv, cfg.batch_size, rate)
-        def_adv_pred = _predict(model, def_adv, cfg.batch_size)
+        def_adv_pred = adv_pred if _is_identity(defense) else _predict(predictor, def_adv, cfg.batch_size)
         def_clean = defended_clean_pred[spec_text]
         for i, rec in enumerate(data.records):
             rows.append({"victim": victim_name, "attack": name, "defense": spec_text, "clip": i, "path": rec.path,
@@ -229,12 +251,15 @@ def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, r
         classes[victim_name] = victim.classes
         data = select_clips(records, victim, cfg)
         x = torch.stack([data[i][0] for i in range(len(data))]).to(device)
-        clean_pred = _predict(victim.model, x, cfg.batch_size)
-        defended_clean = {spec: _predict(victim.model, x, cfg.batch_size, parse_defense(spec), victim.sample_rate) for spec in cfg.defenses}
+        predictor = InferenceModel(victim.model)
+        clean_pred = _predict(predictor, x, cfg.batch_size)
+        defended_clean = {spec: clean_pred if _is_identity(parse_defense(spec)) else
+                          _predict(predictor, x, cfg.batch_size, parse_defense(spec), victim.sample_rate) for spec in cfg.defenses}
         for name, spec in cfg.attack_specs.items():
             done = out / "cells" / victim_name / f"{name}.json"
             if not (resume and done.is_file()):
-                rows = evaluate_attack(name, spec, victim_name, victim, data, x, clean_pred, defended_clean, cfg, out, device=device, progress=progress)
+                rows = evaluate_attack(name, spec, victim_name, victim, data, x, clean_pred, defended_clean, cfg, out, device=device,
+                                       progress=progress, predictor=predictor)
                 _write_rows(done.with_suffix(".csv"), rows)
                 write_json(done, {"victim": victim_name, "attack": name, "type": spec.type, "complete": True})
             rows = _read_rows(done.with_suffix(".csv"))

@@ -6,7 +6,8 @@ report.json schema ("staa-ser/report/1"):
     cells         one object per victim x attack x defense, the harness's numbers (see eval.harness):
                   victim, attack, attack_type, defense, n, clean_accuracy, defended_clean_accuracy, success_rate,
                   adversarial_accuracy, defended_adversarial_accuracy, defended_fooling_rate, survival, n_success,
-                  l0_ratio, linf, distortion_db, snr_db, seg_snr_db, pesq, stoi, estoi, pesq_failures,
+                  l0_ratio, linf, distortion_db, snr_db, seg_snr_db, pesq, stoi, estoi, perceptual_n (clips
+                  scored for PESQ/STOI), pesq_failures,
                   seconds_per_clip (null where undefined, e.g. survival with no success)
     transfer      {"rows": attacks, "columns": victims, "success_rate": {attack: {victim: rate}}} (undefended)
     defense_cost  {victim: {defense: clean accuracy after the defense}}

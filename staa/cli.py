@@ -125,7 +125,7 @@ def _eval_config(a):
         raise ValueError("without --config, --data, --victim and --attack are required")
     return EvalConfig(data=a.data, dataset=a.dataset, victims=_pairs(a.victim, "--victim"), attacks=_pairs(a.attack, "--attack"),
                       defenses=a.defense or ["none"], split=a.split, max_clips=a.max_clips or None, eps=a.eps,
-                      perceptual=not a.no_perceptual, seed=a.seed)
+                      perceptual=not a.no_perceptual, perceptual_clips=a.perceptual_clips, seed=a.seed)
 
 
 # what each command writes into its run folder: --force removes exactly these, nothing else the folder holds
@@ -394,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=float, default=0.03)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-perceptual", action="store_true", help="skip PESQ / STOI (the slow part)")
+    p.add_argument("--perceptual-clips", type=int, default=None, metavar="N",
+                   help="score PESQ / STOI on a seeded sample of N clips per victim x attack (default: every clip)")
     p.add_argument("--no-report", action="store_true", help="write results.json only")
     p.add_argument("--out", required=True)
     _run_dir_flags(p)

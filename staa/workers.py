@@ -2,8 +2,10 @@
 
 fork, not spawn/forkserver: those re-run the caller's main script in every worker, which breaks any script
 that calls the library at top level without an `if __name__ == "__main__"` guard (the README's API example);
-the workers never touch torch. And each worker asks Linux for SIGKILL when its parent dies: after a kill -9
+the workers never touch torch. Each worker asks Linux for SIGKILL when its parent dies: after a kill -9
 of the parent, a pool's idle workers would otherwise linger, orphaned, for as long as the machine runs.
+And each worker keeps numpy's BLAS to one thread: a pool already has a worker per core, and N workers x N
+BLAS threads busy-waiting on each other made a two-worker PESQ/STOI pool no faster than one process.
 """
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ import multiprocessing
 import signal
 from concurrent.futures import ProcessPoolExecutor
 
+from threadpoolctl import threadpool_limits
+
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def _init_worker() -> None:
+    threadpool_limits(1)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: workers then end when the pool shuts down, as usual
@@ -23,4 +28,4 @@ def _die_with_parent() -> None:
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_die_with_parent)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)

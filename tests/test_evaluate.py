@@ -86,6 +86,22 @@ def test_cells_follow_from_the_per_clip_rows(grid):
     assert all(c["linf"] == pytest.approx(0.01, abs=1e-6) for c in fgsm)  # the configured budget was used
 
 
+def test_perceptual_scores_on_a_seeded_sample_of_clips_the_same_for_every_attack(setup, grid, tmp_path):
+    results, full_out = grid
+    cfg = _config(setup, attacks={"staa": _config(setup).attacks["staa"], "fgsm": "fgsm:eps=0.01"}, defenses=["none"], perceptual_clips=3)
+    sampled = run_grid(cfg, tmp_path / "sampled", progress=False)["cells"]
+    rows, full = _rows(tmp_path / "sampled"), _rows(full_out)
+    scored = {a: [r["clip"] for r in rows if r["attack"] == a and r["pesq_error"] != "not sampled"] for a in ("staa", "fgsm")}
+    assert len(scored["staa"]) == 3 and scored["staa"] == scored["fgsm"]
+    for c in sampled:
+        assert c["perceptual_n"] == 3 and c["pesq_failures"] == 0
+        same = [r for r in full if (r["attack"], r["defense"]) == (c["attack"], "none") and r["clip"] in scored[c["attack"]]]
+        assert c["stoi"] == pytest.approx(sum(float(r["stoi"]) for r in same) / 3)  # the mean is over the sample only
+    assert all(c["perceptual_n"] == 8 for c in results["cells"])
+    skipped = run_grid(_config(setup, attacks={"fgsm": "fgsm:eps=0.01"}, defenses=["none"], perceptual=False), tmp_path / "off", progress=False)
+    assert skipped["cells"][0]["perceptual_n"] == 0 and skipped["cells"][0]["pesq_failures"] == 0 and skipped["cells"][0]["pesq"] is None
+
+
 def test_rerun_skips_finished_cells_and_redoes_a_missing_one(grid, setup, monkeypatch):
     results, out = grid
     import eval.harness as harness
