@@ -139,7 +139,7 @@ def summarise_cell(rows: list[dict]) -> dict:
             "survival": frac(ok, "defended_fooled"), "n_success": len(ok), "seconds_per_clip": _mean(r["seconds"] for r in rows),
             "perceptual_n": sum(r["pesq_error"] not in NOT_SCORED for r in rows),
             "pesq_failures": sum(bool(r["pesq_error"]) and r["pesq_error"] not in NOT_SCORED for r in rows)}
-    for key in SCORE_KEYS:  # perceptual scores of the adversarial clip vs the clean one (all clips; distortion over successes, as in the paper)
+    for key in SCORE_KEYS:  # scores of the adversarial clip vs the clean one (PESQ/STOI: the scored clips; distortion: successes, as in the paper)
         cell[key] = _mean(r[key] for r in (ok if key == "distortion_db" else rows))
     return cell
 
@@ -159,7 +159,8 @@ def perceptual_sample(n: int, cfg: EvalConfig) -> list[int]:
 
 def _scores(x, adv, rate, cfg) -> list[dict]:
     cheap = {k: v.tolist() for k, v in perturbation_scores(x, adv).items()}
-    unscored = {"pesq": math.nan, "stoi": math.nan, "estoi": math.nan, "pesq_error": NOT_SCORED[cfg.perceptual]}
+    reason = "not sampled" if cfg.perceptual else "not computed"
+    unscored = {"pesq": math.nan, "stoi": math.nan, "estoi": math.nan, "pesq_error": reason}
     slow = [unscored] * len(x)
     if chosen := perceptual_sample(len(x), cfg):
         with timed("perceptual"):

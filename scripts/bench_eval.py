@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     print(f"{r['clips']} clips x {len(r['defenses'])} defenses x {len(r['attacks'])} attacks on {m['processor']} "
           f"({m['cpu_count']} cores, {m['threads']} torch threads): {r['wall_seconds']:.0f} s, {r['clip_cells_per_second']:.1f} clip-cells/s")
     print(f"  traced victim forwards {r['traced_over_eager_forward_speed']:.2f}x the eager model's speed; "
-          f"PESQ/STOI on {a.perceptual_clips or 'every'} clip(s) per attack")
+          "PESQ/STOI on " + (f"a sample of {a.perceptual_clips} clips" if a.perceptual_clips else "every clip") + " per attack")
     for k, share in sorted(r["share_of_time"].items(), key=lambda kv: -kv[1]):
         print(f"  {k:<40}{share:>7.1%}")
     if a.out:
