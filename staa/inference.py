@@ -2,7 +2,7 @@
 need no gradient (`InferenceModel`, the evaluation grid's forwards).
 
 The faster copy is TorchScript's freeze + optimize_for_inference, which folds batch norm into the convolutions,
-pre-packs their weights for oneDNN and fuses the activations: on CPU it made the log-mel CNNs' forwards 2.5-3.5x
+pre-packs their weights for oneDNN and fuses the activations: on CPU it made the log-mel CNNs' forwards 2-3.5x
 faster (mel_cnn, crnn) and left the raw-waveform models and the transformer as they were (`scripts/bench_eval.py`
 reports the ratio). torch 2.14 marks TorchScript deprecated; torch.compile was as fast on mel_cnn but not on
 emo18, and spent ~35 s compiling each model. So the copy is used only where no gradient is needed, it is checked
