@@ -254,8 +254,10 @@ def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, r
         x = torch.stack([data[i][0] for i in range(len(data))]).to(device)
         predictor = InferenceModel(victim.model)
         clean_pred = _predict(predictor, x, cfg.batch_size)
-        defended_clean = {spec: clean_pred if _is_identity(parse_defense(spec)) else
-                          _predict(predictor, x, cfg.batch_size, parse_defense(spec), victim.sample_rate) for spec in cfg.defenses}
+        defended_clean = {}
+        for spec_text in cfg.defenses:
+            defense = parse_defense(spec_text)
+            defended_clean[spec_text] = clean_pred if _is_identity(defense) else _predict(predictor, x, cfg.batch_size, defense, victim.sample_rate)
         for name, spec in cfg.attack_specs.items():
             done = out / "cells" / victim_name / f"{name}.json"
             if not (resume and done.is_file()):
