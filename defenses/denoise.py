@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import noisereduce
+import torch
 import torch.nn.functional as F
 from noisereduce.torchgate import TorchGate
+from noisereduce.torchgate.utils import amp_to_db
 
 from defenses.base import Defense, NumpyDefense, fit_length_torch
 
@@ -28,6 +30,40 @@ class SpectralGate(NumpyDefense):
         return noisereduce.reduce_noise(clip, sample_rate, stationary=False, prop_decrease=self.prop_decrease)
 
 
+def _smooth_along(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
+    """`x` convolved with the odd-length `kernel` along `dim`, zero-padded, same size (conv2d's padding="same"),
+    as a weighted sum of shifted copies: the kernels are short (33 and 7 taps at 16 kHz)."""
+    half, n = kernel.numel() // 2, x.shape[dim]
+    padded = F.pad(x.movedim(dim, -1), (half, half))
+    out = torch.zeros_like(padded[..., :n])
+    for i, weight in enumerate(kernel.tolist()):
+        out.add_(padded[..., i:i + n], alpha=weight)
+    return out.movedim(-1, dim)
+
+
+class SeparableTorchGate(TorchGate):
+    """noisereduce's stationary TorchGate, with its mask smoothing done as two 1-D convolutions.
+
+    The smoothing filter is the outer product of a triangle over frequency and one over time; noisereduce applies
+    it as one 33 x 7 single-channel conv2d (at 16 kHz), which took 17 of the gate's 24 ms per 3 s clip on CPU.
+    Two 1-D passes give the same mask, to float rounding, several times faster."""
+
+    def __init__(self, sr: int, prop_decrease: float = 1.0):
+        super().__init__(sr, prop_decrease=prop_decrease)
+        f = self.smoothing_filter[0, 0]
+        # the filter sums to 1, so its row and column sums are its two factors
+        self.register_buffer("freq_kernel", f.sum(1))
+        self.register_buffer("time_kernel", f.sum(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        window = torch.hann_window(self.win_length, device=x.device)
+        stft = dict(n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length, center=True, window=window)
+        X = torch.stft(x, return_complex=True, pad_mode="constant", **stft)
+        mask = self.prop_decrease * (self._stationary_mask(amp_to_db(X)).to(x.dtype) - 1.0) + 1.0
+        mask = _smooth_along(_smooth_along(mask, self.freq_kernel, 1), self.time_kernel, 2)
+        return torch.istft(X * mask, **stft).to(x.dtype)
+
+
 class TorchSpectralGate(Defense):
     """noisereduce's TorchGate (stationary gate): the same idea in torch, so gradients pass through it."""
 
@@ -45,7 +81,7 @@ class TorchSpectralGate(Defense):
     def apply(self, x, sample_rate):
         gate = self._gates.get(sample_rate)
         if gate is None:
-            gate = self._gates[sample_rate] = TorchGate(sample_rate, prop_decrease=self.prop_decrease)
+            gate = self._gates[sample_rate] = SeparableTorchGate(sample_rate, prop_decrease=self.prop_decrease)
         n = x.shape[-1]
         # istft drops the last partial hop: pad by one FFT so every input sample comes back (and to the gate's minimum)
         y = gate.to(x.device)(F.pad(x, (0, max(gate.n_fft, 2 * gate.win_length + 1 - n))))

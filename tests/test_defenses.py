@@ -90,6 +90,21 @@ def test_wiener_and_spectral_gates_reduce_noise():
         assert residual < 0.25 and kept > 0.2, (spec, float(residual), float(kept))  # noise down >= 6 dB, the tone stays
 
 
+@pytest.mark.parametrize("prop_decrease", [1.0, 0.6])
+def test_separable_torch_gate_equals_noisereduce_torch_gate(prop_decrease):
+    from noisereduce.torchgate import TorchGate
+
+    from defenses.denoise import SeparableTorchGate
+
+    gen = torch.Generator().manual_seed(0)
+    x = _batch(seconds=2.0) * torch.linspace(0, 1, 2 * RATE - 1) + 0.01 * torch.randn(3, 2 * RATE - 1, generator=gen)
+    ref = TorchGate(RATE, prop_decrease=prop_decrease)(x)
+    fast = SeparableTorchGate(RATE, prop_decrease=prop_decrease)(x)
+    assert fast.shape == ref.shape
+    assert (ref - x[:, : ref.shape[-1]]).abs().max() > 1e-3  # the gate did something to compare (istft drops the last partial hop)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)  # mask edges included: zero padding as conv2d's "same"
+
+
 def test_mel_inversion_keeps_the_spectral_envelope():
     x = _batch(odd=False)[:1]
     y = parse_defense("griffin_lim")(x, RATE)
