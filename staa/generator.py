@@ -91,6 +91,10 @@ class STAAGenerator(nn.Module):
         # flips an emotion depends on the whole utterance (and on what the victim makes of it).
         self.context = nn.Linear(w[-1], w[-1])
         self.positions = _Decoder(cfg)
+        # Start with the mask on almost everywhere, then let the sparsity loss thin it. With the default init
+        # the first mask was all on or all off depending on the seed (density 0.001 to 1.0 over six seeds); an
+        # all-off hard mask passes no gradient to the magnitudes, and such runs never recovered.
+        nn.init.constant_(self.positions.out.bias, 1.0)
         self.magnitudes = _Decoder(cfg)
         self.register_buffer("eps", torch.tensor(float(cfg.eps)))
         # A fixed dither pattern as a second input channel. A convolutional network maps digital silence
@@ -130,7 +134,7 @@ class STAAGenerator(nn.Module):
         v = (self.eps * torch.tanh(self.magnitudes(h, skips)))[:, 0, :length]
         hard = (m_soft >= 0.5).to(m_soft.dtype)
         if self.training and self.cfg.train_mask == "straight_through":
-            m = hard + m_soft - m_soft.detach()
+            m = hard + (m_soft - m_soft.detach())  # exactly `hard` forward, the soft gradient backward
         elif self.training:
             pick_soft = torch.rand_like(m_soft) < 0.5
             m = torch.where(pick_soft, m_soft, hard.detach())

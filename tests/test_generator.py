@@ -48,6 +48,15 @@ def test_straight_through_mask_trains_on_the_test_time_output():
         GeneratorConfig(train_mask="sometimes")
 
 
+def test_the_untrained_mask_starts_on_for_every_seed():
+    # An all-off hard mask passes no gradient to the magnitudes: a run that starts there never learns.
+    x = torch.stack([torch.sin(torch.arange(16_000) * f / 16_000 * 6.283) * 0.3 for f in (220, 440, 880)])
+    for seed in range(6):
+        torch.manual_seed(seed)
+        _, _, m_soft = STAAGenerator(PRESETS["cpu"]).perturbation(x)
+        assert (m_soft >= 0.5).float().mean() > 0.9, seed
+
+
 def test_presets_and_bad_settings():
     assert PRESETS["paper"].widths() == [32, 64, 128, 256, 512, 1024]
     with pytest.raises(ValueError, match="eps must be > 0"):
@@ -88,7 +97,7 @@ def test_each_loss_decreases_on_a_tiny_overfit_run():
         gen = STAAGenerator(GeneratorConfig(channels=4, levels=2, eps=0.3)).train()
         opt = torch.optim.Adam(gen.parameters(), lr=3e-3)
         losses = []
-        for _ in range(40):
+        for _ in range(80):
             loss = fn(*gen.perturbation(x))
             opt.zero_grad()
             loss.backward()
@@ -123,6 +132,7 @@ def test_a_sparsity_budget_penalises_only_the_share_above_it():
         cfg = AttackTrainConfig(w_spa=2.0, w_qua=0.0, spa_target=target, generator={"channels": 4, "levels": 2})
         torch.manual_seed(1)
         gen = STAAGenerator(cfg.generator_config()).eval()
+        torch.nn.init.zeros_(gen.positions.out.bias)  # a partly-on mask (the default init starts it on)
         losses[target], parts = generator_loss(cfg, gen, [victim], x)
     share = parts["spa"]
     assert 0.1 < share < 0.99
