@@ -2,8 +2,8 @@
 
 Loss = L_adv + w_mag L_mag + w_spa L_spa + w_qua L_qua (see staa.losses); with several surrogates
 L_adv is their mean, so one generator targets the ensemble. With `defenses` (defense-aware STAA), each
-batch also passes through one of them, drawn at random (BPDA where it has no gradient), and L_adv is the
-mean of the undefended and the defended loss, so the perturbation learns to survive the defense. `OUT/last.pt` (with optimiser and RNG
+batch also passes through every one of them (BPDA where one has no gradient), and L_adv is the mean of the
+undefended loss and the mean defended loss, so the perturbation learns to survive the defenses. `OUT/last.pt` (with optimiser and RNG
 state) is rewritten after each epoch, so rerunning continues; `OUT/best.pt` keeps the generator with
 the best validation fooling rate among those meeting the sparsity budget.
 """
@@ -122,7 +122,7 @@ def _labels(cfg: AttackTrainConfig, model, x) -> torch.Tensor:
         return model(x).argmax(dim=1)
 
 
-def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch: int | None = None, defense=None, sample_rate: int | None = None,
+def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch: int | None = None, defenses=(), sample_rate: int | None = None,
                    *, labels=None, with_adversarial: bool = False):
     """(loss, parts) — and with `with_adversarial`, also the hard-mask adversarial clips of this same forward pass
     (what the generator outputs at test time), detached: adversarial training reuses them instead of a second pass.
@@ -130,12 +130,15 @@ def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch:
     v, m, m_soft = gen.perturbation(x)
     x_adv = (x + v * m).clamp(-1, 1)
     adv = _adv_loss(cfg, models, x, x_adv, labels)
-    if defense is not None:
+    if defenses:
         from defenses import through
 
-        with torch.no_grad():
-            x_def = defense(x, sample_rate)
-        adv = 0.5 * (adv + _adv_loss(cfg, models, x_def, through(defense, x_adv, sample_rate)))
+        defended = []
+        for defense in defenses:
+            with torch.no_grad():
+                x_def = defense(x, sample_rate)
+            defended.append(_adv_loss(cfg, models, x_def, through(defense, x_adv, sample_rate)))
+        adv = 0.5 * (adv + torch.stack(defended).mean())
     parts = {"adv": adv, "mag": magnitude_loss(v), "spa": sparsity_loss(m), "qua": quality_loss(m_soft)}
     w_spa = cfg.w_spa if epoch is None or epoch >= cfg.spa_warmup_epochs else 0.0
     spa = (parts["spa"] - cfg.spa_target).clamp(min=0) if cfg.spa_target else parts["spa"]
@@ -221,10 +224,8 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
                             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         sums: dict[str, float] = {}
         bar = tqdm(loader, desc=f"generator epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
-        draw = torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 1)
         for x, _ in bar:
-            defense = defenses[int(torch.randint(len(defenses), (1,), generator=draw))] if defenses else None
-            loss, parts = generator_loss(cfg, gen, models, x.to(device), epoch, defense, rate)
+            loss, parts = generator_loss(cfg, gen, models, x.to(device), epoch, defenses, rate)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"generator loss became {loss.item()} in epoch {epoch + 1} ({parts}); lower --lr, or resume from {last}")
             opt.zero_grad(set_to_none=True)
