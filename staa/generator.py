@@ -93,7 +93,7 @@ class STAAGenerator(nn.Module):
         self.positions = _Decoder(cfg)
         # Start with the mask on almost everywhere, then let the sparsity loss thin it. With the default init
         # the first mask was all on or all off depending on the seed (density 0.001 to 1.0 over six seeds); an
-        # all-off hard mask passes no gradient to the magnitudes, and such runs never recovered.
+        # all-off hard mask passes no gradient to the magnitudes, and such runs stayed near an empty mask for epochs.
         nn.init.constant_(self.positions.out.bias, 1.0)
         self.magnitudes = _Decoder(cfg)
         self.register_buffer("eps", torch.tensor(float(cfg.eps)))
