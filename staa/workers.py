@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
 
@@ -19,13 +20,18 @@ from threadpoolctl import threadpool_limits
 _PR_SET_PDEATHSIG = 1
 
 
-def _init_worker() -> None:
-    threadpool_limits(1)
+def _init_worker(parent: int) -> None:
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: workers then end when the pool shuts down, as usual
         pass
+    # A parent killed between the fork and the prctl above sends no signal: the worker was already orphaned.
+    if os.getppid() != parent:
+        os._exit(1)
+    threadpool_limits(1)
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
+    )
