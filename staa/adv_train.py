@@ -159,7 +159,7 @@ class Step:
         if train_on is not xs:
             self.gen.eval()
             with torch.no_grad():
-                x_adv = self.gen(xs)
+                x_adv = self.gen(xs, ys if self.gen.conditional else None)
         return x_adv
 
     def _trades(self, x, y, seed):
@@ -194,7 +194,7 @@ def _build(cfg: AdvTrainConfig, device):
     gen = gen_opt = None
     if cfg.method == "generator":
         acfg = cfg.attack_config()
-        gen = load_generator(cfg.init_generator, device=device) if cfg.init_generator else STAAGenerator(acfg.generator_config()).to(device)
+        gen = load_generator(cfg.init_generator, device=device) if cfg.init_generator else STAAGenerator(acfg.generator_config(len(cfg.classes))).to(device)
         gen.set_eps(cfg.eps)
         gen_opt = torch.optim.Adam(gen.parameters(), lr=acfg.lr)
     return model, opt, gen, gen_opt

@@ -26,6 +26,9 @@ class GeneratorConfig:
     # how the mask is binarised in training: "stochastic" (the paper: each element soft or hard at random)
     # or "straight_through" (hard forward, soft gradient: the training forward equals the test forward)
     train_mask: str = "stochastic"
+    # > 0: the generator also takes a class per clip (the class to move away from, or the target) as an
+    # embedding at the bottleneck; 0: waveform only, as in the paper (see STAAGenerator)
+    num_classes: int = 0
 
     def __post_init__(self):
         if not self.eps > 0:
@@ -34,6 +37,8 @@ class GeneratorConfig:
             raise ValueError(f"invalid generator shape: {self}")
         if self.train_mask not in ("stochastic", "straight_through"):
             raise ValueError(f"train_mask must be 'stochastic' or 'straight_through', got {self.train_mask!r}")
+        if self.num_classes < 0 or self.num_classes == 1:
+            raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {self.num_classes}")
 
     def widths(self) -> list[int]:
         return [int(round(self.channels * self.growth**i)) for i in range(self.levels)]
@@ -90,6 +95,7 @@ class STAAGenerator(nn.Module):
         # Whole-clip context: the convolutions alone see well under a second, but which perturbation
         # flips an emotion depends on the whole utterance (and on what the victim makes of it).
         self.context = nn.Linear(w[-1], w[-1])
+        self.condition = nn.Embedding(cfg.num_classes, w[-1]) if cfg.num_classes else None
         self.positions = _Decoder(cfg)
         # Start with the mask on almost everywhere, then let the sparsity loss thin it. With the default init
         # the first mask was all on or all off depending on the seed (density 0.001 to 1.0 over six seeds); an
@@ -112,12 +118,18 @@ class STAAGenerator(nn.Module):
             raise ValueError(f"eps must be > 0, got {eps}")
         self.eps.fill_(float(eps))
 
-    def perturbation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(v, m, m_soft) for waveforms `x [B, T]`, each `[B, T]`; `m` is binarised as in `forward`."""
+    @property
+    def conditional(self) -> bool:
+        return self.condition is not None
+
+    def perturbation(self, x: torch.Tensor, cls: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(v, m, m_soft) for waveforms `x [B, T]`, each `[B, T]`; `m` is binarised as in `forward`.
+        `cls [B]`: the class of each clip, for a conditional generator (`num_classes > 0`) only."""
         if x.dim() != 2 or x.shape[-1] == 0:
             raise ValueError(f"expected waveforms [batch, samples] with samples > 0, got shape {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError("input waveforms contain NaN or Inf")
+        self._check_classes(x, cls)
         length = x.shape[-1]
         block = self.cfg.stride**self.cfg.levels
         x = F.pad(x, (0, -length % block))
@@ -130,6 +142,8 @@ class STAAGenerator(nn.Module):
             h = enc(h)
         h = self.bottleneck(h)
         h = h + self.context(h.mean(dim=-1))[:, :, None]
+        if self.conditional:
+            h = h + self.condition(cls)[:, :, None]
         m_soft = ((torch.tanh(self.positions(h, skips)) + 1) / 2)[:, 0, :length]
         v = (self.eps * torch.tanh(self.magnitudes(h, skips)))[:, 0, :length]
         hard = (m_soft >= 0.5).to(m_soft.dtype)
@@ -142,6 +156,16 @@ class STAAGenerator(nn.Module):
             m = hard
         return v, m, m_soft
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v, m, _ = self.perturbation(x)
+    def _check_classes(self, x: torch.Tensor, cls: torch.Tensor | None) -> None:
+        if not self.conditional:
+            if cls is not None:
+                raise ValueError("this generator is unconditional (num_classes 0): it takes no classes")
+            return
+        if cls is None:
+            raise ValueError(f"this generator is class-conditional ({self.cfg.num_classes} classes): pass the class of each clip")
+        if cls.shape != x.shape[:1] or cls.dtype != torch.long or ((cls < 0) | (cls >= self.cfg.num_classes)).any():
+            raise ValueError(f"classes must be {x.shape[0]} integers in [0, {self.cfg.num_classes}), got {cls}")
+
+    def forward(self, x: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
+        v, m, _ = self.perturbation(x, cls)
         return (x + v * m).clamp(-1.0, 1.0)

@@ -52,10 +52,15 @@ class AttackTrainConfig:
     clip_seconds: float = 1.0  # training crops: the generator is fully convolutional, short crops are cheaper
     eval_clip_seconds: float = 3.0
     defenses: list = field(default_factory=list)  # defense specs to train through (defense-aware STAA)
+    # tell the generator each clip's class (see STAAGenerator.condition); an unconditional generator collapses to
+    # one universal target class, and the clips already of that class stay unfooled
+    conditional: bool = False
 
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"unknown generator preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if not self.clip_seconds > 0:
+            raise ValueError(f"training crops must be > 0 s long, got {self.clip_seconds}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
         if not self.eps_schedule or any(not e > 0 for _, e in self.eps_schedule):
@@ -70,9 +75,11 @@ class AttackTrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
-    def generator_config(self) -> GeneratorConfig:
+    def generator_config(self, num_classes: int = 0) -> GeneratorConfig:
+        """`num_classes` (the surrogates') sizes a conditional generator's class embedding."""
+        conditional = {"num_classes": num_classes} if self.conditional and num_classes else {}
         try:
-            return GeneratorConfig(**{**asdict(PRESETS[self.preset]), **self.generator, "eps": self.eps_at(0)})
+            return GeneratorConfig(**{**asdict(PRESETS[self.preset]), **self.generator, **conditional, "eps": self.eps_at(0)})
         except TypeError as err:
             raise ValueError(f"bad generator settings {self.generator}: {err}") from None
 
@@ -105,6 +112,9 @@ def load_generator(path, *, device="cpu") -> STAAGenerator:
         raise CheckpointError(f"{path}: not a valid generator: {err}") from None
     gen.sample_rate = ckpt["sample_rate"]
     gen.classes = list(ckpt.get("classes", []))
+    gen.surrogates = list(ckpt.get("surrogates", []))
+    train_cfg = ckpt.get("train_config") or {}
+    gen.target = train_cfg.get("target") if train_cfg.get("targeted") else None
     return gen.to(device).eval()
 
 
@@ -127,7 +137,7 @@ def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch:
     """(loss, parts) — and with `with_adversarial`, also the hard-mask adversarial clips of this same forward pass
     (what the generator outputs at test time), detached: adversarial training reuses them instead of a second pass.
     `labels` replaces the surrogates' clean predictions as the classes to move away from (the true labels, in AT)."""
-    v, m, m_soft = gen.perturbation(x)
+    v, m, m_soft = gen.perturbation(x, generator_classes(gen, models, x, labels=labels, target=cfg.target if cfg.targeted else None))
     x_adv = (x + v * m).clamp(-1, 1)
     adv = _adv_loss(cfg, models, x, x_adv, labels)
     if defenses:
@@ -147,6 +157,17 @@ def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch:
     if with_adversarial:
         return total, parts, (x + v * (m_soft >= 0.5)).clamp(-1, 1).detach()
     return total, parts
+
+
+@torch.no_grad()
+def generator_classes(gen: STAAGenerator, models, x, *, labels=None, target: int | None = None) -> torch.Tensor | None:
+    """What a conditional generator is told about each clip: the target, else the class to move away from (the
+    given labels, else the first surrogate's clean prediction). None for an unconditional generator."""
+    if not gen.conditional:
+        return None
+    if target is not None:
+        return torch.full((x.shape[0],), target, dtype=torch.long, device=x.device)
+    return labels if labels is not None else models[0](x).argmax(dim=1)
 
 
 def _adv_loss(cfg, models, x_clean, x_adv, labels=None):
@@ -170,7 +191,7 @@ def validate(gen: STAAGenerator, models, dataset, *, batch_size: int = 32, devic
     ratios, dists = [], []
     for x, _ in DataLoader(dataset, batch_size=batch_size):
         x = x.to(device)
-        x_adv = gen(x)
+        x_adv = gen(x, generator_classes(gen, models, x, target=target))
         ratios += l0_ratio(x, x_adv).tolist()
         dist = distortion_db(x, x_adv)
         for i, mod in enumerate(models):
@@ -204,7 +225,7 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
     train_set, val_set = make("train", "random", cfg.clip_seconds), make("val", "center", cfg.eval_clip_seconds)
     defenses = cfg.parsed_defenses()
     torch.manual_seed(cfg.seed)
-    gen = STAAGenerator(cfg.generator_config()).to(device)
+    gen = STAAGenerator(cfg.generator_config(len(classes))).to(device)
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_halving_epochs, gamma=0.5)
     meta = {"surrogates": [str(p) for p in surrogate_paths], "surrogate_archs": [v.arch for v in victims],

@@ -140,3 +140,59 @@ def test_a_sparsity_budget_penalises_only_the_share_above_it():
     assert torch.isclose(losses[0.1] - losses[0.99], torch.tensor(2.0 * (share - 0.1)), atol=1e-5)
     with pytest.raises(ValueError, match="spa_target"):
         AttackTrainConfig(spa_target=1.0)
+
+
+class _SignOfMean(torch.nn.Module):
+    """Class = the sign of the clip's mean: flipped by a constant push of eps the other way, once the class is
+    known. The generator's GroupNorm removes each clip's offset from its features, so unconditioned it cannot
+    tell the classes apart and can only push every clip one way."""
+
+    def forward(self, x):
+        s = 100 * x.mean(dim=1)
+        return torch.stack([s, -s], dim=1)
+
+
+def _offset_clips(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 0.05 * torch.randn(n, 512, generator=g) + 0.01 * (torch.randint(0, 2, (n, 1), generator=g) * 2 - 1)
+
+
+def _fooling_after_training(conditional: bool) -> float:
+    torch.manual_seed(0)
+    victim = _SignOfMean()
+    gen = STAAGenerator(GeneratorConfig(channels=4, levels=2, eps=0.03, train_mask="straight_through",
+                                        num_classes=2 if conditional else 0)).train()
+    opt = torch.optim.Adam(gen.parameters(), lr=1e-2)
+    x = _offset_clips(64, 1)
+    y = victim(x).argmax(1)
+    for _ in range(60):
+        v, m, _ = gen.perturbation(x, y if conditional else None)
+        loss = adversarial_loss(victim(x + v * m), y, kappa=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fresh = _offset_clips(256, 2)
+    clean = victim(fresh).argmax(1)
+    with torch.no_grad():
+        adv = victim(gen.eval()(fresh, clean if conditional else None)).argmax(1)
+    return (adv != clean).float().mean().item()
+
+
+def test_a_conditional_generator_fools_both_classes_where_an_unconditional_one_cannot():
+    plain, conditional = _fooling_after_training(False), _fooling_after_training(True)
+    assert plain < 0.6 and conditional > 0.95, (plain, conditional)
+
+
+def test_class_inputs_are_checked():
+    x = 0.1 * torch.randn(2, 300)
+    with pytest.raises(ValueError, match="unconditional"):
+        STAAGenerator(TINY)(x, torch.tensor([0, 1]))
+    gen = STAAGenerator(GeneratorConfig(channels=4, levels=3, num_classes=4)).eval()
+    with pytest.raises(ValueError, match="class-conditional"):
+        gen(x)
+    for bad in (torch.tensor([0, 4]), torch.tensor([0]), torch.tensor([0.0, 1.0])):
+        with pytest.raises(ValueError, match=r"classes must be 2 integers in \[0, 4\)"):
+            gen(x, bad)
+    assert not torch.equal(gen(x, torch.tensor([0, 0])), gen(x, torch.tensor([3, 3])))
+    with pytest.raises(ValueError, match="num_classes"):
+        GeneratorConfig(num_classes=1)

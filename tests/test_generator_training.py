@@ -76,3 +76,36 @@ def test_defense_aware_training_measures_the_defended_surrogate(tiny, tmp_path):
     assert h["val_score"] == pytest.approx(0.5 * (h["val_mean_fooling_rate"] + sum(h["val_defended_fooling_rate"].values()) / 2))
     with pytest.raises(ValueError, match="unknown defense"):
         _cfg(defenses=["mp4:32"])
+
+
+def test_a_conditional_generator_is_told_its_surrogates_classes_never_the_victims(tiny, tmp_path):
+    import shutil
+
+    recs, victim = tiny
+    surrogate = tmp_path / "surrogate.pt"
+    shutil.copy(victim, surrogate)
+    train_generator(_cfg(epochs=1, conditional=True), [surrogate], recs, tmp_path / "cond", progress=False)
+    gen = load_generator(tmp_path / "cond" / "best.pt")
+    assert gen.conditional and gen.cfg.num_classes == len(EMOTIONS)
+    x = 0.1 * torch.randn(3, 8000, generator=torch.Generator().manual_seed(0))
+
+    class Says(torch.nn.Module):  # a victim or surrogate whose prediction is always one class
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), self.k), len(EMOTIONS)).float()
+
+    attack = STAA(gen, Says(0), classifier=Says(2))
+    told_two, told_zero = gen(x, torch.full((3,), 2)), gen(x, torch.zeros(3, dtype=torch.long))
+    assert not torch.equal(told_two, told_zero)
+    assert torch.equal(attack(x), told_two)  # the surrogate's class, not the victim's
+    assert torch.equal(attack(x, torch.zeros(3, dtype=torch.long)), told_zero)  # given labels win
+    loaded = STAA.from_checkpoint(tmp_path / "cond" / "best.pt")
+    assert torch.equal(loaded(x), gen(x, loaded.classifier(x).argmax(1)))
+    with pytest.raises(ValueError, match="needs a classifier"):
+        STAA(gen)
+    surrogate.unlink()
+    with pytest.raises(CheckpointError, match="surrogate.pt is not there"):
+        STAA.from_checkpoint(tmp_path / "cond" / "best.pt")

@@ -3,30 +3,52 @@ from __future__ import annotations
 
 import torch
 
-from staa.attacks.base import Attack
+from staa.attacks.base import Attack, check_batch
 from staa.generator import STAAGenerator
 
 
 class STAA(Attack):
+    """`classifier` tells a class-conditional generator each clip's class when no labels `y` are given. By default
+    (from a checkpoint) it is the generator's own surrogate, as an attacker has it: never the victim, so a
+    transfer attack makes no query to the model it attacks. An unconditional generator needs neither."""
+
     name = "staa"
 
-    def __init__(self, generator: STAAGenerator, model=None, eps: float | None = None):
+    def __init__(self, generator: STAAGenerator, model=None, eps: float | None = None, classifier=None):
         super().__init__(model)
         self.generator = generator.eval()
+        if generator.conditional and classifier is None:
+            raise ValueError("a class-conditional generator needs a classifier (its surrogate) to tell it each clip's class")
+        self.classifier = classifier.eval() if classifier is not None else None
         if eps is not None:
             self.generator.set_eps(eps)
 
     @classmethod
     def from_checkpoint(cls, path, model=None, *, device="cpu", eps: float | None = None, sample_rate: int | None = None) -> "STAA":
-        """Load a trained generator; `sample_rate` (the victim's) must be the one it was trained at."""
+        """Load a trained generator; `sample_rate` (the victim's) must be the one it was trained at. A conditional
+        generator also loads its first surrogate, from the path its checkpoint records."""
+        from pathlib import Path
+
         from staa.checkpoint import CheckpointError
         from staa.generator_training import load_generator
+        from staa.victim import load_victim
 
         gen = load_generator(path, device=device)
         if sample_rate is not None and gen.sample_rate != sample_rate:
             raise CheckpointError(f"{path}: the generator was trained at {gen.sample_rate} Hz, the victim runs at {sample_rate} Hz")
-        return cls(gen, model, eps)
+        classifier = None
+        if gen.conditional:
+            if not gen.surrogates or not Path(gen.surrogates[0]).is_file():
+                raise CheckpointError(f"{path}: a class-conditional generator needs its surrogate to tell it each clip's class, "
+                                      f"and {gen.surrogates[0] if gen.surrogates else 'none'} is not there")
+            classifier = load_victim(gen.surrogates[0], device=device).model
+        return cls(gen, model, eps, classifier)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator(x)  # the generator checks shape and finiteness itself
+        if not self.generator.conditional:
+            return self.generator(x)  # the generator checks shape and finiteness itself
+        check_batch(x)
+        if y is None and getattr(self.generator, "target", None) is not None:  # trained for one target class
+            y = torch.full((x.shape[0],), self.generator.target, dtype=torch.long, device=x.device)
+        return self.generator(x, y if y is not None else self.classifier(x).argmax(dim=1))
