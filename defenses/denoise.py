@@ -27,6 +27,8 @@ class SpectralGate(NumpyDefense):
         return f"spectral_gate:{self.prop_decrease:g}"
 
     def apply_clip(self, clip, sample_rate):
+        if not clip.any():  # noisereduce returns NaN for digital silence (0 / 0 in its noise estimate)
+            return clip
         return noisereduce.reduce_noise(clip, sample_rate, stationary=False, prop_decrease=self.prop_decrease)
 
 

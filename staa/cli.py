@@ -96,6 +96,7 @@ def cmd_train_attack(a) -> None:
                             kappa=a.kappa, w_mag=a.w_mag, w_spa=a.w_spa, w_qua=a.w_qua, targeted=a.target is not None,
                             target=a.target, seed=a.seed, spa_warmup_epochs=a.spa_warmup,
                             defenses=a.defense or [], spa_target=a.spa_target, conditional=a.conditional, clip_seconds=a.crop_seconds,
+                            lr_halving_epochs=a.lr_halving,
                             # the paper's mask stays implicit, so runs started before the option existed still resume
                             generator={} if a.train_mask == "stochastic" else {"train_mask": a.train_mask})
     report = train_generator(cfg, a.surrogate, _records(a), a.out, device=a.device, progress=not a.quiet)
@@ -310,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr-halving", type=int, default=5, help="halve the learning rate every this many epochs")
     p.add_argument("--eps", default="0.03", help="l-inf budget, or a schedule like 0:0.03,10:0.01")
     p.add_argument("--kappa", type=float, default=2.0, help="C&W confidence margin")
     p.add_argument("--w-mag", type=float, default=0.0)

@@ -61,8 +61,8 @@ class AttackTrainConfig:
             raise ValueError(f"unknown generator preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if not self.clip_seconds > 0:
             raise ValueError(f"training crops must be > 0 s long, got {self.clip_seconds}")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if min(self.epochs, self.batch_size, self.lr_halving_epochs) < 1 or not self.lr > 0:
+            raise ValueError("epochs, batch_size and lr_halving_epochs must be >= 1 and lr > 0")
         if not self.eps_schedule or any(not e > 0 for _, e in self.eps_schedule):
             raise ValueError(f"eps_schedule needs eps > 0 everywhere, got {self.eps_schedule}")
         self.generator_config()  # validates the overrides

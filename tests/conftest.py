@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hypothesis import settings
 
 torch.set_num_threads(2)
+# The property tests draw the same examples on every run: a CI failure then reproduces, and a new failure comes
+# from a change, not from a lucky draw (a random draw found the spectral gate's NaN on silence, now a plain test).
+settings.register_profile("seeded", derandomize=True)
+settings.load_profile("seeded")
 
 
 def tone(seconds=1.0, rate=16_000, freq=220.0, amp=0.3, seed=0):

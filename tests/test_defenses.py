@@ -157,3 +157,12 @@ def test_bad_inputs_name_the_defense():
         d(torch.zeros(1, 16000), 0)
     with pytest.raises(ValueError, match="Nyquist"):
         parse_defense("lowpass:9000")(torch.zeros(1, 100), RATE)
+
+
+def test_digital_silence_stays_finite_through_every_defense():
+    # noisereduce's non-stationary gate returned NaN for an all-zero clip (found by the property test)
+    x = torch.stack([torch.zeros(RATE), torch.from_numpy(tone(1.0, freq=300, seed=0, amp=0.3))])
+    for name in DEFENSES:
+        y = parse_defense(name)(x, RATE)
+        assert torch.isfinite(y).all(), name
+    assert torch.equal(parse_defense("spectral_gate:1")(x, RATE)[0], x[0])

@@ -5,6 +5,7 @@ import torch
 
 from staa.attacks.base import Attack, check_batch
 from staa.generator import STAAGenerator
+from staa.inference import InferenceModel
 
 
 class STAA(Attack):
@@ -19,7 +20,8 @@ class STAA(Attack):
         self.generator = generator.eval()
         if generator.conditional and classifier is None:
             raise ValueError("a class-conditional generator needs a classifier (its surrogate) to tell it each clip's class")
-        self.classifier = classifier.eval() if classifier is not None else None
+        # the traced copy (staa.inference): the class is a prediction without gradient, 2-3x faster on the mel models
+        self.classifier = InferenceModel(classifier) if classifier is not None else None
         if eps is not None:
             self.generator.set_eps(eps)
 
