@@ -65,6 +65,10 @@ def test_ensemble_of_surrogates_and_bad_settings(tiny, tmp_path):
         AttackTrainConfig(preset="huge")
     with pytest.raises(ValueError, match="targeted attack needs a target"):
         AttackTrainConfig(targeted=True)
+    with pytest.raises(ValueError, match="lr_halving_epochs must be >= 1"):
+        AttackTrainConfig(lr_halving_epochs=0)
+    with pytest.raises(ValueError, match="training crops must be > 0 s"):
+        AttackTrainConfig(clip_seconds=0)
 
 
 def test_defense_aware_training_measures_the_defended_surrogate(tiny, tmp_path):
