@@ -3,7 +3,8 @@
 `forward(x)` returns `x_adv = clip(x + v * m, -1, 1)` in one pass, where `v = eps * tanh(.)` bounds the
 magnitude in l-inf and `m` is a near-binary mask: hard 0/1 in eval mode; in training each element is,
 with probability 1/2, the soft value and otherwise the hard one (which carries no gradient), so the
-network learns to make masks that survive binarisation.
+network learns to make masks that survive binarisation. A conditional generator (`num_classes > 0`, ours) takes
+`forward(x, cls)`, each clip's class: unconditioned, the generator learns one universal target class (README).
 """
 from __future__ import annotations
 

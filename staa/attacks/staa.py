@@ -1,4 +1,5 @@
-"""STAA-Net as an attack object: one generator forward pass per batch, no gradients, no labels needed."""
+"""STAA-Net as an attack object: one generator forward pass per batch, no gradients, no labels needed (a conditional
+generator adds one forward pass of its surrogate, for the class)."""
 from __future__ import annotations
 
 import torch
