@@ -137,9 +137,12 @@ def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch:
     """(loss, parts) — and with `with_adversarial`, also the hard-mask adversarial clips of this same forward pass
     (what the generator outputs at test time), detached: adversarial training reuses them instead of a second pass.
     `labels` replaces the surrogates' clean predictions as the classes to move away from (the true labels, in AT)."""
-    v, m, m_soft = gen.perturbation(x, generator_classes(gen, models, x, labels=labels, target=cfg.target if cfg.targeted else None))
+    clean = _surrogate_labels(cfg, models, x, labels)
+    # a conditional generator is told the class to move away from (the first surrogate's), or the target
+    cls = None if not gen.conditional else _labels(cfg, models[0], x) if cfg.targeted else clean[0]
+    v, m, m_soft = gen.perturbation(x, cls)
     x_adv = (x + v * m).clamp(-1, 1)
-    adv = _adv_loss(cfg, models, x, x_adv, labels)
+    adv = _adv_loss(cfg, models, x_adv, clean)
     if defenses:
         from defenses import through
 
@@ -147,7 +150,7 @@ def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch:
         for defense in defenses:
             with torch.no_grad():
                 x_def = defense(x, sample_rate)
-            defended.append(_adv_loss(cfg, models, x_def, through(defense, x_adv, sample_rate)))
+            defended.append(_adv_loss(cfg, models, through(defense, x_adv, sample_rate), _surrogate_labels(cfg, models, x_def)))
         adv = 0.5 * (adv + torch.stack(defended).mean())
     parts = {"adv": adv, "mag": magnitude_loss(v), "spa": sparsity_loss(m), "qua": quality_loss(m_soft)}
     w_spa = cfg.w_spa if epoch is None or epoch >= cfg.spa_warmup_epochs else 0.0
@@ -159,26 +162,20 @@ def generator_loss(cfg: AttackTrainConfig, gen: STAAGenerator, models, x, epoch:
     return total, parts
 
 
-@torch.no_grad()
-def generator_classes(gen: STAAGenerator, models, x, *, labels=None, target: int | None = None) -> torch.Tensor | None:
-    """What a conditional generator is told about each clip: the target, else the class to move away from (the
-    given labels, else the first surrogate's clean prediction). None for an unconditional generator."""
-    if not gen.conditional:
-        return None
-    if target is not None:
-        return torch.full((x.shape[0],), target, dtype=torch.long, device=x.device)
-    return labels if labels is not None else models[0](x).argmax(dim=1)
+def _surrogate_labels(cfg, models, x, labels=None) -> list:
+    """Per surrogate, the classes its adversarial loss moves away from (or the target): `labels` for all when given,
+    else each surrogate's prediction on `x`."""
+    return [labels] * len(models) if labels is not None else [_labels(cfg, mod, x) for mod in models]
 
 
-def _adv_loss(cfg, models, x_clean, x_adv, labels=None):
-    """The surrogates' mean adversarial loss; labels are each surrogate's prediction on `x_clean` unless given."""
-    return torch.stack([adversarial_loss(mod(x_adv), labels if labels is not None else _labels(cfg, mod, x_clean), targeted=cfg.targeted,
-                                         kappa=cfg.kappa) for mod in models]).mean()
+def _adv_loss(cfg, models, x_adv, labels: list):
+    """The surrogates' mean adversarial loss, surrogate i against `labels[i]`."""
+    return torch.stack([adversarial_loss(mod(x_adv), y, targeted=cfg.targeted, kappa=cfg.kappa) for mod, y in zip(models, labels)]).mean()
 
 
-def _fooled(mod, x, x_adv, target):
-    clean, adv = mod(x).argmax(1), mod(x_adv).argmax(1)
-    return (adv == target) if target is not None else (adv != clean)
+def _fooled(mod, clean_pred, x_adv, target):
+    adv = mod(x_adv).argmax(1)
+    return (adv == target) if target is not None else (adv != clean_pred)
 
 
 @torch.no_grad()
@@ -191,17 +188,19 @@ def validate(gen: STAAGenerator, models, dataset, *, batch_size: int = 32, devic
     ratios, dists = [], []
     for x, _ in DataLoader(dataset, batch_size=batch_size):
         x = x.to(device)
-        x_adv = gen(x, generator_classes(gen, models, x, target=target))
+        clean = [mod(x).argmax(1) for mod in models]
+        cls = None if not gen.conditional else torch.full_like(clean[0], target) if target is not None else clean[0]
+        x_adv = gen(x, cls)
         ratios += l0_ratio(x, x_adv).tolist()
         dist = distortion_db(x, x_adv)
         for i, mod in enumerate(models):
-            ok = _fooled(mod, x, x_adv, target)
+            ok = _fooled(mod, clean[i], x_adv, target)
             fooled[i] += ok.tolist()
             if i == 0:
                 dists += dist[ok].tolist()
         for d in defenses:  # each defense runs once per batch, whatever the number of surrogates
             x_def, adv_def = d(x, dataset.sample_rate), d(x_adv, dataset.sample_rate)
-            defended[d.spec] += torch.stack([_fooled(mod, x_def, adv_def, target) for mod in models]).float().mean(0).tolist()
+            defended[d.spec] += torch.stack([_fooled(mod, mod(x_def).argmax(1), adv_def, target) for mod in models]).float().mean(0).tolist()
     rates = [sum(f) / max(1, len(f)) for f in fooled]
     finite = [d for d in dists if d != float("inf")]
     report = {"fooling_rate": rates, "mean_fooling_rate": sum(rates) / len(rates), "l0_ratio": sum(ratios) / max(1, len(ratios)),
