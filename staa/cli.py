@@ -95,7 +95,7 @@ def cmd_train_attack(a) -> None:
     cfg = AttackTrainConfig(preset=a.preset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, eps_schedule=parse_eps_schedule(a.eps),
                             kappa=a.kappa, w_mag=a.w_mag, w_spa=a.w_spa, w_qua=a.w_qua, targeted=a.target is not None,
                             target=a.target, seed=a.seed, spa_warmup_epochs=a.spa_warmup,
-                            defenses=a.defense or [], spa_target=a.spa_target, conditional=a.conditional, clip_seconds=a.crop_seconds,
+                            defenses=a.defense or [], spa_target=a.spa_target, conditional=a.conditional, init=a.init, clip_seconds=a.crop_seconds,
                             lr_halving_epochs=a.lr_halving,
                             # the paper's mask stays implicit, so runs started before the option existed still resume
                             generator={} if a.train_mask == "stochastic" else {"train_mask": a.train_mask})
@@ -325,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mask binarisation in training: the paper's stochastic mix, or straight-through (hard forward, soft gradient)")
     p.add_argument("--defense", action="append", help="defense-aware STAA: train through this defense spec "
                    "(e.g. mp3:32, resample:8000); repeat for several")
+    p.add_argument("--init", help="start from this trained generator's weights (same preset), e.g. to make a plain "
+                   "generator defense-aware in a few epochs")
     p.add_argument("--conditional", action="store_true", help="tell the generator each clip's class (its surrogate's "
                    "prediction; the attack loads that surrogate too): an unconditional one pushes every clip towards one class")
     p.add_argument("--crop-seconds", type=float, default=1.0, help="length of the training crops (validation uses 3 s)")

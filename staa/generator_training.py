@@ -55,6 +55,9 @@ class AttackTrainConfig:
     # tell the generator each clip's class (see STAAGenerator.condition); an unconditional generator collapses to
     # one universal target class, and the clips already of that class stay unfooled
     conditional: bool = False
+    # start from a trained generator's weights (same shape): e.g. make a plain generator defense-aware in a few
+    # epochs instead of training one from scratch; the optimiser starts fresh
+    init: str | None = None
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -116,6 +119,17 @@ def load_generator(path, *, device="cpu") -> STAAGenerator:
     train_cfg = ckpt.get("train_config") or {}
     gen.target = train_cfg.get("target") if train_cfg.get("targeted") else None
     return gen.to(device).eval()
+
+
+def _warm_start(gen: STAAGenerator, path, rate: int, classes: list, device) -> None:
+    start = load_generator(path, device=device)
+    if start.sample_rate != rate or start.classes != classes:
+        raise CheckpointError(f"{path}: cannot start from this generator, it was trained at {start.sample_rate} Hz "
+                              f"on classes {start.classes}; the surrogates run at {rate} Hz on {classes}")
+    try:
+        gen.load_state_dict(start.state_dict())
+    except RuntimeError:  # layer shapes, or conditional vs not
+        raise CheckpointError(f"{path}: cannot start from this generator, its shape differs ({start.cfg} vs {gen.cfg})") from None
 
 
 def _check_surrogates(victims: list[Victim]) -> None:
@@ -236,6 +250,8 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
         if ckpt["train_config"] != asdict(cfg) or ckpt["surrogates"] != meta["surrogates"]:
             raise CheckpointError(f"{last}: was written with other settings or surrogates; use another output folder")
         state = restore_training(ckpt, gen, opt, sched, state)
+    elif cfg.init:
+        _warm_start(gen, cfg.init, rate, classes, device)
     for epoch in range(state["epoch"], cfg.epochs):
         gen.set_eps(cfg.eps_at(epoch))
         gen.train()

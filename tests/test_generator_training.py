@@ -113,3 +113,20 @@ def test_a_conditional_generator_is_told_its_surrogates_classes_never_the_victim
     surrogate.unlink()
     with pytest.raises(CheckpointError, match="surrogate.pt is not there"):
         STAA.from_checkpoint(tmp_path / "cond" / "best.pt")
+
+
+def test_a_run_can_start_from_a_trained_generator(tiny, tmp_path):
+    recs, victim = tiny
+    train_generator(_cfg(epochs=1), [victim], recs, tmp_path / "plain", progress=False)
+    start = load_generator(tmp_path / "plain" / "best.pt").state_dict()
+    # a learning rate too small to move a weight: what comes out is what went in, not a fresh initialisation
+    train_generator(_cfg(epochs=1, lr=1e-12, seed=5, init=str(tmp_path / "plain" / "best.pt")), [victim], recs, tmp_path / "warm", progress=False)
+    warm = load_generator(tmp_path / "warm" / "best.pt").state_dict()
+    assert all(torch.allclose(warm[k], start[k], atol=1e-9) for k in start)
+    train_generator(_cfg(epochs=1, lr=1e-12, seed=5), [victim], recs, tmp_path / "cold", progress=False)
+    cold = load_generator(tmp_path / "cold" / "best.pt").state_dict()
+    assert not all(torch.allclose(cold[k], start[k], atol=1e-3) for k in start)
+    with pytest.raises(CheckpointError, match="plain/best.pt: cannot start from this generator, its shape differs"):
+        train_generator(_cfg(epochs=1, conditional=True, init=str(tmp_path / "plain" / "best.pt")), [victim], recs, tmp_path / "cond", progress=False)
+    with pytest.raises(CheckpointError, match="nothing.pt"):
+        train_generator(_cfg(epochs=1, init=str(tmp_path / "nothing.pt")), [victim], recs, tmp_path / "none", progress=False)
