@@ -10,7 +10,7 @@ is seeded, so a run killed at any moment and started again ends with the numbers
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from eval.harness import timed
@@ -105,8 +105,7 @@ def run_demo(out: Path, *, quick: bool = False, plan: DemoPlan | None = None, pr
         train_generator(attack_cfg, [victim_paths[surrogate]], records, generators["staa"].parent, device=device, progress=progress)
         if plan.aware_epochs:
             # fine-tuned from the plain generator: trained from scratch through the defenses, it never beat it (README)
-            aware_cfg = AttackTrainConfig(epochs=plan.aware_epochs, defenses=list(plan.aware_of), init=str(generators["staa"]), lr=1e-3,
-                                          clip_seconds=plan.clip_seconds, eval_clip_seconds=plan.clip_seconds, **GENERATOR_TRAINING)
+            aware_cfg = replace(attack_cfg, epochs=plan.aware_epochs, defenses=list(plan.aware_of), init=str(generators["staa"]), lr=1e-3)
             generators["staa_aware"] = out / "attacks" / f"{surrogate}_aware" / "best.pt"
             train_generator(aware_cfg, [victim_paths[surrogate]], records, generators["staa_aware"].parent, device=device, progress=progress)
     with timed("white-box and transfer", seconds):
