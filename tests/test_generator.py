@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -8,9 +10,10 @@ TINY = GeneratorConfig(channels=4, levels=3, eps=0.03)
 
 
 @pytest.mark.parametrize("length", [1, 255, 16_001, 48_000])
-def test_hard_mask_bounded_magnitude_and_same_length(length):
+@pytest.mark.parametrize("fold", [1, 4])
+def test_hard_mask_bounded_magnitude_and_same_length(length, fold):
     torch.manual_seed(0)
-    gen = STAAGenerator(TINY).eval()
+    gen = STAAGenerator(replace(TINY, fold=fold)).eval()
     x = 0.2 * torch.randn(2, length)
     v, m, m_soft = gen.perturbation(x)
     assert v.shape == m.shape == m_soft.shape == x.shape
@@ -20,6 +23,17 @@ def test_hard_mask_bounded_magnitude_and_same_length(length):
     assert x_adv.shape == x.shape and x_adv.abs().max() <= 1.0
     assert torch.allclose(x_adv, (x + v * m).clamp(-1, 1))
     assert (x_adv - x).abs().max() <= 0.03 + 1e-6
+
+
+def test_a_folded_generator_perturbs_each_sample_from_its_own_neighbourhood():
+    """Folding (space-to-depth) must put each output sample back where its input came from: a wrong
+    fold/unfold order would make the perturbation at t depend most on input samples far from t."""
+    torch.manual_seed(0)
+    gen = STAAGenerator(replace(TINY, fold=4)).eval()
+    x = (0.2 * torch.randn(1, 4096)).requires_grad_()
+    for t in (5, 2050, 4090):
+        (grad,) = torch.autograd.grad(gen.perturbation(x)[0][0, t], x)
+        assert abs(grad[0].abs().argmax().item() - t) < 4 * TINY.kernel, t
 
 
 def test_training_mask_mixes_soft_and_hard_values():
