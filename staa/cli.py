@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--surrogate", action="append", required=True, help="victim checkpoint to attack; repeat for an ensemble")
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="cpu", help="generator size: cpu (lean), cpu-fold (cpu folded by 16: "
-                   "no full-rate layer, about 2.5x faster), cpu-fine or paper (the authors' size)")
+                   "no full-rate layer, about 3x faster), cpu-fine or paper (the authors' size)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)

@@ -60,9 +60,9 @@ class GeneratorConfig:
 PRESETS = {
     "paper": GeneratorConfig(channels=32, growth=2.0, levels=6, kernel=5, stride=4, head_channels=32),
     "cpu": GeneratorConfig(channels=8, growth=2.0, levels=3, kernel=5, stride=8, head_channels=2),
-    # finer resampling, 3x slower; its generator against emo18 transferred better in our runs
+    # finer resampling, 1.4x slower (scripts/bench_generator.py); its generator against emo18 transferred better in our runs
     "cpu-fine": GeneratorConfig(channels=8, growth=2.0, levels=4, kernel=5, stride=4, head_channels=2),
-    # folded by 16 (no layer at the full rate): 2.4-2.8 ms per 3 s clip against 6.8-7.3 ms for "cpu" (2 threads)
+    # folded by 16 (no layer at the full rate): 1.9 ms per 3 s clip against 5.4 ms for "cpu" (scripts/bench_generator.py)
     "cpu-fold": GeneratorConfig(channels=16, growth=2.0, levels=3, kernel=5, stride=4, fold=16, head_channels=16),
 }
 
@@ -153,7 +153,7 @@ class STAAGenerator(nn.Module):
             raise ValueError(f"expected waveforms [batch, samples] with samples > 0, got shape {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError("input waveforms contain NaN or Inf")
-        self._check_classes(x, cls)
+        self.check_classes(x, cls)
         length = x.shape[-1]
         x = F.pad(x, (0, -length % self.cfg.block))
         reps = -(-x.shape[-1] // self.dither.shape[0])
@@ -179,7 +179,7 @@ class STAAGenerator(nn.Module):
             m = hard
         return v, m, m_soft
 
-    def _check_classes(self, x: torch.Tensor, cls: torch.Tensor | None) -> None:
+    def check_classes(self, x: torch.Tensor, cls: torch.Tensor | None) -> None:
         if not self.conditional:
             if cls is not None:
                 raise ValueError("this generator is unconditional (num_classes 0): it takes no classes")

@@ -88,6 +88,25 @@ def test_bad_inputs_and_settings(victim_and_batch, tmp_path):
         load_generator(tmp_path / "victim.pt")
 
 
+def test_staa_runs_a_traced_copy_of_its_generator_and_still_checks_what_the_copy_cannot(victim_and_batch):
+    model, _ = victim_and_batch
+    torch.manual_seed(0)
+    gen = STAAGenerator(GeneratorConfig(channels=4, levels=3, fold=4, num_classes=4, eps=0.03)).eval()
+    attack = STAA(gen, model, classifier=model)
+    g = torch.Generator().manual_seed(1)
+    for batch, length in ((4, 16_001), (2, 16_001), (3, 4_001)):  # traced on the first batch of each length
+        x = 0.1 * torch.randn(batch, length, generator=g)
+        y = torch.randint(0, 4, (batch,), generator=g)
+        with torch.no_grad():
+            assert torch.equal(attack(x, y), gen(x, y))
+            assert torch.equal(attack(x), gen(x, model(x).argmax(1)))
+    assert attack.fast_generator.traced
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        attack(torch.full((2, 4_001), float("nan")))
+    with pytest.raises(ValueError, match="classes must be"):
+        attack(x, torch.full((3,), 7))
+
+
 def test_keep_top_k():
     d = torch.tensor([[0.1, -0.5, 0.2, 0.05]])
     assert torch.equal(keep_top_k(d, 2), torch.tensor([[0.0, -0.5, 0.2, 0.0]]))

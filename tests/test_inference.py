@@ -59,3 +59,15 @@ def test_the_eager_model_answers_when_the_traced_copy_cannot_be_trusted(module):
         assert torch.equal(first, x * 3)  # trace and check made calls 1 and 2; the answer is the eager call 3
     else:
         assert torch.equal(first[0], x + 1)
+
+
+def test_past_its_length_cap_the_eager_model_answers():
+    """A dataset kept at its utterances' lengths would otherwise trace (and hold) one copy per length."""
+    torch.manual_seed(0)
+    model = build_model("mel_cnn", n_classes=3).eval()
+    fast = InferenceModel(model, max_lengths=2)
+    with torch.no_grad():
+        for length in (8_000, 8_001, 8_002, 8_000):
+            x = 0.1 * torch.randn(2, length)
+            assert torch.allclose(fast(x), model(x), atol=1e-4)
+    assert [m is not None for m in fast._traced.values()] == [True, True, False]

@@ -25,6 +25,9 @@ class STAA(Attack):
         self.classifier = InferenceModel(classifier) if classifier is not None else None
         if eps is not None:
             self.generator.set_eps(eps)
+        # a traced copy of the generator too: 1.1 against 1.3-2.1 ms per 3 s clip eager (cpu-fold, 2 CPU threads).
+        # It freezes eps on its first call: set eps here, not on the generator later.
+        self.fast_generator = InferenceModel(self.generator)
 
     @classmethod
     def from_checkpoint(cls, path, model=None, *, device="cpu", eps: float | None = None, sample_rate: int | None = None) -> "STAA":
@@ -49,9 +52,11 @@ class STAA(Attack):
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        check_batch(x)  # here, not in the generator: its traced copy has no checks of values
         if not self.generator.conditional:
-            return self.generator(x)  # the generator checks shape and finiteness itself
-        check_batch(x)
+            return self.fast_generator(x)  # labels, if given, are not its business
         if y is None and getattr(self.generator, "target", None) is not None:  # trained for one target class
             y = torch.full((x.shape[0],), self.generator.target, dtype=torch.long, device=x.device)
-        return self.generator(x, y if y is not None else self.classifier(x).argmax(dim=1))
+        cls = y if y is not None else self.classifier(x).argmax(dim=1)
+        self.generator.check_classes(x, cls)
+        return self.fast_generator(x, cls)
