@@ -38,8 +38,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     x = 0.1 * torch.randn(a.batch_size, int(a.seconds * a.sample_rate))
-    cls = torch.randint(0, a.classes, (a.batch_size,)) if a.classes else None
-    inputs = (x, cls) if a.classes else (x,)
+    inputs = (x, torch.randint(0, a.classes, (a.batch_size,))) if a.classes else (x,)
     gens = {n: STAAGenerator(replace(PRESETS[n], num_classes=a.classes)).eval() for n in names}
     variants = {}
     for n, gen in gens.items():

@@ -25,7 +25,7 @@ class STAA(Attack):
         self.classifier = InferenceModel(classifier) if classifier is not None else None
         if eps is not None:
             self.generator.set_eps(eps)
-        # a traced copy of the generator too: 1.1 against 1.3-2.1 ms per 3 s clip eager (cpu-fold, 2 CPU threads).
+        # a traced copy of the generator too: 1.1 against 1.3-2.0 ms per 3 s clip eager (cpu-fold, 2 CPU threads).
         # It freezes eps on its first call: set eps here, not on the generator later.
         self.fast_generator = InferenceModel(self.generator)
 
