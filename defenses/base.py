@@ -7,6 +7,8 @@ its own generator, seeded at construction, so a run is reproducible.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -21,10 +23,14 @@ class Defense:
             raise ValueError(f"{self.spec}: expected waveforms as a tensor [batch, samples], got {getattr(x, 'shape', type(x))}")
         if not isinstance(sample_rate, int) or sample_rate <= 0:
             raise ValueError(f"{self.spec}: sample_rate must be a positive integer, got {sample_rate!r}")
+        self.check(sample_rate)
         y = self.apply(x, sample_rate)
         if y.shape != x.shape:  # every defense must keep the length; a mismatch is a bug, not user error
             raise RuntimeError(f"{self.spec} changed the shape {tuple(x.shape)} -> {tuple(y.shape)}")
         return y
+
+    def check(self, sample_rate: int) -> None:
+        """Raise ValueError if this defense cannot run at `sample_rate`; callers check before any work starts."""
 
     def apply(self, x: torch.Tensor, sample_rate: int) -> torch.Tensor:
         raise NotImplementedError
@@ -60,11 +66,17 @@ def fit_length_torch(y: torch.Tensor, n: int) -> torch.Tensor:
     return y[..., :n] if y.shape[-1] >= n else torch.nn.functional.pad(y, (0, n - y.shape[-1]))
 
 
-def positive(name: str, value, kind=float):
-    try:
-        value = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
+def positive(name: str, value, kind=float, hi=None):
+    """`value` as `kind`, > 0 and at most `hi`: the documented range of a defense parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or kind is int and value != int(value):
+        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    value = kind(value)
+    if not value > 0 or not math.isfinite(value) or (hi is not None and value > hi):
+        raise ValueError(f"{name} must be > 0" + (f" and <= {hi:g}" if hi is not None else "") + f", got {value}")
     return value
+
+
+def seed_value(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer within 0 and 2**63 - 1, got {seed!r}")
+    return seed

@@ -11,7 +11,7 @@ from defenses.base import Defense, NumpyDefense, fit_length_torch
 
 
 def _check_decrease(value: float) -> float:
-    if not 0.0 < value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
         raise ValueError(f"denoise strength (prop_decrease) must be within (0, 1], got {value}")
     return float(value)
 

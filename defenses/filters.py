@@ -11,7 +11,7 @@ from defenses.base import Defense, NumpyDefense, positive
 
 
 def _odd(name: str, size) -> int:
-    size = positive(name, size, int)
+    size = positive(name, size, int, hi=1001)  # windows of up to 1001 samples (63 ms at 16 kHz)
     if size % 2 == 0:
         raise ValueError(f"{name} must be odd, got {size}")
     return size
@@ -26,16 +26,18 @@ class LowPass(Defense):
     differentiable = True
 
     def __init__(self, cutoff: float = 4000, taps: int = 255):
-        self.cutoff = positive("lowpass cutoff", cutoff)
-        self.taps = int(taps) | 1  # odd: a whole-sample delay, removed by centring
+        self.cutoff = positive("lowpass cutoff", cutoff, hi=192_000)
+        self.taps = positive("lowpass taps", taps, int, hi=4095) | 1  # odd: a whole-sample delay, removed by centring
+
+    def check(self, sample_rate):
+        if self.cutoff >= sample_rate / 2:
+            raise ValueError(f"{self.spec}: the cutoff must be below the Nyquist frequency {sample_rate / 2:g} Hz")
 
     @property
     def spec(self):
         return f"lowpass:{self.cutoff:g}"
 
     def apply(self, x, sample_rate):
-        if self.cutoff >= sample_rate / 2:
-            raise ValueError(f"{self.spec}: the cutoff must be below the Nyquist frequency {sample_rate / 2:g} Hz")
         kernel = torch.from_numpy(scipy.signal.firwin(self.taps, self.cutoff, fs=sample_rate).astype(np.float32)).to(x)
         half = self.taps // 2  # the kernel is symmetric: its centre sample is the output's zero delay
         return torchaudio.functional.fftconvolve(x, kernel.view(1, -1))[..., half:half + x.shape[-1]]

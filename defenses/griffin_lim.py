@@ -12,9 +12,11 @@ class MelInversion(Defense):
     name = "griffin_lim"
 
     def __init__(self, n_mels: int = 80, iterations: int = 32, n_fft: int = 512):
-        self.n_mels = positive("griffin_lim n_mels", n_mels, int)
-        self.iterations = positive("griffin_lim iterations", iterations, int)
-        self.n_fft = positive("griffin_lim n_fft", n_fft, int)
+        self.n_mels = positive("griffin_lim n_mels", n_mels, int, hi=512)
+        self.iterations = positive("griffin_lim iterations", iterations, int, hi=1000)
+        self.n_fft = positive("griffin_lim n_fft", n_fft, int, hi=8192)
+        if self.n_fft < 16:
+            raise ValueError(f"griffin_lim n_fft must be within 16-8192, got {self.n_fft}")
         self._chains: dict[tuple, torch.nn.Module] = {}
 
     @property

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from defenses.base import Defense
+from defenses.base import Defense, seed_value
 
 
 class GaussianNoise(Defense):
@@ -12,9 +12,9 @@ class GaussianNoise(Defense):
     random = True
 
     def __init__(self, snr_db: float = 30.0, seed: int = 0):
-        if not -20.0 <= float(snr_db) <= 100.0:
-            raise ValueError(f"noise SNR must be within -20 and 100 dB, got {snr_db}")
-        self.snr_db, self.seed = float(snr_db), seed
+        if isinstance(snr_db, bool) or not isinstance(snr_db, (int, float)) or not -20.0 <= snr_db <= 100.0:
+            raise ValueError(f"noise SNR must be within -20 and 100 dB, got {snr_db!r}")
+        self.snr_db, self.seed = float(snr_db), seed_value(seed)
         self._gen = torch.Generator().manual_seed(seed)
 
     @property

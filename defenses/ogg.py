@@ -25,7 +25,7 @@ class Opus(NumpyDefense):
     name = "opus"
 
     def __init__(self, kbps: float = 16):
-        if not OPUS_MIN_KBPS <= kbps <= OPUS_MAX_KBPS:
+        if isinstance(kbps, bool) or not isinstance(kbps, (int, float)) or not OPUS_MIN_KBPS <= kbps <= OPUS_MAX_KBPS:
             raise ValueError(f"opus bitrate must be within {OPUS_MIN_KBPS:g}-{OPUS_MAX_KBPS:g} kbps, got {kbps}")
         self.kbps = kbps
 
@@ -33,9 +33,11 @@ class Opus(NumpyDefense):
     def spec(self):
         return f"opus:{self.kbps:g}"
 
-    def apply_clip(self, clip, sample_rate):
+    def check(self, sample_rate):
         if sample_rate not in OPUS_RATES:
             raise ValueError(f"opus needs one of {OPUS_RATES} Hz, got {sample_rate}; chain resample first")
+
+    def apply_clip(self, clip, sample_rate):
         level = (OPUS_MAX_KBPS - self.kbps) / (OPUS_MAX_KBPS - OPUS_MIN_KBPS)
         return _roundtrip(clip, sample_rate, "OPUS", level)
 
@@ -44,7 +46,7 @@ class Vorbis(NumpyDefense):
     name = "vorbis"
 
     def __init__(self, level: float = 0.9):
-        if not 0.0 <= level <= 1.0:
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= level <= 1.0:
             raise ValueError(f"vorbis compression level must be within 0 (best quality) and 1 (smallest), got {level}")
         self.level = level
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from defenses.base import Defense
+from defenses.base import Defense, seed_value
 
 
 class TimeShift(Defense):
@@ -13,9 +13,9 @@ class TimeShift(Defense):
     random = True
 
     def __init__(self, max_seconds: float = 0.1, seed: int = 0):
-        if not 0.0 < float(max_seconds) <= 10.0:
-            raise ValueError(f"shift max_seconds must be within (0, 10], got {max_seconds}")
-        self.max_seconds, self.seed = float(max_seconds), seed
+        if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not 0.0 < max_seconds <= 10.0:
+            raise ValueError(f"shift max_seconds must be within (0, 10], got {max_seconds!r}")
+        self.max_seconds, self.seed = float(max_seconds), seed_value(seed)
         self._gen = torch.Generator().manual_seed(seed)
 
     @property

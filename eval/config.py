@@ -20,9 +20,14 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from staa.validate import check_fields, check_type, in_range
+
 ATTACK_TYPES = ("staa", "fgsm", "pgd", "cw", "sparse_pgd", "adaptive_pgd")
-ATTACK_KEYS = {"staa": {"generator", "eps"}, "fgsm": {"eps"}, "pgd": {"eps", "steps"}, "cw": {"steps"},
+ATTACK_KEYS = {"staa": {"generator", "eps", "surrogate"}, "fgsm": {"eps"}, "pgd": {"eps", "steps"}, "cw": {"steps"},
                "sparse_pgd": {"eps", "steps", "l0_ratio"}, "adaptive_pgd": {"eps", "steps", "eot"}}
+# each parameter's type and range: steps and EOT draws bound the work (victim passes per clip)
+PARAM_RANGES = {"eps": (float, 1e-6, 1.0), "steps": (int, 1, 10_000), "eot": (int, 1, 100), "l0_ratio": (float, 1e-6, 1.0),
+                "generator": (str, None, None), "surrogate": (str, None, None)}
 
 
 @dataclass
@@ -51,16 +56,21 @@ def parse_attack(name: str, spec) -> AttackSpec:
         kind = params.pop("type", None)
     else:
         raise ValueError(f"attack {name!r}: expected a spec string or a table, got {spec!r}")
-    if kind not in ATTACK_TYPES:
+    if not isinstance(kind, str) or kind not in ATTACK_TYPES:
         raise ValueError(f"attack {name!r}: unknown type {kind!r}; choose from {', '.join(ATTACK_TYPES)}")
     unknown = set(params) - ATTACK_KEYS[kind]
     if unknown:
         raise ValueError(f"attack {name!r}: unknown parameters {sorted(unknown)} for {kind} (allowed: {sorted(ATTACK_KEYS[kind])})")
     if kind == "staa" and not params.get("generator"):
         raise ValueError(f"attack {name!r}: staa needs generator=PATH (a trained generator checkpoint)")
-    for key in ("eps", "steps", "eot", "l0_ratio"):
-        if key in params and not (isinstance(params[key], (int, float)) and params[key] > 0):
-            raise ValueError(f"attack {name!r}: {key} must be a number > 0, got {params[key]!r}")
+    for key, value in params.items():
+        kind_of, lo, hi = PARAM_RANGES[key]
+        try:
+            check_type(key, value, kind_of)
+            if lo is not None:
+                in_range(key, value, lo, hi)
+        except ValueError as err:
+            raise ValueError(f"attack {name!r}: {err}") from None
     return AttackSpec(kind, params)
 
 
@@ -91,10 +101,16 @@ class EvalConfig:
     perceptual_clips: int | None = None  # score them on a seeded sample of this many clips (the same for every attack)
     workers: int | None = None
     examples: int = 2  # clips per victim x attack kept as WAV examples for the report
+    skip_bad: bool = False  # skip (and count) unusable audio files instead of stopping
 
     def __post_init__(self):
         from defenses import parse_defense
 
+        check_fields(self)
+        for what in ("victims", "attacks"):
+            for key, value in getattr(self, what).items():
+                if not isinstance(value, (str, dict)):
+                    raise ValueError(f"{what}.{key} must be a string, got {value!r}")
         if not self.victims:
             raise ValueError("the grid needs at least one victim (name = checkpoint path)")
         if not self.attacks:
@@ -108,14 +124,18 @@ class EvalConfig:
             raise ValueError(f"a defense is listed twice in {self.defenses}")
         if self.split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {self.split!r}")
-        for key in ("max_clips", "perceptual_clips"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not self.eps > 0 or not self.clip_seconds > 0 or self.batch_size < 1 or self.examples < 0:
-            raise ValueError("eps and clip_seconds must be > 0, batch_size >= 1, examples >= 0")
+        for key in ("max_clips", "perceptual_clips", "workers"):
+            if getattr(self, key) is not None:
+                in_range(key, getattr(self, key), 1, None)
+        in_range("eps", self.eps, 1e-6, 1.0)
+        in_range("clip_seconds", self.clip_seconds, 0.1, 600)
+        in_range("batch_size", self.batch_size, 1, 4096)
+        in_range("examples", self.examples, 0, 1000)
+        if self.classes is not None and (not self.classes or not all(isinstance(c, str) for c in self.classes)):
+            raise ValueError(f"classes must be a non-empty list of names, got {self.classes!r}")
         for name in [*self.victims, *self.attacks]:
-            if not name or "/" in name or name.startswith("."):
-                raise ValueError(f"bad name {name!r}: names become folder names")
+            if not name.strip() or len(name) > 200:
+                raise ValueError(f"bad name {name[:40]!r}: a name is 1-200 characters")
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -123,17 +143,22 @@ class EvalConfig:
 
 def load_config(path) -> EvalConfig:
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such config file")
     try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such config file") from None
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid TOML: {err}") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({err.strerror})") from None
     known = {f.name for f in fields(EvalConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{path}: unknown keys {unknown}; known keys: {sorted(known)}")
+    missing = sorted({"data", "victims", "attacks"} - set(raw))
+    if missing:
+        raise ValueError(f"{path}: lacks the key(s) {missing}")
     try:
         return EvalConfig(**raw)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None

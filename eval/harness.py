@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import math
 import random
-import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,8 +29,9 @@ from tqdm import tqdm
 from defenses import parse_defense
 from eval.config import AttackSpec, EvalConfig
 from eval.metrics import perceptual_scores, perturbation_scores
-from staa.atomic import atomic_open, write_json
+from staa.atomic import safe_name, write_csv, write_json
 from staa.audio import save_audio
+from staa.checkpoint import file_sha256
 from staa.datasets import AudioDataset, load_records
 from staa.inference import InferenceModel
 from staa.victim import Victim, load_victim
@@ -54,10 +55,6 @@ def timed(kind: str, into: dict | None = None):
         yield
     finally:
         times[kind] = times.get(kind, 0.0) + time.perf_counter() - t0
-
-
-def safe_name(spec: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]", "_", spec)
 
 
 def select_clips(records, victim: Victim, cfg: EvalConfig) -> AudioDataset:
@@ -198,7 +195,7 @@ def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victi
                          "defended_clean_pred": int(def_clean[i]), "defended_adv_pred": int(def_adv_pred[i]),
                          "success": bool(adv_pred[i] != clean_pred[i]), "defended_fooled": bool(def_adv_pred[i] != def_clean[i]),
                          "seconds": seconds, **scores[i]})
-        _save_examples(out / "examples" / victim_name / name, x, adv, def_adv, spec_text, rate, cfg.examples, spec.adaptive)
+        _save_examples(out / "examples" / safe_name(victim_name) / safe_name(name), x, adv, def_adv, spec_text, rate, cfg.examples, spec.adaptive)
     return rows
 
 
@@ -211,11 +208,10 @@ def _save_examples(folder: Path, x, adv, def_adv, spec_text, rate, k, adaptive):
         save_audio(folder / f"{i}_defended_{tag}.wav", def_adv[i].clamp(-1, 1), rate, subtype="FLOAT")
 
 
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    with atomic_open(path) as fh:
-        w = csv.DictWriter(fh, fieldnames=CLIP_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows({k: _nan_to_none(v) for k, v in r.items()} for r in rows)
+def _write_rows(path: Path, rows: list[dict], *, safe: bool = False) -> None:
+    """`safe`: the user-facing clips.csv, its text cells neutralised for spreadsheets; the per-cell files are read
+    back on resume and keep their text as it is."""
+    write_csv(path, CLIP_FIELDS, ({k: _nan_to_none(v) for k, v in r.items()} for r in rows), safe=safe)
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -227,8 +223,19 @@ def _read_rows(path: Path) -> list[dict]:
         if key in ("clip", "label", "clean_pred", "adv_pred", "defended_clean_pred", "defended_adv_pred"):
             return int(val)
         return float(val) if val != "" else None
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [{k: cast(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [{k: cast(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"{path}: cannot be read back ({err}); use another output folder or --force") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: is damaged ({err}); use another output folder or --force") from None
+    return value if isinstance(value, dict) else {}
 
 
 def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, resume: bool = True) -> dict:
@@ -238,17 +245,18 @@ def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, r
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
     if saved.is_file():
-        import json
-
-        if json.loads(saved.read_text()) != cfg.to_dict():
+        if _read_json(saved) != cfg.to_dict():
             raise ValueError(f"{out}: holds a run with another config; use another folder or --force")
     write_json(saved, cfg.to_dict())
     options = {"classes": cfg.classes} if cfg.classes else {}
-    records = load_records(cfg.dataset, cfg.data, **options)
+    records = load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **options)
     torch.manual_seed(cfg.seed)
     cells, all_rows, classes = [], [], {}
     for victim_name, path in cfg.victims.items():
         victim = load_victim(path, device=device)
+        victim_sha = file_sha256(path)
+        for spec_text in cfg.defenses:  # before any work: a defense that cannot run at this rate fails now, not after the attacks
+            parse_defense(spec_text).check(victim.sample_rate)
         classes[victim_name] = victim.classes
         data = select_clips(records, victim, cfg)
         x = torch.stack([data[i][0] for i in range(len(data))]).to(device)
@@ -259,19 +267,22 @@ def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, r
             defense = parse_defense(spec_text)
             defended_clean[spec_text] = clean_pred if _is_identity(defense) else _predict(predictor, x, cfg.batch_size, defense, victim.sample_rate)
         for name, spec in cfg.attack_specs.items():
-            done = out / "cells" / victim_name / f"{name}.json"
+            done = out / "cells" / safe_name(victim_name) / f"{safe_name(name)}.json"
+            if resume and done.is_file() and _read_json(done).get("victim_sha256") != victim_sha:
+                raise ValueError(f"{path}: is not the victim file the finished cells in {done.parent} were computed on (its SHA-256 "
+                                 "differs); use another output folder or --force")
             if not (resume and done.is_file()):
                 rows = evaluate_attack(name, spec, victim_name, victim, data, x, clean_pred, defended_clean, cfg, out, device=device,
                                        progress=progress, predictor=predictor)
                 _write_rows(done.with_suffix(".csv"), rows)
-                write_json(done, {"victim": victim_name, "attack": name, "type": spec.type, "complete": True})
+                write_json(done, {"victim": victim_name, "attack": name, "type": spec.type, "complete": True, "victim_sha256": victim_sha})
             rows = _read_rows(done.with_suffix(".csv"))
             all_rows += rows
             for spec_text in cfg.defenses:
                 cell_rows = [r for r in rows if r["defense"] == spec_text]
                 cells.append({"victim": victim_name, "attack": name, "attack_type": spec.type, "defense": spec_text,
                               **{k: _nan_to_none(v) for k, v in summarise_cell(cell_rows).items()}})
-    _write_rows(out / "clips.csv", all_rows)
+    _write_rows(out / "clips.csv", all_rows, safe=True)
     results = {"schema": "staa-ser/results/1", "config": cfg.to_dict(), "machine": machine(), "classes": classes, "cells": cells}
     write_json(out / "results.json", results)
     return results

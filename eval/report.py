@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from staa.atomic import atomic_open, write_json
+from staa.atomic import atomic_open, safe_name, write_json
 
 NUMBER_KEYS = ["clean_accuracy", "defended_clean_accuracy", "success_rate", "adversarial_accuracy", "defended_adversarial_accuracy",
                "defended_fooling_rate", "survival", "l0_ratio", "distortion_db", "snr_db", "pesq", "stoi", "estoi"]
@@ -170,7 +170,7 @@ def _example_files(run: Path, cells):
     """(clean, adversarial, label) of the first example of the first STAA attack (else the first attack)."""
     order = sorted(dict.fromkeys((c["victim"], c["attack"], c["attack_type"]) for c in cells), key=lambda t: t[2] != "staa")
     for victim, attack, _ in order:
-        folder = run / "examples" / victim / attack
+        folder = run / "examples" / safe_name(victim) / safe_name(attack)
         if (folder / "0_clean.wav").is_file() and (folder / "0_adv.wav").is_file():
             return folder / "0_clean.wav", folder / "0_adv.wav", f"{attack} on {victim}"
     return None
@@ -209,8 +209,6 @@ def _audio_section(run: Path, cells, max_defenses: int = 3) -> str:
     clean, adv, label = example
     rows = [("clean", clean), ("adversarial", adv)]
     for d in [d for d in dict.fromkeys(c["defense"] for c in cells) if d != "none"][:max_defenses]:
-        from eval.harness import safe_name
-
         f = clean.parent / f"0_defended_{safe_name(d)}.wav"
         if f.is_file():
             rows.append((f"adversarial after {d}", f))
@@ -234,30 +232,51 @@ h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 td:nth-child(-n+3){text-align:left}img{max-width:100%}.muted{color:#777;font-size:.85em}"""
 
 
+def _check_cells(path, cells) -> None:
+    """A results.json edited by hand (or by anyone) reaches the page only if every cell has the harness's shape."""
+    if not isinstance(cells, list) or not cells:
+        raise ValueError(f"{path}: holds no cells")
+    for i, c in enumerate(cells):
+        if not isinstance(c, dict):
+            raise ValueError(f"{path}: cell {i} is not an object")
+        for key in ("victim", "attack", "attack_type", "defense"):
+            if not isinstance(c.get(key), str):
+                raise ValueError(f"{path}: cell {i} has no text field {key!r}")
+        if not isinstance(c.get("n"), int) or isinstance(c.get("n"), bool) or c["n"] < 1:
+            raise ValueError(f"{path}: cell {i}: n must be a positive integer")
+        for key in NUMBER_KEYS:
+            if key not in c:
+                raise ValueError(f"{path}: cell {i} lacks {key!r}")
+            v = c[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)):
+                raise ValueError(f"{path}: cell {i}: {key} must be a number or null, got {str(v)[:40]!r}")
+        if c.get("clean_accuracy") is None:
+            raise ValueError(f"{path}: cell {i} has no clean_accuracy")
+
+
 def build_report(run_dir, *, out_dir=None) -> dict:
     run = Path(run_dir)
     results_path = run / "results.json"
     if not results_path.is_file():
         raise ValueError(f"{run}: no results.json here; run `staa evaluate` first")
     try:
-        results = json.loads(results_path.read_text())
+        results = json.loads(results_path.read_text(encoding="utf-8"))
         cells = results["cells"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{results_path}: not a results file of staa evaluate ({err})") from None
-    if not cells:
-        raise ValueError(f"{results_path}: holds no cells")
+    _check_cells(results_path, cells)
     out = Path(out_dir) if out_dir else run
     report = {"schema": "staa-ser/report/1", "summary": summary_sentences(cells), "cells": cells, "transfer": transfer_table(cells),
               "defense_cost": defense_cost(cells), "robust_accuracy": robust_accuracy(cells), "config": results.get("config"), "machine": results.get("machine")}
     figs = plots(cells, run)
     img = lambda key, alt: f'<img alt="{alt}" src="data:image/png;base64,{figs[key]}">' if key in figs else ""
-    m = results.get("machine") or {}
+    m = results.get("machine") if isinstance(results.get("machine"), dict) else {}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>staa-ser robustness report</title><style>{CSS}</style></head><body>
 <h1>Robustness report</h1>
 <ul class="summary">{''.join(f'<li>{html.escape(s)}</li>' for s in report['summary'])}</ul>
 <p class="muted">Success: the attack changes the undefended victim's prediction. Survival: share of successes that still change the
 defended victim's prediction (defense applied to clean and adversarial clip alike). Machine: {html.escape(str(m.get('processor', '?')))},
-{m.get('threads', '?')} threads, torch {html.escape(str(m.get('torch', '?')))}.</p>
+{html.escape(str(m.get('threads', '?')))} threads, torch {html.escape(str(m.get('torch', '?')))}.</p>
 <h2>Survival under each defense</h2>{img('survival', 'survival heatmap')}
 <h2>Success vs perceptual quality</h2>{img('success_vs_pesq', 'success vs PESQ')}
 <h2>Accuracy under attack</h2>{img('robust_accuracy', 'accuracy under each attack')}

@@ -25,13 +25,14 @@ from tqdm import tqdm
 from staa import distributed
 from staa.atomic import write_json
 from staa.attacks import FGSM, PGD
-from staa.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from staa.checkpoint import CheckpointError, load_checkpoint, resume_guard, save_checkpoint
 from staa.datasets import AudioDataset, Record
 from staa.generator import STAAGenerator
-from staa.generator_training import AttackTrainConfig, generator_loss, load_generator
+from staa.generator_training import AttackTrainConfig, generator_loss, load_generator, surrogate_refs
 from staa.inference import predict
 from staa.models import build_model
 from staa.scoring import classification_scores
+from staa.validate import check_fields, in_range
 from staa.victim import load_victim, save_victim
 
 METHODS = ("clean", "generator", "pgd", "fgsm", "trades")
@@ -63,6 +64,14 @@ class AdvTrainConfig:
     checkpoint_every: int = 25  # steps
 
     def __post_init__(self):
+        check_fields(self)
+        in_range("epochs", self.epochs, 1, 10_000)
+        in_range("batch_size", self.batch_size, 1, 4096)
+        in_range("pgd_steps", self.pgd_steps, 1, 1000)
+        in_range("gen_updates", self.gen_updates, 1, 100)
+        in_range("eps", self.eps, 1e-6, 1.0)
+        in_range("lr", self.lr, 0, 1)
+        in_range("clip_seconds", self.clip_seconds, 0.1, 600)
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.pgd_steps < 1 or self.gen_updates < 1 or self.checkpoint_every < 1:
@@ -79,7 +88,7 @@ class AdvTrainConfig:
         from defenses import parse_defense
 
         for spec in self.defenses:
-            parse_defense(spec)
+            parse_defense(spec).check(self.sample_rate)
 
     def attack_config(self) -> AttackTrainConfig:
         return AttackTrainConfig(**{"eps_schedule": [[0, self.eps]], **self.generator})
@@ -210,9 +219,10 @@ def _save(out: Path, cfg, model, opt, gen, gen_opt, state):
 
 def _save_models(out: Path, cfg, model, gen):
     save_victim(out / "victim.pt", model, cfg.arch, cfg.classes, cfg.sample_rate, adv_train=asdict(cfg))
-    if gen is not None:
+    if gen is not None:  # its surrogate is the victim it trained against, saved beside it
         save_checkpoint(out / "generator.pt", "generator", {"config": gen.config | {"eps": float(gen.eps)}, "state_dict": gen.state_dict(),
-                                                            "sample_rate": cfg.sample_rate, "classes": list(cfg.classes)})
+                                                            "sample_rate": cfg.sample_rate, "classes": list(cfg.classes),
+                                                            **surrogate_refs(out / "generator.pt", [out / "victim.pt"])})
 
 
 def _resume(out: Path, cfg, model, opt, gen, gen_opt, state):
@@ -222,13 +232,20 @@ def _resume(out: Path, cfg, model, opt, gen, gen_opt, state):
     ckpt = load_checkpoint(last, "adv-train", ("train_config", "state_dict", "optimizer", "rng", "state"))
     if ckpt["train_config"] != asdict(cfg):
         raise CheckpointError(f"{last}: was written with other settings; use another output folder")
+    return resume_guard(last, lambda: _restore(ckpt, model, opt, gen, gen_opt, state))
+
+
+def _restore(ckpt, model, opt, gen, gen_opt, fresh):
     model.load_state_dict(ckpt["state_dict"])
     opt.load_state_dict(ckpt["optimizer"])
     if gen is not None:
         gen.load_state_dict(ckpt["generator"])
         gen_opt.load_state_dict(ckpt["generator_optimizer"])
     torch.set_rng_state(ckpt["rng"])
-    return ckpt["state"]
+    state = ckpt["state"]
+    if not isinstance(state, dict) or {type(state.get(k)) for k in fresh} - {int, list} or min(state["epoch"], state["step"]) < 0:
+        raise TypeError(f"its loop state {str(state)[:80]} is not a position in the run")
+    return state
 
 
 @torch.no_grad()

@@ -1,7 +1,6 @@
 """Running an attack over a dataset split: adversarial WAVs, a per-clip CSV, a summary; and transfer matrices."""
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from staa.atomic import atomic_open, write_json
+from staa.atomic import safe_name, write_csv, write_json
 from staa.attacks import CW, FGSM, PGD, STAA, Attack, SparsePGD
 from staa.audio import save_audio
 from staa.datasets import AudioDataset
@@ -18,12 +17,15 @@ from staa.perturbation_metrics import distortion_db, l0_count, l0_ratio, linf, s
 CSV_FIELDS = ["path", "label", "clean_pred", "adv_pred", "success", "l0_count", "l0_ratio", "distortion_db", "snr_db", "linf", "seconds"]
 
 
-def build_attack(name: str, model, *, eps: float = 0.03, generator: str | None = None, device="cpu", sample_rate: int | None = None, **params) -> Attack:
-    """An attack by name: staa (needs `generator`, a checkpoint path), fgsm, pgd10, pgd100, pgd (steps=...), cw, sparse_pgd."""
+def build_attack(name: str, model, *, eps: float = 0.03, generator: str | None = None, device="cpu", sample_rate: int | None = None,
+                 surrogate: str | None = None, **params) -> Attack:
+    """An attack by name: staa (needs `generator`, a checkpoint path; `surrogate` overrides the one it records), fgsm,
+    pgd10, pgd100, pgd (steps=...), cw, sparse_pgd."""
     if name == "staa":
         if not generator:
             raise ValueError("the staa attack needs --generator (a trained generator checkpoint)")
-        return STAA.from_checkpoint(generator, model, device=device, eps=params.pop("staa_eps", None), sample_rate=sample_rate)
+        return STAA.from_checkpoint(generator, model, device=device, eps=params.pop("staa_eps", None), sample_rate=sample_rate,
+                                    surrogate=surrogate)
     if name == "fgsm":
         return FGSM(model, eps=eps)
     if name.startswith("pgd"):
@@ -58,14 +60,12 @@ def run_attack(attack: Attack, model, dataset: AudioDataset, out_dir=None, *, ba
             rows.append({"path": rec.path, "label": rec.label, "clean_pred": dataset.classes[clean_pred[i]], "adv_pred": dataset.classes[adv_pred[i]],
                          "success": bool(adv_pred[i] != clean_pred[i]), "seconds": per_clip, **{k: float(v[i]) for k, v in metrics.items()}})
             if out_dir is not None:
-                save_audio(Path(out_dir) / "adv" / f"{start + i:06d}_{Path(rec.path).stem}.wav", x_adv[i], dataset.sample_rate, subtype="FLOAT")
+                save_audio(Path(out_dir) / "adv" / f"{start + i:06d}_{safe_name(Path(rec.path).stem, 80)}.wav", x_adv[i], dataset.sample_rate,
+                           subtype="FLOAT")
         start += len(x)
     summary = summarise(rows)
     if out_dir is not None:
-        with atomic_open(Path(out_dir) / "clips.csv") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(Path(out_dir) / "clips.csv", CSV_FIELDS, rows)
         write_json(Path(out_dir) / "summary.json", {"attack": attack.name, **summary})
     return summary
 

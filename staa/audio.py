@@ -60,6 +60,8 @@ def check_waveform(
 def probe_audio(path: str | os.PathLike):
     """Read only the header; raise AudioError if the file is missing, empty, corrupt or truncated."""
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(path, "is a folder, not an audio file")
     if not path.is_file():
         raise AudioError(path, "no such file")
     if path.stat().st_size == 0:

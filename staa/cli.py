@@ -2,31 +2,102 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import math
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from staa.audio import AudioError
 from staa.checkpoint import CheckpointError
 from staa.datasets import LOADERS, DatasetError
+from staa.lock import LockError
+from staa.run_dir import RunDir, RunDirError, check_inputs
 
 log = logging.getLogger("staa")
-EMOTIONS4 = ["neutral", "angry", "happy", "sad"]
+MAX_SEED = 2**63 - 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (`staa CMD: error: ...`), not a usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def integer(lo: int, hi: int | None = None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{value} is not within {lo}-{hi}" if hi is not None else f"{value} is not >= {lo}")
+        return value
+    return parse
+
+
+def number(lo: float, hi: float | None = None, *, above: bool = False):
+    """A finite float within [lo, hi] (`above`: strictly greater than lo)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < lo or (above and value == lo) or (hi is not None and value > hi):
+            low = f"> {lo:g}" if above else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(f"{text} is not {low}" + (f" and <= {hi:g}" if hi is not None else ""))
+        return value
+    return parse
+
+
+def device(text: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise argparse.ArgumentTypeError(f"{text}: no such CUDA device here ({torch.cuda.device_count()} visible)")
+    if dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text}: only cpu and cuda devices are supported")
+    return text
+
+
+def class_list(text: str) -> list[str]:
+    names = [c.strip() for c in text.split(",")]
+    if len(names) < 2 or not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give two or more distinct class names, comma-separated")
+    return names
+
+
+SEED = integer(0, MAX_SEED)
+EPS = number(0, 1, above=True)
+SECONDS = number(0, 600, above=True)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", type=device, help="torch device, e.g. cpu or cuda (default: cpu)")
 
 
-def _check_out_not_in_data(out: Path, data: Path) -> None:
-    if not data.exists():
-        return  # the loader reports the missing data with its own message
-    data_dir = data if data.is_dir() else data.parent
-    if out.resolve().is_relative_to(data_dir.resolve()):
-        raise DatasetError(f"{out}: outputs may not go inside the data folder {data_dir}; a data folder is never written to")
+def _data_dirs(data, records) -> list[Path]:
+    """The folders a command reads audio from: the dataset root (or the manifest's folder) and every audio file's folder."""
+    data = Path(data)
+    return sorted({data if data.is_dir() else data.parent} | {Path(r.path).parent for r in records})
+
+
+def _claim(a, records=(), inputs: dict | None = None):
+    """Check that --out holds none of the inputs and lies in no data folder, then claim it for this command (lock,
+    --resume / --force rules; see staa.run_dir). Under torchrun only rank 0 claims: the others never write."""
+    inputs = {k: v for k, v in (inputs or {}).items() if v}
+    data = getattr(a, "data", None)
+    check_inputs(a.out, [*inputs.values(), *(r.path for r in records)], _data_dirs(data, records) if data else ())
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return RunDir.claim(a.out, a.command, resume=a.resume, force=a.force, inputs=inputs)
 
 
 def cmd_corpus(a) -> None:
@@ -38,12 +109,17 @@ def cmd_corpus(a) -> None:
 
 
 def _records(a):
+    """The dataset's records, every file decoded and checked before any work (bad ones skipped with --skip-bad)."""
     from staa.datasets import load_records
 
     options = {"on_error": "skip" if a.skip_bad else "raise"}
     if a.classes:
-        options["classes"] = a.classes.split(",")
-    return load_records(a.dataset, a.data, **options)
+        options["classes"] = a.classes
+    records = load_records(a.dataset, a.data, **options)
+    missing = [c for c in a.classes or [] if c not in {r.label for r in records}]
+    if missing:
+        raise DatasetError(f"{a.data}: no clips of class(es) {', '.join(missing)} (found: {', '.join(sorted({r.label for r in records}))})")
+    return records
 
 
 def _json_option(text: str | None, flag: str) -> dict:
@@ -51,7 +127,7 @@ def _json_option(text: str | None, flag: str) -> dict:
 
     try:
         value = json.loads(text) if text else {}
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"{flag} is not valid JSON: {err}") from None
     if not isinstance(value, dict):
         raise ValueError(f"{flag} must be a JSON object, got {text!r}")
@@ -63,14 +139,13 @@ def cmd_train_victim(a) -> None:
 
     from staa.train import TrainConfig, train_victim
 
-    _check_out_not_in_data(Path(a.out), Path(a.data))
-    _prepare_run_dir(a)
     torch.set_num_threads(a.threads) if a.threads else None
     records = _records(a)
-    classes = a.classes.split(",") if a.classes else sorted({r.label for r in records})
+    classes = a.classes or sorted({r.label for r in records})
     cfg = TrainConfig(arch=a.arch, classes=classes, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, clip_seconds=a.clip_seconds,
                       model=_json_option(a.model_options, "--model-options"))
-    report = train_victim(cfg, records, a.out, device=a.device, progress=not a.quiet)
+    with _claim(a, records, {"data": a.data}):
+        report = train_victim(cfg, records, a.out, device=a.device, progress=not a.quiet)
     if not report:  # a torchrun rank other than 0: rank 0 reports
         return
     test = report.get("test")
@@ -82,6 +157,8 @@ def _split_dataset(a, classes, sample_rate):
     from staa.datasets import AudioDataset
 
     records = [r for r in _records(a) if r.split == a.split and r.label in classes]
+    if not records:
+        raise DatasetError(f"{a.data}: no clips of split {a.split!r} with the classes {', '.join(classes)}")
     if a.limit:
         records = records[: a.limit]
     return AudioDataset(records, classes, sample_rate=sample_rate, clip_seconds=a.clip_seconds)
@@ -90,8 +167,6 @@ def _split_dataset(a, classes, sample_rate):
 def cmd_train_attack(a) -> None:
     from staa.generator_training import AttackTrainConfig, parse_eps_schedule, train_generator
 
-    _check_out_not_in_data(Path(a.out), Path(a.data))
-    _prepare_run_dir(a)
     cfg = AttackTrainConfig(preset=a.preset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, eps_schedule=parse_eps_schedule(a.eps),
                             kappa=a.kappa, w_mag=a.w_mag, w_spa=a.w_spa, w_qua=a.w_qua, targeted=a.target is not None,
                             target=a.target, seed=a.seed, spa_warmup_epochs=a.spa_warmup,
@@ -99,7 +174,10 @@ def cmd_train_attack(a) -> None:
                             lr_halving_epochs=a.lr_halving,
                             # the paper's mask stays implicit, so runs started before the option existed still resume
                             generator={} if a.train_mask == "stochastic" else {"train_mask": a.train_mask})
-    report = train_generator(cfg, a.surrogate, _records(a), a.out, device=a.device, progress=not a.quiet)
+    records = _records(a)
+    inputs = {"data": a.data, "init": a.init, **{f"surrogate {i + 1}": p for i, p in enumerate(a.surrogate)}}
+    with _claim(a, records, inputs):
+        report = train_generator(cfg, a.surrogate, records, a.out, device=a.device, progress=not a.quiet)
     last = report["history"][-1]
     print(f"generator: val fooling {last['val_mean_fooling_rate']:.3f}, l0 ratio {last['val_l0_ratio']:.3f}")
     print(Path(a.out) / "best.pt")
@@ -119,37 +197,14 @@ def _eval_config(a):
     from eval.config import EvalConfig, load_config
 
     if a.config:
-        if a.data or a.victim or a.attack or a.defense:
-            raise ValueError("give either --config or --data/--victim/--attack/--defense, not both")
+        if a.data or a.victim or a.attack or a.defense or a.skip_bad:
+            raise ValueError("give either --config or --data/--victim/--attack/--defense/--skip-bad, not both")
         return load_config(a.config)
     if not (a.data and a.victim and a.attack):
         raise ValueError("without --config, --data, --victim and --attack are required")
     return EvalConfig(data=a.data, dataset=a.dataset, victims=_pairs(a.victim, "--victim"), attacks=_pairs(a.attack, "--attack"),
                       defenses=a.defense or ["none"], split=a.split, max_clips=a.max_clips or None, eps=a.eps,
-                      perceptual=not a.no_perceptual, perceptual_clips=a.perceptual_clips, seed=a.seed)
-
-
-# what each command writes into its run folder: --force removes exactly these, nothing else the folder holds
-RUN_OUTPUTS = {
-    "train-victim": ("best.pt", "last.pt", "metrics.json"),
-    "train-attack": ("best.pt", "last.pt", "metrics.json"),
-    "adv-train": ("victim.pt", "generator.pt", "last.pt", "metrics.json"),
-    "attack": ("adv", "clips.csv", "summary.json"),
-    "evaluate": ("cells", "examples", "config.json", "results.json", "clips.csv", "report.html", "report.json"),
-    "demo": ("corpus", "victims", "attacks", "hardened", "eval"),
-}
-
-
-def _prepare_run_dir(a) -> None:
-    """A run folder that already holds results is reused only when asked: --resume continues, --force starts over."""
-    out = Path(a.out)
-    if out.exists() and any(out.iterdir()) and not (a.resume or a.force):
-        raise FileExistsError(f"{out}: exists and is not empty; pass --resume to continue that run or --force to start over")
-    # under torchrun only rank 0 deletes, before the ranks meet; the others find the folder cleared when they load
-    if a.force and out.exists() and os.environ.get("RANK", "0") == "0":
-        for name in RUN_OUTPUTS[a.command]:
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+                      perceptual=not a.no_perceptual, perceptual_clips=a.perceptual_clips, seed=a.seed, skip_bad=a.skip_bad)
 
 
 def _run_dir_flags(p: argparse.ArgumentParser) -> None:
@@ -163,11 +218,17 @@ def cmd_evaluate(a) -> None:
 
     cfg = _eval_config(a)
     out = Path(a.out)
-    _check_out_not_in_data(out, Path(cfg.data))
-    _prepare_run_dir(a)
-    results = run_grid(cfg, out, device=a.device, progress=not a.quiet)
-    if not a.no_report:
-        build_report(out)
+    a.data = cfg.data
+    from staa.datasets import load_records
+
+    records = load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **({"classes": cfg.classes} if cfg.classes else {}))
+    generators = {f"generator {n}": s.params[k].replace("{victim}", v) for n, s in cfg.attack_specs.items() for v in cfg.victims
+                  for k in ("generator", "surrogate") if k in s.params}
+    inputs = {"data": cfg.data, "config": a.config, **{f"victim {k}": v for k, v in cfg.victims.items()}, **generators}
+    with _claim(a, records, inputs):
+        results = run_grid(cfg, out, device=a.device, progress=not a.quiet)
+        if not a.no_report:
+            build_report(out)
     print(f"{'victim':<12}{'attack':<16}{'defense':<20}{'success':>8}{'survival':>9}{'def.acc':>8}{'pesq':>7}")
     for c in results["cells"]:
         f = lambda v: "  –" if v is None else f"{v:.3f}"
@@ -187,11 +248,9 @@ def cmd_report(a) -> None:
 def cmd_adv_train(a) -> None:
     from staa.adv_train import AdvTrainConfig, adv_train
 
-    _check_out_not_in_data(Path(a.out), Path(a.data))
-    _prepare_run_dir(a)
     records = _records(a)
     if a.classes:
-        classes = a.classes.split(",")
+        classes = a.classes
     elif a.init_victim:  # fine-tuning keeps the victim's classes, in its order
         from staa.victim import load_victim
 
@@ -203,7 +262,8 @@ def cmd_adv_train(a) -> None:
                          clip_seconds=a.clip_seconds, model=model, eps=a.eps, adv_ratio=a.adv_ratio, pgd_steps=a.pgd_steps, trades_beta=a.trades_beta,
                          generator=generator, gen_updates=a.gen_updates, gen_crop_seconds=a.gen_crop_seconds, init_victim=a.init_victim, init_generator=a.init_generator,
                          defenses=a.defense or [], checkpoint_every=a.checkpoint_every)
-    report = adv_train(cfg, records, a.out, device=a.device, progress=not a.quiet)
+    with _claim(a, records, {"data": a.data, "init-victim": a.init_victim, "init-generator": a.init_generator}):
+        report = adv_train(cfg, records, a.out, device=a.device, progress=not a.quiet)
     last = report["history"][-1]
     if "val_ua" in last:
         print(f"{a.method} AT: val UA {last['val_ua']:.3f}, val FGSM accuracy {last['val_fgsm_accuracy']:.3f}")
@@ -214,15 +274,23 @@ def cmd_attack(a) -> None:
     from staa.attack_runner import build_attack, run_attack
     from staa.victim import load_victim
 
-    _check_out_not_in_data(Path(a.out), Path(a.data))
-    _prepare_run_dir(a)
     victim = load_victim(a.victim, device=a.device)
     dataset = _split_dataset(a, victim.classes, victim.sample_rate)
-    attack = build_attack(a.attack, victim.model, eps=a.eps, generator=a.generator, device=a.device, sample_rate=victim.sample_rate)
-    s = run_attack(attack, victim.model, dataset, a.out, device=a.device, progress=not a.quiet)
+    attack = build_attack(a.attack, victim.model, eps=a.eps, generator=a.generator, device=a.device, sample_rate=victim.sample_rate,
+                          surrogate=a.surrogate)
+    with _claim(a, dataset.records, {"data": a.data, "victim": a.victim, "generator": a.generator, "surrogate": a.surrogate}):
+        s = run_attack(attack, victim.model, dataset, a.out, device=a.device, progress=not a.quiet)
     dist = f"{s['distortion_db']:.1f} dB" if s["distortion_db"] is not None else "n/a"
     print(f"{a.attack}: fooling {s['fooling_rate']:.3f} of {s['n']}, l0 ratio {s['l0_ratio']:.3f}, distortion {dist}, {s['seconds_per_clip'] * 1000:.1f} ms/clip")
     print(Path(a.out) / "clips.csv")
+
+
+def _labels(paths: list[str]) -> dict[str, str]:
+    """A short label per checkpoint for the matrix: its folder's name where that tells the files apart, else the path."""
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"a checkpoint is listed twice in {' '.join(paths)}")
+    short = [Path(p).parent.name or p for p in paths]
+    return dict(zip(short if len(set(short)) == len(short) else paths, paths))
 
 
 def cmd_transfer(a) -> None:
@@ -231,10 +299,10 @@ def cmd_transfer(a) -> None:
     from staa.attack_runner import transfer_matrix
     from staa.victim import load_victim
 
-    victims = {Path(p).parent.name or p: load_victim(p, device=a.device) for p in a.victims}
+    victims = {name: load_victim(p, device=a.device) for name, p in _labels(a.victims).items()}
     first = next(iter(victims.values()))
     dataset = _split_dataset(a, first.classes, first.sample_rate)
-    attacks = {Path(p).parent.name or p: STAA.from_checkpoint(p, device=a.device) for p in a.generators}
+    attacks = {name: STAA.from_checkpoint(p, device=a.device) for name, p in _labels(a.generators).items()}
     result = transfer_matrix(attacks, {k: v.model for k, v in victims.items()}, dataset, device=a.device, progress=not a.quiet)
     width = max(map(len, result["rows"])) + 2
     print("fooling rate: rows = generator (its surrogate run), columns = victim")
@@ -254,21 +322,21 @@ def cmd_bench(a) -> None:
 def cmd_demo(a) -> None:
     from staa.demo import run_demo
 
-    _prepare_run_dir(a)
-    run_demo(Path(a.out), quick=a.quick, progress=not a.quiet, device=a.device)
+    with _claim(a):
+        run_demo(Path(a.out), quick=a.quick, progress=not a.quiet, device=a.device)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="staa", description="Sparse adversarial attacks, defenses and robustness reports for speech emotion recognition.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="staa", description="Sparse adversarial attacks, defenses and robustness reports for speech emotion recognition.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("corpus", help="build the synthetic emotional-speech corpus (espeak-ng)",
                        description="Build the built-in synthetic corpus: 4 emotions, held-out voices and sentences, 16 kHz WAV + manifest.csv. Reused if it exists with the same settings.")
     p.add_argument("--out", default="data/corpus", help="corpus folder (default: data/corpus)")
-    p.add_argument("--clips", type=int, default=2000, help="number of clips (default: 2000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clip-seconds", type=float, default=3.0, help="fixed clip length; 0 keeps each utterance's length")
-    p.add_argument("--workers", type=int, default=2, help="processes for synthesis (default: 2)")
+    p.add_argument("--clips", type=integer(12, 1_000_000), default=2000, help="number of clips, 12-1000000 (default: 2000)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--clip-seconds", type=number(0, 30), default=3.0, help="fixed clip length, 0.5-30 s; 0 keeps each utterance's length")
+    p.add_argument("--workers", type=integer(1), default=2, help="processes for synthesis, at most one per CPU (default: 2)")
     _common(p)
     p.set_defaults(func=cmd_corpus)
 
@@ -279,14 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest; the built-in corpus is a manifest)")
     p.add_argument("--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer")
     p.add_argument("--out", required=True, help="output folder for checkpoints and metrics")
-    p.add_argument("--classes", default=None, help="comma-separated class names to keep (default: all in the data)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clip-seconds", type=float, default=3.0)
-    p.add_argument("--model-options", default=None, help='JSON of architecture options, e.g. {"dropout": 0.0}')
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--classes", type=class_list, default=None, help="comma-separated class names to keep (default: all in the data)")
+    p.add_argument("--epochs", type=integer(1, 10_000), default=12)
+    p.add_argument("--batch-size", type=integer(1, 4096), default=32)
+    p.add_argument("--lr", type=number(0, 1, above=True), default=2e-3)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--clip-seconds", type=SECONDS, default=3.0)
+    p.add_argument("--model-options", default=None, help='JSON of architecture options, e.g. {"width": 16} (integer sizes 1-4096, dropout 0-0.95)')
+    p.add_argument("--threads", type=integer(0, 1024), default=0, help="torch CPU threads (default 0: torch's choice)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count unreadable files or unknown labels instead of stopping")
     _run_dir_flags(p)
     _common(p)
@@ -295,12 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     def data_args(p, split=True):
         p.add_argument("--data", required=True, help="dataset root folder, or the manifest CSV for --dataset manifest")
         p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest)")
-        p.add_argument("--classes", default=None, help="comma-separated class names to keep")
+        p.add_argument("--classes", type=class_list, default=None, help="comma-separated class names to keep")
         p.add_argument("--skip-bad", action="store_true", help="skip and count bad files instead of stopping")
         if split:
             p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split to attack (default: test)")
-            p.add_argument("--limit", type=int, default=0, help="attack at most this many clips (default: all)")
-            p.add_argument("--clip-seconds", type=float, default=3.0)
+            p.add_argument("--limit", type=integer(0), default=0, help="attack at most this many clips (default 0: all)")
+            p.add_argument("--clip-seconds", type=SECONDS, default=3.0)
 
     p = sub.add_parser("train-attack", help="train a STAA-Net generator against surrogate victims",
                        description="Train the STAA generator against one or more frozen surrogates (repeat --surrogate for an ensemble). Writes best.pt, last.pt (resume) and metrics.json.")
@@ -309,18 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="cpu", help="generator size: cpu (lean), cpu-fold (cpu folded by 16: "
                    "no full-rate layer, about 3x faster), cpu-fine or paper (the authors' size)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--lr-halving", type=int, default=5, help="halve the learning rate every this many epochs")
+    p.add_argument("--epochs", type=integer(1, 10_000), default=10)
+    p.add_argument("--batch-size", type=integer(1, 4096), default=16)
+    p.add_argument("--lr", type=number(0, 1, above=True), default=2e-3)
+    p.add_argument("--lr-halving", type=integer(1), default=5, help="halve the learning rate every this many epochs")
     p.add_argument("--eps", default="0.03", help="l-inf budget, or a schedule like 0:0.03,10:0.01")
-    p.add_argument("--kappa", type=float, default=2.0, help="C&W confidence margin")
-    p.add_argument("--w-mag", type=float, default=0.0)
-    p.add_argument("--w-spa", type=float, default=1.0, help="weight of the sparsity loss (share of perturbed samples)")
-    p.add_argument("--w-qua", type=float, default=1e-6)
-    p.add_argument("--target", type=int, default=None, help="class index for a targeted attack (default: untargeted)")
-    p.add_argument("--spa-warmup", type=int, default=0, help="epochs without the sparsity loss at the start")
-    p.add_argument("--spa-target", type=float, default=0.0, help="sparsity budget: penalise only the share of perturbed samples "
+    p.add_argument("--kappa", type=number(0), default=2.0, help="C&W confidence margin")
+    p.add_argument("--w-mag", type=number(0), default=0.0)
+    p.add_argument("--w-spa", type=number(0), default=1.0, help="weight of the sparsity loss (share of perturbed samples)")
+    p.add_argument("--w-qua", type=number(0), default=1e-6)
+    p.add_argument("--target", type=integer(0), default=None, help="class index for a targeted attack (default: untargeted)")
+    p.add_argument("--spa-warmup", type=integer(0), default=0, help="epochs without the sparsity loss at the start")
+    p.add_argument("--spa-target", type=number(0, 0.999), default=0.0, help="sparsity budget: penalise only the share of perturbed samples "
                    "above it (0: the paper's plain penalty)")
     p.add_argument("--train-mask", default="stochastic", choices=["stochastic", "straight_through"],
                    help="mask binarisation in training: the paper's stochastic mix, or straight-through (hard forward, soft gradient)")
@@ -330,8 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "generator defense-aware in a few epochs")
     p.add_argument("--conditional", action="store_true", help="tell the generator each clip's class (its surrogate's "
                    "prediction; the attack loads that surrogate too): an unconditional one pushes every clip towards one class")
-    p.add_argument("--crop-seconds", type=float, default=1.0, help="length of the training crops (validation uses 3 s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--crop-seconds", type=SECONDS, default=1.0, help="length of the training crops (validation uses 3 s)")
+    p.add_argument("--seed", type=SEED, default=0)
     _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_train_attack)
@@ -342,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--victim", required=True, help="victim checkpoint")
     p.add_argument("--attack", required=True, help="staa, fgsm, pgd10, pgd100, cw or sparse_pgd")
     p.add_argument("--generator", default=None, help="generator checkpoint (for --attack staa)")
-    p.add_argument("--eps", type=float, default=0.03, help="l-inf budget of the gradient attacks")
+    p.add_argument("--surrogate", default=None, help="a class-conditional generator's surrogate, instead of the one its checkpoint records")
+    p.add_argument("--eps", type=EPS, default=0.03, help="l-inf budget of the gradient attacks, in (0, 1]")
     p.add_argument("--out", required=True)
     _run_dir_flags(p)
     _common(p)
@@ -366,23 +435,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer")
     p.add_argument("--method", default="generator", choices=["clean", "generator", "pgd", "fgsm", "trades"])
     p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32, help="global batch size (split across torchrun processes)")
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--eps", type=float, default=0.03)
-    p.add_argument("--adv-ratio", type=float, default=0.5, help="share of each batch replaced by adversarial clips")
-    p.add_argument("--pgd-steps", type=int, default=10, help="steps of PGD-AT and of TRADES' inner maximisation")
-    p.add_argument("--trades-beta", type=float, default=6.0)
-    p.add_argument("--gen-updates", type=int, default=1, help="generator steps per victim step")
-    p.add_argument("--gen-crop-seconds", type=float, default=1.0, help="the generator learns on crops this long (0: whole clips)")
+    p.add_argument("--epochs", type=integer(1, 10_000), default=5)
+    p.add_argument("--batch-size", type=integer(1, 4096), default=32, help="global batch size (split across torchrun processes)")
+    p.add_argument("--lr", type=number(0, 1, above=True), default=5e-4)
+    p.add_argument("--eps", type=EPS, default=0.03)
+    p.add_argument("--adv-ratio", type=number(0, 1), default=0.5, help="share of each batch replaced by adversarial clips")
+    p.add_argument("--pgd-steps", type=integer(1, 1000), default=10, help="steps of PGD-AT and of TRADES' inner maximisation")
+    p.add_argument("--trades-beta", type=number(0), default=6.0)
+    p.add_argument("--gen-updates", type=integer(1, 100), default=1, help="generator steps per victim step")
+    p.add_argument("--gen-crop-seconds", type=number(0, 600), default=1.0, help="the generator learns on crops this long (0: whole clips)")
     p.add_argument("--generator-options", default=None, help='JSON of generator training options, e.g. {"preset": "cpu", "w_spa": 1.0}')
     p.add_argument("--model-options", default=None, help='JSON of architecture options, e.g. {"width": 16}')
     p.add_argument("--init-victim", default=None, help="fine-tune this trained victim")
     p.add_argument("--init-generator", default=None, help="start from this trained generator")
     p.add_argument("--defense", action="append", help="augment training batches with this defense spec; repeat")
-    p.add_argument("--checkpoint-every", type=int, default=25, help="steps between mid-epoch checkpoints")
-    p.add_argument("--clip-seconds", type=float, default=3.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=integer(1), default=25, help="steps between mid-epoch checkpoints")
+    p.add_argument("--clip-seconds", type=SECONDS, default=3.0)
+    p.add_argument("--seed", type=SEED, default=0)
     _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_adv_train)
@@ -398,11 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "bpda=adaptive_pgd:steps=10:eot=4; repeat")
     p.add_argument("--defense", action="append", help="defense spec (mp3:32, resample:8000, lowpass:4000, a+b chains); repeat; none = no defense")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--max-clips", type=int, default=200)
-    p.add_argument("--eps", type=float, default=0.03)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-clips", type=integer(0), default=200, help="clips per victim (default: 200; 0: all)")
+    p.add_argument("--eps", type=EPS, default=0.03)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad audio files instead of stopping")
     p.add_argument("--no-perceptual", action="store_true", help="skip PESQ / STOI (the slow part)")
-    p.add_argument("--perceptual-clips", type=int, default=None, metavar="N",
+    p.add_argument("--perceptual-clips", type=integer(1), default=None, metavar="N",
                    help="score PESQ / STOI on a seeded sample of N clips per victim x attack (default: every clip)")
     p.add_argument("--no-report", action="store_true", help="write results.json only")
     p.add_argument("--out", required=True)
@@ -422,8 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--victim", required=True)
     p.add_argument("--generator", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=integer(1, 1024), default=2)
+    p.add_argument("--batch-size", type=integer(1, 4096), default=16)
     p.add_argument("--out", default=None, help="write the results as JSON here")
     _common(p)
     p.set_defaults(func=cmd_bench)
@@ -438,15 +508,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:  # "PATH: Permission denied", not "[Errno 13] ..."
+        text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())[:2000]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (AudioError, DatasetError, CheckpointError, FileExistsError, ValueError) as err:
-        print(f"staa {args.command}: error: {err}", file=sys.stderr)
+    except (AudioError, DatasetError, CheckpointError, RunDirError, LockError, FileExistsError, ValueError, OSError, ArithmeticError) as err:
+        print(f"staa {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"staa {args.command}: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
+        again = "with --resume" if hasattr(args, "resume") else "the same way" if args.command == "corpus" else None
+        hint = f"; rerun the same command {again} to continue" if again else ""
+        print(f"staa {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     return 0

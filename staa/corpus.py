@@ -12,13 +12,16 @@ import csv
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import lfilter, resample_poly
 
-from staa.atomic import atomic_open, write_json
+from staa.atomic import atomic_open, remove_stale_temp_files, write_json
+from staa.lock import FolderLock
+from staa.validate import check_fields, in_range
 from staa.workers import worker_pool
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,7 @@ CORPUS_VERSION = 1
 EMOTIONS = ("neutral", "angry", "happy", "sad")
 SPLITS = ("train", "val", "test")
 SHARD_SIZE = 100
+MAX_CLIPS = 1_000_000
 
 SENTENCES = (
     "The train leaves the station at seven in the morning.",
@@ -115,6 +119,8 @@ class CorpusConfig:
     version: int = field(default=CORPUS_VERSION)
 
     def __post_init__(self):
+        check_fields(self)
+        in_range("n_clips", self.n_clips, 4 * len(SPLITS), MAX_CLIPS)
         if self.n_clips < 4 * len(SPLITS):
             raise ValueError(f"n_clips must be at least {4 * len(SPLITS)}, got {self.n_clips}")
         if self.sample_rate not in (8_000, 16_000, 22_050):
@@ -259,27 +265,55 @@ def build_corpus(root: str | Path, cfg: CorpusConfig = CorpusConfig(), *, worker
     """Generate the corpus under `root` (or reuse it if built with the same settings); returns the manifest path.
 
     Clips already on disk from an interrupted run are kept (they are written atomically, and each
-    clip's bytes do not depend on which clips were rendered before it).
+    clip's bytes do not depend on which clips were rendered before it). One process at a time builds a folder.
     """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root}: exists and is not a folder")
+    with FolderLock(root, "corpus"):
+        return _build(root, cfg, workers, progress)
+
+
+def _check_disk(root: Path, cfg: CorpusConfig) -> None:
+    """Refuse a corpus that cannot fit on the disk before any work (16-bit WAV; uncut utterances of ~4 s)."""
+    seconds = cfg.clip_seconds or 4.0
+    need = cfg.n_clips * (int(seconds * cfg.sample_rate) * 2 + 44 + 200)  # samples, WAV header, manifest row
+    free = shutil.disk_usage(root).free
+    if need > 0.9 * free:
+        raise ValueError(f"{root}: {cfg.n_clips} clips need about {need / 1e9:.1f} GB, and the disk has {free / 1e9:.1f} GB free")
+
+
+def _build(root: Path, cfg: CorpusConfig, workers: int, progress: bool) -> Path:
     from tqdm import tqdm
 
-    root = Path(root)
     manifest = root / "manifest.csv"
     info_path = root / "corpus.json"
     fingerprint = _fingerprint(cfg)
     if manifest.is_file() and info_path.is_file():
-        if json.loads(info_path.read_text()).get("fingerprint") == fingerprint:
+        try:
+            same = json.loads(info_path.read_text()).get("fingerprint") == fingerprint
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise FileExistsError(f"{info_path}: is damaged; choose another folder or delete this one") from None
+        if same:
             log.info("reusing corpus at %s", root)
             return manifest
         raise FileExistsError(f"{root} holds a corpus built with other settings; choose another folder or delete it")
+    if stale := remove_stale_temp_files(root):
+        log.info("%s: removed %d temp file(s) left by an interrupted run", root, stale)
+    _check_disk(root, cfg)
     specs = plan_corpus(cfg)
     shards = [specs[i : i + SHARD_SIZE] for i in range(0, len(specs), SHARD_SIZE)]
     todo = [s for s in shards if not all((root / c.path).is_file() for c in s)]
-    with worker_pool(max(1, workers)) as pool:
+    pool = worker_pool(max(1, workers))
+    try:
         jobs = [pool.submit(_render_shard, s, cfg, str(root)) for s in todo]
         with tqdm(total=len(specs), initial=len(specs) - sum(map(len, todo)), desc="corpus", unit="clip", disable=not progress) as bar:
             for job in jobs:
                 bar.update(job.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: stop now; the clips written so far are kept
+        raise
+    pool.shutdown()
     with atomic_open(manifest) as fh:
         writer = csv.DictWriter(fh, fieldnames=list(asdict(specs[0])))
         writer.writeheader()

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from staa.validate import check_fields, in_range
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -35,8 +37,12 @@ class GeneratorConfig:
     num_classes: int = 0
 
     def __post_init__(self):
-        if not self.eps > 0:
-            raise ValueError(f"eps must be > 0, got {self.eps}")
+        check_fields(self)
+        if not 0 < self.eps <= 1:
+            raise ValueError(f"eps must be > 0 and <= 1, got {self.eps}")
+        for name, hi in (("channels", 1024), ("head_channels", 1024), ("levels", 12), ("kernel", 63), ("stride", 64), ("fold", 256),
+                         ("num_classes", 10_000), ("growth", 4)):
+            in_range(name, getattr(self, name), None, hi)
         if self.levels < 1 or min(self.channels, self.head_channels, self.kernel, self.fold) < 1 or self.stride < 2 or self.growth < 1:
             raise ValueError(f"invalid generator shape: {self}")
         if self.train_mask not in ("stochastic", "straight_through"):
@@ -138,8 +144,8 @@ class STAAGenerator(nn.Module):
         return asdict(self.cfg)
 
     def set_eps(self, eps: float) -> None:
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+        if not 0 < eps <= 1:
+            raise ValueError(f"eps must be > 0 and <= 1, got {eps}")
         self.eps.fill_(float(eps))
 
     @property

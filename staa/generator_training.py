@@ -10,6 +10,7 @@ the best validation fooling rate among those meeting the sparsity budget.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,11 +19,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from staa.atomic import write_json
-from staa.checkpoint import CheckpointError, load_checkpoint, restore_training, save_checkpoint, training_state
+from staa.checkpoint import (CheckpointError, check_classes, check_fields as check_ckpt_fields, check_sample_rate, check_state_dict,
+                             file_sha256, load_checkpoint, restore_training, save_checkpoint, training_state)
 from staa.datasets import AudioDataset, Record
 from staa.generator import PRESETS, GeneratorConfig, STAAGenerator
 from staa.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
 from staa.perturbation_metrics import distortion_db, l0_ratio
+from staa.validate import check_fields, check_type, in_range
 from staa.victim import Victim, load_victim
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,22 @@ class AttackTrainConfig:
     init: str | None = None
 
     def __post_init__(self):
+        check_fields(self)
+        in_range("epochs", self.epochs, None, 10_000)
+        in_range("batch_size", self.batch_size, None, 4096)
+        in_range("clip_seconds", self.clip_seconds, None, 600)
+        in_range("eval_clip_seconds", self.eval_clip_seconds, 0.01, 600)
+        in_range("lr", self.lr, None, 1)
+        in_range("max_l0_ratio", self.max_l0_ratio, 0, 1)
+        for step in self.eps_schedule:
+            if not isinstance(step, (list, tuple)) or len(step) != 2:
+                raise ValueError(f"eps_schedule entries are [from_epoch, eps] pairs, got {step!r}")
+            check_type("eps_schedule epoch", step[0], int)
+            check_type("eps", step[1], float)
+            if not 0 < step[1] <= 1:
+                raise ValueError(f"eps_schedule needs eps > 0 and <= 1 everywhere, got {self.eps_schedule}")
+        if self.target is not None and self.target < 0:
+            raise ValueError(f"target must be a class index >= 0, got {self.target}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown generator preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if not self.clip_seconds > 0:
@@ -106,19 +125,61 @@ def parse_eps_schedule(text: str) -> list:
         raise ValueError(f"bad eps schedule {text!r}; use 0.03 or 0:0.03,10:0.01") from None
 
 
+def surrogate_refs(checkpoint, surrogates) -> dict:
+    """How a generator checkpoint at `checkpoint` names its surrogates: relative to its own folder (so a run tree
+    stays valid when moved or copied), absolute as a fallback, and each with its SHA-256."""
+    folder = Path(checkpoint).resolve().parent
+    paths = [Path(p).resolve() for p in surrogates]
+    return {"surrogates": [os.path.relpath(p, folder) for p in paths], "surrogates_absolute": [str(p) for p in paths],
+            "surrogate_sha256": [file_sha256(p) for p in paths]}
+
+
 def load_generator(path, *, device="cpu") -> STAAGenerator:
     ckpt = load_checkpoint(path, "generator", ("config", "state_dict", "sample_rate"))
+    check_ckpt_fields(path, ckpt, {"config": dict, "surrogates": list, "surrogates_absolute": list, "surrogate_sha256": list,
+                                   "train_config": dict})
+    check_sample_rate(path, ckpt["sample_rate"])
+    check_state_dict(path, ckpt["state_dict"])
     try:
         gen = STAAGenerator(GeneratorConfig(**ckpt["config"]))
         gen.load_state_dict(ckpt["state_dict"])
     except (TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: not a valid generator: {err}") from None
     gen.sample_rate = ckpt["sample_rate"]
-    gen.classes = list(ckpt.get("classes", []))
-    gen.surrogates = list(ckpt.get("surrogates", []))
+    gen.classes = check_classes(path, ckpt.get("classes", []))
+    gen.surrogates = [str(p) for p in ckpt.get("surrogates", [])]
+    gen.surrogates_absolute = [str(p) for p in ckpt.get("surrogates_absolute", [])]
+    gen.surrogate_sha256 = [str(p) for p in ckpt.get("surrogate_sha256", [])]
     train_cfg = ckpt.get("train_config") or {}
-    gen.target = train_cfg.get("target") if train_cfg.get("targeted") else None
+    target = train_cfg.get("target") if train_cfg.get("targeted") else None
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < max(gen.cfg.num_classes, len(gen.classes), 1)):
+        raise CheckpointError(f"{path}: its target class {target!r} is not a class index")
+    gen.target = target
     return gen.to(device).eval()
+
+
+def resolve_surrogate(checkpoint, gen: STAAGenerator, override=None) -> Path:
+    """The file of the generator's first surrogate: `override` if given (said in the log), else the file its
+    checkpoint records, found relative to the checkpoint (then at its absolute path) and checked by SHA-256."""
+    if override:
+        log.warning("%s: using the surrogate %s given instead of the one the generator records", checkpoint, override)
+        return Path(override)
+    hint = "pass the surrogate explicitly (--surrogate, or surrogate=PATH in an attack spec)"
+    if not gen.surrogates:
+        raise CheckpointError(f"{checkpoint}: records no surrogate; {hint}")
+    if not gen.surrogate_sha256:
+        raise CheckpointError(f"{checkpoint}: records its surrogate {gen.surrogates[0]} without a hash (an older staa-ser wrote it); {hint}")
+    recorded = Path(gen.surrogates[0])
+    candidates = [recorded] if recorded.is_absolute() else [Path(checkpoint).parent / recorded]
+    candidates += [Path(p) for p in gen.surrogates_absolute[:1]]
+    found = [c for c in candidates if c.is_file()]
+    for c in found:
+        if file_sha256(c) == gen.surrogate_sha256[0]:
+            return c
+    if found:
+        raise CheckpointError(f"{found[0]}: is not the surrogate {checkpoint} was trained against (its SHA-256 differs); {hint}")
+    where = " or ".join(str(c) for c in candidates)
+    raise CheckpointError(f"{checkpoint}: its surrogate {recorded} is not there (looked for {where}); {hint}")
 
 
 def _warm_start(gen: STAAGenerator, path, rate: int, classes: list, device) -> None:
@@ -233,23 +294,29 @@ def train_generator(cfg: AttackTrainConfig, surrogate_paths, records: list[Recor
     _check_surrogates(victims)
     models = [v.model.eval().requires_grad_(False) for v in victims]
     rate, classes = victims[0].sample_rate, victims[0].classes
+    if cfg.targeted and not 0 <= cfg.target < len(classes):
+        raise ValueError(f"target class {cfg.target} is not a class index of the surrogates (0-{len(classes) - 1}: {', '.join(classes)})")
+    for d in cfg.parsed_defenses():
+        d.check(rate)
     make = lambda split, crop, seconds: AudioDataset([r for r in records if r.split == split], classes, sample_rate=rate,
                                                      clip_seconds=seconds, crop=crop, seed=cfg.seed)
     train_set, val_set = make("train", "random", cfg.clip_seconds), make("val", "center", cfg.eval_clip_seconds)
+    if len(train_set) < cfg.batch_size:
+        raise ValueError(f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}: lower --batch-size")
     defenses = cfg.parsed_defenses()
     torch.manual_seed(cfg.seed)
     gen = STAAGenerator(cfg.generator_config(len(classes))).to(device)
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_halving_epochs, gamma=0.5)
-    meta = {"surrogates": [str(p) for p in surrogate_paths], "surrogate_archs": [v.arch for v in victims],
+    meta = {**surrogate_refs(out / "best.pt", surrogate_paths), "surrogate_archs": [v.arch for v in victims],
             "sample_rate": rate, "classes": classes, "train_config": asdict(cfg)}
     state = {"epoch": 0, "best": -1.0, "history": []}
     last = out / "last.pt"
     if last.is_file():
         ckpt = load_checkpoint(last, "generator", ("train_state",))
-        if ckpt["train_config"] != asdict(cfg) or ckpt["surrogates"] != meta["surrogates"]:
+        if ckpt["train_config"] != asdict(cfg) or ckpt.get("surrogate_sha256") != meta["surrogate_sha256"]:
             raise CheckpointError(f"{last}: was written with other settings or surrogates; use another output folder")
-        state = restore_training(ckpt, gen, opt, sched, state)
+        state = restore_training(last, ckpt, gen, opt, sched, state)
     elif cfg.init:
         _warm_start(gen, cfg.init, rate, classes, device)
     for epoch in range(state["epoch"], cfg.epochs):

@@ -25,6 +25,7 @@ from staa.datasets import AudioDataset, Record
 from staa.inference import predict
 from staa.models import build_model
 from staa.scoring import classification_scores
+from staa.validate import check_fields, in_range
 from staa.victim import save_victim
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,13 @@ class TrainConfig:
     model: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_fields(self)
+        in_range("epochs", self.epochs, 1, 10_000)
+        in_range("batch_size", self.batch_size, 1, 4096)
+        in_range("clip_seconds", self.clip_seconds, 0.1, 600)
+        in_range("weight_decay", self.weight_decay, 0, 1)
+        if not 0 < self.lr <= 1:
+            raise ValueError(f"lr must be within (0, 1], got {self.lr}")
         if len(self.classes) < 2:
             raise ValueError(f"need at least 2 classes, got {self.classes}")
 
@@ -71,13 +74,15 @@ def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cp
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs, pct_start=0.15)
     make = lambda recs, crop: AudioDataset(recs, cfg.classes, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds, crop=crop, seed=cfg.seed)
     train_set, val_set = make(_split(records, "train"), "random"), make(_split(records, "val"), "center")
+    if len(train_set) < cfg.batch_size:
+        raise ValueError(f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}: lower --batch-size")
     state = {"epoch": 0, "best_ua": -1.0, "history": []}
     last = out / "last.pt"
     if last.is_file():
         ckpt = load_checkpoint(last, "victim", ("train_state", "train_config"))
         if ckpt["train_config"] != asdict(cfg):
             raise CheckpointError(f"{last}: was written with other settings; use another output folder")
-        state = restore_training(ckpt, model, opt, sched, state)
+        state = restore_training(last, ckpt, model, opt, sched, state)
         log.info("resuming %s from epoch %d", cfg.arch, state["epoch"])
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(state["epoch"], cfg.epochs):

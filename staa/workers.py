@@ -10,6 +10,7 @@ BLAS threads busy-waiting on each other made a two-worker PESQ/STOI pool no fast
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -18,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from threadpoolctl import threadpool_limits
 
 _PR_SET_PDEATHSIG = 1
+log = logging.getLogger(__name__)
 
 
 def _init_worker(parent: int) -> None:
@@ -29,9 +31,15 @@ def _init_worker(parent: int) -> None:
     if os.getppid() != parent:
         os._exit(1)
     threadpool_limits(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it cancels the pool
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """At most one worker per CPU: more only add fork and memory cost to CPU-bound work."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers > cpus:
+        log.warning("%d workers asked for, %d CPUs here: using %d", workers, cpus, cpus)
+        workers = cpus
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
+        max_workers=max(1, workers), mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
     )

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from staa.audio import AudioError, check_waveform, load_audio, save_audio

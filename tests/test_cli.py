@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from staa.cli import build_parser, main
+from staa.cli import main
 
 COMMANDS = ["corpus", "train-victim", "train-attack", "attack", "transfer", "adv-train", "evaluate", "report", "bench", "demo"]
 

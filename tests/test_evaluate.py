@@ -5,7 +5,6 @@ import subprocess
 from html.parser import HTMLParser
 
 import pytest
-import torch
 
 from eval.config import EvalConfig, load_config
 from eval.harness import run_grid

@@ -30,24 +30,21 @@ class STAA(Attack):
         self.fast_generator = InferenceModel(self.generator)
 
     @classmethod
-    def from_checkpoint(cls, path, model=None, *, device="cpu", eps: float | None = None, sample_rate: int | None = None) -> "STAA":
+    def from_checkpoint(cls, path, model=None, *, device="cpu", eps: float | None = None, sample_rate: int | None = None,
+                        surrogate=None) -> "STAA":
         """Load a trained generator; `sample_rate` (the victim's) must be the one it was trained at. A conditional
-        generator also loads its first surrogate, from the path its checkpoint records."""
-        from pathlib import Path
-
+        generator also loads its first surrogate: the file its checkpoint records (relative to the checkpoint,
+        checked by SHA-256), or `surrogate` when given."""
         from staa.checkpoint import CheckpointError
-        from staa.generator_training import load_generator
+        from staa.generator_training import load_generator, resolve_surrogate
         from staa.victim import load_victim
 
         gen = load_generator(path, device=device)
         if sample_rate is not None and gen.sample_rate != sample_rate:
             raise CheckpointError(f"{path}: the generator was trained at {gen.sample_rate} Hz, the victim runs at {sample_rate} Hz")
         classifier = None
-        if gen.conditional:
-            if not gen.surrogates or not Path(gen.surrogates[0]).is_file():
-                raise CheckpointError(f"{path}: a class-conditional generator needs its surrogate to tell it each clip's class, "
-                                      f"and {gen.surrogates[0] if gen.surrogates else 'none'} is not there")
-            classifier = load_victim(gen.surrogates[0], device=device).model
+        if gen.conditional:  # it needs its surrogate to tell it each clip's class
+            classifier = load_victim(resolve_surrogate(path, gen, surrogate), device=device).model
         return cls(gen, model, eps, classifier)
 
     @torch.inference_mode()

@@ -9,7 +9,6 @@ female speaker is validation and its male speaker test (leave-one-session-out, n
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from staa.datasets.records import Record, Scan, map_label, require_dir
 

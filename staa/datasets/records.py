@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from staa.audio import AudioError, probe_audio
+from staa.audio import AudioError, load_audio
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,11 @@ class Scan:
         self.skipped.append((str(path), problem))
 
     def add(self, path: Path, label: str, speaker: str, split: str = "train", verify: bool = True) -> None:
+        """`verify` decodes the whole file with the checks a model's input gets (mono, finite, in range, not clipped,
+        a plausible rate), so a bad file is found before training starts, not when a batch first reads it."""
         if verify:
             try:
-                probe_audio(path)
+                load_audio(path, None)
             except AudioError as err:
                 return self.bad(path, err.problem)
         self.records.append(Record(str(path), label, speaker, split))
