@@ -68,18 +68,20 @@ def select_clips(records, victim: Victim, cfg: EvalConfig) -> AudioDataset:
 
 
 def build_grid_attack(spec: AttackSpec, victim: Victim, cfg: EvalConfig, defense=None, device="cpu", victim_name: str = ""):
-    """The attack of a grid cell; a generator path may hold `{victim}`, for a generator trained per victim."""
+    """The attack of a grid cell; a generator (or surrogate) path may hold `{victim}`, for a generator trained per victim."""
     from staa.attack_runner import build_attack
     from staa.attacks import AdaptivePGD
 
     p = dict(spec.params)
-    if "generator" in p:
-        p["generator"] = str(p["generator"]).replace("{victim}", victim_name)
+    for key in ("generator", "surrogate"):
+        if key in p:
+            p[key] = str(p[key]).replace("{victim}", victim_name)
     eps = p.pop("eps", cfg.eps)
     if spec.type == "adaptive_pgd":
         return AdaptivePGD(victim.model, defense, victim.sample_rate, eps=eps, steps=p.get("steps", 10), eot=p.get("eot", 4), seed=cfg.seed)
     if spec.type == "staa":
-        return build_attack("staa", victim.model, generator=p["generator"], staa_eps=p.get("eps"), device=device, sample_rate=victim.sample_rate)
+        return build_attack("staa", victim.model, generator=p["generator"], staa_eps=p.get("eps"), device=device, sample_rate=victim.sample_rate,
+                            surrogate=p.get("surrogate"))
     return build_attack(spec.type, victim.model, eps=eps, **p)
 
 

@@ -222,8 +222,8 @@ def cmd_evaluate(a) -> None:
     from staa.datasets import load_records
 
     records = load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **({"classes": cfg.classes} if cfg.classes else {}))
-    generators = {f"generator {n}": s.params[k].replace("{victim}", v) for n, s in cfg.attack_specs.items() for v in cfg.victims
-                  for k in ("generator", "surrogate") if k in s.params}
+    generators = {f"{k} of {n} for {v}": spec.params[k].replace("{victim}", v) for n, spec in cfg.attack_specs.items() for v in cfg.victims
+                  for k in ("generator", "surrogate") if k in spec.params}
     inputs = {"data": cfg.data, "config": a.config, **{f"victim {k}": v for k, v in cfg.victims.items()}, **generators}
     with _claim(a, records, inputs):
         results = run_grid(cfg, out, device=a.device, progress=not a.quiet)
@@ -525,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"staa {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        again = "with --resume" if hasattr(args, "resume") else "the same way" if args.command == "corpus" else None
-        hint = f"; rerun the same command {again} to continue" if again else ""
+        hint = ("; rerun the same command with --resume to continue" if hasattr(args, "resume")
+                else "; rerun the same command to continue (finished clips are kept)" if args.command == "corpus" else "")
         print(f"staa {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     return 0

@@ -22,7 +22,7 @@ from scipy.signal import lfilter, resample_poly
 from staa.atomic import atomic_open, remove_stale_temp_files, write_json
 from staa.lock import FolderLock
 from staa.validate import check_fields, in_range
-from staa.workers import worker_pool
+from staa.workers import stop_pool, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +311,7 @@ def _build(root: Path, cfg: CorpusConfig, workers: int, progress: bool) -> Path:
             for job in jobs:
                 bar.update(job.result())
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: stop now; the clips written so far are kept
+        stop_pool(pool)  # Ctrl-C: stop now; the clips written so far are kept, half-written ones go next run
         raise
     pool.shutdown()
     with atomic_open(manifest) as fh:

@@ -43,3 +43,14 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=max(1, workers), mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
     )
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """End a pool at once (Ctrl-C): drop the queued tasks and terminate the workers rather than wait for their
+    current task; a shutdown that waits can hang on a worker the interrupt reached mid-start."""
+    processes = list(getattr(pool, "_processes", {}).values())  # private, but the only handle on the workers
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(timeout=10)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -281,3 +282,34 @@ def test_a_held_corpus_folder_is_refused(tmp_path):
 
     with FolderLock(tmp_path / "c", "corpus"), pytest.raises(LockError, match="another staa run"):
         build_corpus(tmp_path / "c", CorpusConfig(n_clips=12), workers=1, progress=False)
+
+
+def test_ctrl_c_in_corpus_is_one_line_and_keeps_the_finished_clips(tmp_path):
+    import signal
+
+    root = tmp_path / "c"
+    cmd = [sys.executable, "-m", "staa", "corpus", "--out", str(root), "--clips", "3000", "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not list(root.rglob("*.wav")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines() == ["staa corpus: interrupted; rerun the same command to continue (finished clips are kept)"]
+    assert not (root / "manifest.csv").exists() and list(root.rglob("*.wav"))
+
+
+def test_evaluate_takes_an_explicit_surrogate_in_the_attack_spec(corpus, tmp_path, capsys):
+    manifest, _ = corpus
+    surrogate = victim_file(tmp_path / "s.pt")
+    gen = conditional_generator(tmp_path / "g" / "best.pt", surrogate)
+    moved = tmp_path / "moved.pt"
+    surrogate.rename(moved)  # the recorded surrogate is gone
+    args = evaluate_args(manifest, victim_file(tmp_path / "v.pt", seed=3), tmp_path / "a")
+    args[args.index("f=fgsm")] = f"s=staa:generator={gen}"
+    assert main(args) == 2 and "is not there" in capsys.readouterr().err
+    args[args.index(f"s=staa:generator={gen}")] = f"s=staa:generator={gen}:surrogate={moved}"
+    assert main([*args, "--force"]) == 0
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["cells"][0]["attack_type"] == "staa"
