@@ -240,7 +240,14 @@ def _read_json(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, resume: bool = True) -> dict:
+def load_grid_records(cfg: EvalConfig) -> list:
+    """The grid's dataset, every file checked (bad ones skipped with `skip_bad`)."""
+    options = {"classes": cfg.classes} if cfg.classes else {}
+    return load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **options)
+
+
+def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, resume: bool = True, records: list | None = None) -> dict:
+    """`records`: the grid's dataset already loaded (`load_grid_records`), so the caller's check need not read it twice."""
     from staa.bench import machine
 
     out = Path(out_dir)
@@ -250,8 +257,7 @@ def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, r
         if _read_json(saved) != cfg.to_dict():
             raise ValueError(f"{out}: holds a run with another config; use another folder or --force")
     write_json(saved, cfg.to_dict())
-    options = {"classes": cfg.classes} if cfg.classes else {}
-    records = load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **options)
+    records = records if records is not None else load_grid_records(cfg)
     torch.manual_seed(cfg.seed)
     cells, all_rows, classes = [], [], {}
     for victim_name, path in cfg.victims.items():

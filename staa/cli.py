@@ -213,20 +213,18 @@ def _run_dir_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(a) -> None:
-    from eval.harness import run_grid
+    from eval.harness import load_grid_records, run_grid
     from eval.report import build_report
 
     cfg = _eval_config(a)
     out = Path(a.out)
     a.data = cfg.data
-    from staa.datasets import load_records
-
-    records = load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **({"classes": cfg.classes} if cfg.classes else {}))
+    records = load_grid_records(cfg)
     generators = {f"{k} of {n} for {v}": spec.params[k].replace("{victim}", v) for n, spec in cfg.attack_specs.items() for v in cfg.victims
                   for k in ("generator", "surrogate") if k in spec.params}
     inputs = {"data": cfg.data, "config": a.config, **{f"victim {k}": v for k, v in cfg.victims.items()}, **generators}
     with _claim(a, records, inputs):
-        results = run_grid(cfg, out, device=a.device, progress=not a.quiet)
+        results = run_grid(cfg, out, device=a.device, progress=not a.quiet, records=records)
         if not a.no_report:
             build_report(out)
     print(f"{'victim':<12}{'attack':<16}{'defense':<20}{'success':>8}{'survival':>9}{'def.acc':>8}{'pesq':>7}")
