@@ -313,3 +313,26 @@ def test_random_defense_specs_parse_or_raise_a_value_error_quickly(names, params
     except ValueError as err:
         assert str(err) and "\n" not in str(err)
     assert time.perf_counter() - t0 < 10
+
+
+TOML_KEYS = ["data", "dataset", "split", "max_clips", "clip_seconds", "batch_size", "eps", "seed", "perceptual", "perceptual_clips",
+             "workers", "examples", "skip_bad", "classes", "defenses", "victims", "attacks", "bogus"]
+TOML_VALUES = ['"MISSING"', '"TEXTFILE"', "1", "0", "-5", "1.5", "inf", "nan", "true", '"no"', "[]", '["none", "mp3:31"]', '["resample:15999"]',
+               "{}", '{v = "TEXTFILE"}', '{v = 3}', '{a = "pgd:steps=1.5"}', '{a = "fgsm:eps=2"}', '{a = {type = "pgd", steps = 0}}',
+               '"test"', '"iemocap"', '["angry"]', "1e400", '"' + "x" * 300 + '"']
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(TOML_KEYS), st.sampled_from(TOML_VALUES)), max_size=8, unique_by=lambda kv: kv[0]),
+       st.booleans())
+def test_random_toml_configs_exit_0_or_2_with_one_line(tmp_path, capsys, items, garble):
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    swap = {"MISSING": str(tmp_path / "missing"), "TEXTFILE": str(tmp_path / "text.pt")}
+    text = "".join(f"{k} = {v}\n" for k, v in items)
+    for word, path in swap.items():
+        text = text.replace(word, path)
+    if garble:
+        text = text.replace("=", "", 1)
+    (tmp_path / "c.toml").write_text(text)
+    code, err = run_cli(capsys, "evaluate", "--config", tmp_path / "c.toml", "--out", tmp_path / "out", "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "error:" in err, err
