@@ -15,7 +15,7 @@ DEFENSES = ["none", "mp3:32", "resample:8000", "lowpass:4000", "median:3", "wien
 def bench_eval(data: str, victim: str, generator: str, *, clips: int = 1000, split: str = "train", threads: int = 2,
                attacks: dict | None = None, defenses: list | None = None, workers: int | None = None,
                perceptual_clips: int | None = None, progress: bool = True) -> dict:
-    from staa.bench import machine
+    from staa.provenance import machine
 
     torch.set_num_threads(threads)
     attacks = attacks or {"staa": f"staa:generator={generator}", "fgsm": "fgsm", "pgd10": "pgd:steps=10", "sparse_pgd": "sparse_pgd:steps=10"}

@@ -34,6 +34,7 @@ from staa.audio import save_audio
 from staa.checkpoint import file_sha256
 from staa.datasets import AudioDataset, load_records
 from staa.inference import InferenceModel
+from staa.provenance import machine
 from staa.victim import Victim, load_victim
 
 CLIP_FIELDS = ["victim", "attack", "defense", "clip", "path", "label", "clean_pred", "adv_pred", "defended_clean_pred",
@@ -248,8 +249,6 @@ def load_grid_records(cfg: EvalConfig) -> list:
 
 def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, resume: bool = True, records: list | None = None) -> dict:
     """`records`: the grid's dataset already loaded (`load_grid_records`), so the caller's check need not read it twice."""
-    from staa.bench import machine
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"

@@ -14,7 +14,7 @@ import torch
 def main(argv=None) -> int:
     from staa.adv_train import METHODS, AdvTrainConfig, Step, _build
     from staa.atomic import write_json
-    from staa.bench import machine
+    from staa.provenance import machine
     from staa.corpus import EMOTIONS
     from staa.datasets import AudioDataset, load_records
 

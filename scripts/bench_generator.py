@@ -17,7 +17,7 @@ import torch
 
 def main(argv=None) -> int:
     from staa.atomic import write_json
-    from staa.bench import machine
+    from staa.provenance import machine
     from staa.generator import PRESETS, STAAGenerator
     from staa.inference import InferenceModel
 

@@ -314,7 +314,9 @@ def cmd_transfer(a) -> None:
 def cmd_bench(a) -> None:
     from staa.bench import bench_attacks
 
-    bench_attacks(a)
+    a.limit = a.limit or 32
+    bench_attacks(a.victim, a.generator, lambda classes, rate: _split_dataset(a, classes, rate), threads=a.threads, batch_size=a.batch_size,
+                  device=a.device, out=a.out, progress=not a.quiet)
 
 
 def cmd_demo(a) -> None:
