@@ -7,6 +7,7 @@ its own generator, seeded at construction, so a run is reproducible.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -37,11 +38,28 @@ class Defense:
 
     @property
     def spec(self) -> str:
-        """The registry spec that rebuilds this defense, e.g. `mp3:32`."""
-        return self.name
+        """The registry spec that rebuilds this defense, derived from its constructor's arguments (each stored under its
+        own name): the first always, as in `mp3:32`; the others as `key=value` where they differ from their default."""
+        params = [p for p in inspect.signature(type(self)).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        parts = [self.name]
+        for i, p in enumerate(params):
+            value = getattr(self, p.name)
+            if i == 0:
+                parts.append(_text(value))
+            elif value != p.default:
+                parts.append(f"{p.name}={_text(value)}")
+        return ":".join(parts)
 
     def __repr__(self) -> str:
         return f"<defense {self.spec}>"
+
+
+def _text(value) -> str:
+    """A number as a spec writes it: `32`, `0.1`, `4000` (not `4000.0`), exact where `:g` would round."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
 
 
 class NumpyDefense(Defense):

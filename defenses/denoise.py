@@ -22,9 +22,6 @@ class SpectralGate(NumpyDefense):
     def __init__(self, prop_decrease: float = 1.0):
         self.prop_decrease = _check_decrease(prop_decrease)
 
-    @property
-    def spec(self):
-        return f"spectral_gate:{self.prop_decrease:g}"
 
     def apply_clip(self, clip, sample_rate):
         if not clip.any():  # noisereduce returns NaN for digital silence (0 / 0 in its noise estimate)
@@ -77,9 +74,6 @@ class TorchSpectralGate(Defense):
         self.prop_decrease = _check_decrease(prop_decrease)
         self._gates: dict[int, TorchGate] = {}
 
-    @property
-    def spec(self):
-        return f"torch_gate:{self.prop_decrease:g}"
 
     def apply(self, x, sample_rate):
         gate = self._gates.get(sample_rate)

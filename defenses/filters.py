@@ -33,9 +33,6 @@ class LowPass(Defense):
         if self.cutoff >= sample_rate / 2:
             raise ValueError(f"{self.spec}: the cutoff must be below the Nyquist frequency {sample_rate / 2:g} Hz")
 
-    @property
-    def spec(self):
-        return f"lowpass:{self.cutoff:g}"
 
     def apply(self, x, sample_rate):
         kernel = torch.from_numpy(scipy.signal.firwin(self.taps, self.cutoff, fs=sample_rate).astype(np.float32)).to(x)
@@ -52,9 +49,6 @@ class Median(Defense):
     def __init__(self, size: int = 3):
         self.size = _odd("median size", size)
 
-    @property
-    def spec(self):
-        return f"median:{self.size}"
 
     def apply(self, x, sample_rate):
         half = self.size // 2
@@ -70,9 +64,6 @@ class Wiener(NumpyDefense):
     def __init__(self, size: int = 5):
         self.size = _odd("wiener size", size)
 
-    @property
-    def spec(self):
-        return f"wiener:{self.size}"
 
     def apply_clip(self, clip, sample_rate):
         with np.errstate(divide="ignore", invalid="ignore"):  # silent stretches have zero local variance

@@ -19,9 +19,6 @@ class MelInversion(Defense):
             raise ValueError(f"griffin_lim n_fft must be within 16-8192, got {self.n_fft}")
         self._chains: dict[tuple, torch.nn.Module] = {}
 
-    @property
-    def spec(self):
-        return f"griffin_lim:{self.n_mels}"
 
     def _chain(self, sample_rate, device):
         key = (sample_rate, str(device))

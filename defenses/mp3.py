@@ -19,9 +19,6 @@ class MP3(NumpyDefense):
         # preserve_delay=False: the encoder delay is cut, so the output lines up with the input sample for sample
         self._transform = Mp3Compression(min_bitrate=self.bitrate, max_bitrate=self.bitrate, backend="fast-mp3-augment", p=1.0)
 
-    @property
-    def spec(self):
-        return f"mp3:{self.bitrate}"
 
     def apply_clip(self, clip, sample_rate):
         # fast-mp3-augment refuses clips under 100 ms; pad with silence, then cut back

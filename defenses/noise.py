@@ -17,9 +17,6 @@ class GaussianNoise(Defense):
         self.snr_db, self.seed = float(snr_db), seed_value(seed)
         self._gen = torch.Generator().manual_seed(seed)
 
-    @property
-    def spec(self):
-        return f"noise:{self.snr_db:g}"
 
     def apply(self, x, sample_rate):
         power = x.detach().pow(2).mean(dim=-1, keepdim=True).clamp_min(1e-12)

@@ -29,9 +29,6 @@ class Opus(NumpyDefense):
             raise ValueError(f"opus bitrate must be within {OPUS_MIN_KBPS:g}-{OPUS_MAX_KBPS:g} kbps, got {kbps}")
         self.kbps = kbps
 
-    @property
-    def spec(self):
-        return f"opus:{self.kbps:g}"
 
     def check(self, sample_rate):
         if sample_rate not in OPUS_RATES:
@@ -50,9 +47,6 @@ class Vorbis(NumpyDefense):
             raise ValueError(f"vorbis compression level must be within 0 (best quality) and 1 (smallest), got {level}")
         self.level = level
 
-    @property
-    def spec(self):
-        return f"vorbis:{self.level:g}"
 
     def apply_clip(self, clip, sample_rate):
         return _roundtrip(clip, sample_rate, "VORBIS", self.level)

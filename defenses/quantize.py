@@ -14,9 +14,6 @@ class Quantize(Defense):
             raise ValueError(f"quantize bits must be an integer within 2-24, got {bits!r}")
         self.bits = bits
 
-    @property
-    def spec(self):
-        return f"quantize:{self.bits}"
 
     def apply(self, x, sample_rate):
         scale = 2.0 ** (self.bits - 1)

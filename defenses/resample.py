@@ -27,9 +27,6 @@ class Resample(Defense):
             raise ValueError(f"{self.spec}: {sample_rate} -> {self.rate} Hz reduces to {sample_rate // g}/{self.rate // g}; "
                              f"choose a rate whose ratio to {sample_rate} Hz reduces to terms <= {self.MAX_PHASES} (e.g. 8000, 11025)")
 
-    @property
-    def spec(self):
-        return f"resample:{self.rate}"
 
     def apply(self, x, sample_rate):
         if self.rate == sample_rate:

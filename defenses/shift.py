@@ -18,9 +18,6 @@ class TimeShift(Defense):
         self.max_seconds, self.seed = float(max_seconds), seed_value(seed)
         self._gen = torch.Generator().manual_seed(seed)
 
-    @property
-    def spec(self):
-        return f"shift:{self.max_seconds:g}"
 
     def apply(self, x, sample_rate):
         limit = max(1, int(self.max_seconds * sample_rate))

@@ -166,3 +166,25 @@ def test_digital_silence_stays_finite_through_every_defense():
         y = parse_defense(name)(x, RATE)
         assert torch.isfinite(y).all(), name
     assert torch.equal(parse_defense("spectral_gate:1")(x, RATE)[0], x[0])
+
+
+# every registered defense with parameters away from their defaults (seeds included), to catch a spec that drops one
+NON_DEFAULT = {"none": "none", "mp3": "mp3:64", "opus": "opus:24", "vorbis": "vorbis:0.5", "resample": "resample:11025",
+               "lowpass": "lowpass:3000.5:taps=101", "median": "median:5", "wiener": "wiener:7", "quantize": "quantize:10",
+               "spectral_gate": "spectral_gate:0.7", "torch_gate": "torch_gate:0.6", "griffin_lim": "griffin_lim:64:iterations=4:n_fft=256",
+               "noise": "noise:25.5:seed=7", "shift": "shift:0.05:seed=3"}
+
+
+def test_every_defense_spec_rebuilds_an_equal_defense():
+    import inspect
+
+    assert set(NON_DEFAULT) == set(DEFENSES)
+    x = 0.1 * torch.randn(2, 4000, generator=torch.Generator().manual_seed(0))
+    for name, text in NON_DEFAULT.items():
+        d = parse_defense(text)
+        assert d.spec == text
+        again = parse_defense(d.spec)
+        params = [p for p in inspect.signature(type(d)).parameters]
+        assert {p: getattr(again, p) for p in params} == {p: getattr(d, p) for p in params}, name
+        assert torch.equal(parse_defense(d.spec)(x, 16_000), parse_defense(text)(x, 16_000)), name  # seeds included
+    assert parse_defense("resample:8000+noise:30:seed=2").spec == "resample:8000+noise:30:seed=2"
