@@ -7,7 +7,7 @@ import time
 import torch
 
 from eval.config import EvalConfig
-from eval.harness import TIMES, run_grid
+from eval.harness import run_grid
 
 DEFENSES = ["none", "mp3:32", "resample:8000", "lowpass:4000", "median:3", "wiener:5", "quantize:8", "torch_gate:1", "noise:30", "shift:0.1"]
 
@@ -21,18 +21,18 @@ def bench_eval(data: str, victim: str, generator: str, *, clips: int = 1000, spl
     attacks = attacks or {"staa": f"staa:generator={generator}", "fgsm": "fgsm", "pgd10": "pgd:steps=10", "sparse_pgd": "sparse_pgd:steps=10"}
     cfg = EvalConfig(data=data, victims={"victim": victim}, attacks=attacks, defenses=defenses or DEFENSES, split=split,
                      max_clips=clips, workers=workers or threads, examples=0, perceptual_clips=perceptual_clips)
-    TIMES.clear()
+    times: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="staa-bench-eval-") as out:
         t0 = time.perf_counter()
-        results = run_grid(cfg, out, progress=progress)
+        results = run_grid(cfg, out, progress=progress, times=times)
         wall = time.perf_counter() - t0
     n = results["cells"][0]["n"]
     speedup = _inference_speedup(victim, results["config"]["clip_seconds"])
     cells = n * len(cfg.attacks) * len(cfg.defenses)
-    shares = {k: v / wall for k, v in TIMES.items()}
+    shares = {k: v / wall for k, v in times.items()}
     shares["other (loading audio, scores, files)"] = max(0.0, 1 - sum(shares.values()))
     return {"machine": machine(), "clips": n, "attacks": list(cfg.attacks), "defenses": cfg.defenses, "wall_seconds": wall,
-            "clip_cells": cells, "clip_cells_per_second": cells / wall, "seconds": dict(TIMES), "share_of_time": shares,
+            "clip_cells": cells, "clip_cells_per_second": cells / wall, "seconds": dict(times), "share_of_time": shares,
             "perceptual_clips": cfg.perceptual_clips, "traced_over_eager_forward_speed": speedup}
 
 

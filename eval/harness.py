@@ -20,7 +20,6 @@ import json
 import math
 import random
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -43,19 +42,14 @@ CLIP_FIELDS = ["victim", "attack", "defense", "clip", "path", "label", "clean_pr
 SCORE_KEYS = ["l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db", "pesq", "stoi", "estoi"]
 
 
-# seconds spent per kind of work in this process (attack, defense, model, perceptual); the benchmark reads it
-TIMES: dict[str, float] = defaultdict(float)
-
-
 @contextlib.contextmanager
-def timed(kind: str, into: dict | None = None):
-    """Add the block's wall time to `into[kind]` (default: this process's TIMES)."""
-    times = TIMES if into is None else into
+def timed(kind: str, into: dict):
+    """Add the block's wall time to `into[kind]` (seconds per kind of work: attack, defense, model, perceptual)."""
     t0 = time.perf_counter()
     try:
         yield
     finally:
-        times[kind] = times.get(kind, 0.0) + time.perf_counter() - t0
+        into[kind] = into.get(kind, 0.0) + time.perf_counter() - t0
 
 
 def select_clips(records, victim: Victim, cfg: EvalConfig) -> AudioDataset:
@@ -92,10 +86,10 @@ def _batches(x: torch.Tensor, size: int):
 
 
 @torch.inference_mode()
-def _predict(model, x, size, defense=None, rate=None) -> torch.Tensor:
+def _predict(model, x, size, times: dict, defense=None, rate=None) -> torch.Tensor:
     if defense is not None:
-        x = _defend(defense, x, size, rate)
-    with timed("model"):
+        x = _defend(defense, x, size, rate, times)
+    with timed("model", times):
         return torch.cat([model(b).argmax(1) for b in _batches(x, size)])
 
 
@@ -103,16 +97,16 @@ def _is_identity(defense) -> bool:
     return defense.spec == "none"  # the undefended model: its predictions are the ones already made
 
 
-def _defend(defense, x, size, rate) -> torch.Tensor:
-    with timed("defense"):
+def _defend(defense, x, size, rate, times: dict) -> torch.Tensor:
+    with timed("defense", times):
         return torch.cat([defense(b, rate) for b in _batches(x, size)])
 
 
-def _attack_all(attack, x, size, progress, desc) -> tuple[torch.Tensor, float]:
+def _attack_all(attack, x, size, progress, desc, times: dict) -> tuple[torch.Tensor, float]:
     out, seconds = [], 0.0
     for b in tqdm(list(_batches(x, size)), desc=desc, leave=False, disable=not progress):
         t0 = time.perf_counter()
-        with timed("attack"):
+        with timed("attack", times):
             out.append(attack(b).detach())
         seconds += time.perf_counter() - t0
     return torch.cat(out), seconds / len(x)
@@ -157,13 +151,13 @@ def perceptual_sample(n: int, cfg: EvalConfig) -> list[int]:
     return sorted(random.Random(cfg.seed).sample(range(n), cfg.perceptual_clips))
 
 
-def _scores(x, adv, rate, cfg) -> list[dict]:
+def _scores(x, adv, rate, cfg, times: dict) -> list[dict]:
     cheap = {k: v.tolist() for k, v in perturbation_scores(x, adv).items()}
     reason = "not sampled" if cfg.perceptual else "not computed"
     unscored = {"pesq": math.nan, "stoi": math.nan, "estoi": math.nan, "pesq_error": reason}
     slow = [unscored] * len(x)
     if chosen := perceptual_sample(len(x), cfg):
-        with timed("perceptual"):
+        with timed("perceptual", times):
             for i, scores in zip(chosen, perceptual_scores(x[chosen], adv[chosen], rate, workers=cfg.workers)):
                 slow[i] = scores
     return [{**{k: cheap[k][i] for k in cheap if k != "l0_count"}, **slow[i]} for i in range(len(x))]
@@ -171,26 +165,28 @@ def _scores(x, adv, rate, cfg) -> list[dict]:
 
 def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victim, data: AudioDataset, x: torch.Tensor,
                     clean_pred: torch.Tensor, defended_clean_pred: dict, cfg: EvalConfig, out: Path, *, device="cpu",
-                    progress=True, predictor=None) -> list[dict]:
+                    progress=True, predictor=None, times: dict | None = None) -> list[dict]:
     """Per-clip rows of one victim x attack over every defense; writes a few WAV examples. `predictor` makes
     the gradient-free predictions (default: the victim's model)."""
     rate, predictor = victim.sample_rate, predictor or victim.model
+    times = {} if times is None else times
     labels = torch.tensor([data.classes.index(r.label) for r in data.records])
     rows, shared = [], None
     for spec_text in cfg.defenses:
         defense = parse_defense(spec_text)
         if spec.adaptive or shared is None:
             attack = build_grid_attack(spec, victim, cfg, defense=defense, device=device, victim_name=victim_name)
-            adv, seconds = _attack_all(attack, x, cfg.batch_size, progress, f"{victim_name} {name}" + (f" [{spec_text}]" if spec.adaptive else ""))
-            adv_pred = _predict(predictor, adv, cfg.batch_size)
-            scores = _scores(x, adv, rate, cfg)
+            adv, seconds = _attack_all(attack, x, cfg.batch_size, progress, f"{victim_name} {name}" + (f" [{spec_text}]" if spec.adaptive else ""),
+                                       times)
+            adv_pred = _predict(predictor, adv, cfg.batch_size, times)
+            scores = _scores(x, adv, rate, cfg, times)
             if not spec.adaptive:
                 shared = (adv, seconds, adv_pred, scores)
         else:
             adv, seconds, adv_pred, scores = shared
         defense = parse_defense(spec_text)  # a fresh seed for the random ones, whatever ran before
-        def_adv = _defend(defense, adv, cfg.batch_size, rate)
-        def_adv_pred = adv_pred if _is_identity(defense) else _predict(predictor, def_adv, cfg.batch_size)
+        def_adv = _defend(defense, adv, cfg.batch_size, rate, times)
+        def_adv_pred = adv_pred if _is_identity(defense) else _predict(predictor, def_adv, cfg.batch_size, times)
         def_clean = defended_clean_pred[spec_text]
         for i, rec in enumerate(data.records):
             rows.append({"victim": victim_name, "attack": name, "defense": spec_text, "clip": i, "path": rec.path,
@@ -247,8 +243,11 @@ def load_grid_records(cfg: EvalConfig) -> list:
     return load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **options)
 
 
-def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, resume: bool = True, records: list | None = None) -> dict:
-    """`records`: the grid's dataset already loaded (`load_grid_records`), so the caller's check need not read it twice."""
+def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, resume: bool = True, records: list | None = None,
+             times: dict | None = None) -> dict:
+    """`records`: the grid's dataset already loaded (`load_grid_records`), so the caller's check need not read it twice.
+    `times`, if given, collects the seconds spent per kind of work (attack, defense, model, perceptual)."""
+    times = {} if times is None else times
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
@@ -268,11 +267,11 @@ def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, r
         data = select_clips(records, victim, cfg)
         x = torch.stack([data[i][0] for i in range(len(data))]).to(device)
         predictor = InferenceModel(victim.model)
-        clean_pred = _predict(predictor, x, cfg.batch_size)
+        clean_pred = _predict(predictor, x, cfg.batch_size, times)
         defended_clean = {}
         for spec_text in cfg.defenses:
             defense = parse_defense(spec_text)
-            defended_clean[spec_text] = clean_pred if _is_identity(defense) else _predict(predictor, x, cfg.batch_size, defense, victim.sample_rate)
+            defended_clean[spec_text] = clean_pred if _is_identity(defense) else _predict(predictor, x, cfg.batch_size, times, defense, victim.sample_rate)
         for name, spec in cfg.attack_specs.items():
             done = out / "cells" / safe_name(victim_name) / f"{safe_name(name)}.json"
             if resume and done.is_file() and _read_json(done).get("victim_sha256") != victim_sha:
@@ -280,7 +279,7 @@ def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, r
                                  "differs); use another output folder or --force")
             if not (resume and done.is_file()):
                 rows = evaluate_attack(name, spec, victim_name, victim, data, x, clean_pred, defended_clean, cfg, out, device=device,
-                                       progress=progress, predictor=predictor)
+                                       progress=progress, predictor=predictor, times=times)
                 _write_rows(done.with_suffix(".csv"), rows)
                 write_json(done, {"victim": victim_name, "attack": name, "type": spec.type, "complete": True, "victim_sha256": victim_sha})
             rows = _read_rows(done.with_suffix(".csv"))

@@ -227,3 +227,12 @@ def test_kill_9_mid_grid_then_resume_gives_the_uninterrupted_numbers(setup, tmp_
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())["cells"]
     again = json.loads((tmp_path / "killed" / "results.json").read_text())["cells"]
     assert _same_numbers(again, whole)
+
+
+def test_the_grid_reports_where_its_time_went_to_the_caller_only(setup, tmp_path):
+    times = {}
+    run_grid(_config(setup, perceptual=False, attacks={"fgsm": "fgsm"}), tmp_path / "timed", progress=False, times=times)
+    assert set(times) == {"attack", "model", "defense"} and all(v > 0 for v in times.values())
+    import eval.harness as harness
+
+    assert not [k for k, v in vars(harness).items() if isinstance(v, dict) and not k.startswith("__")]  # no process-wide tally
