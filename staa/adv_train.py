@@ -25,7 +25,7 @@ from tqdm import tqdm
 from staa import distributed
 from staa.atomic import write_json
 from staa.attacks import FGSM, PGD
-from staa.checkpoint import CheckpointError, load_checkpoint, resume_guard, save_checkpoint
+from staa.checkpoint import CheckpointError, check_loop_state, load_checkpoint, resume_guard, save_checkpoint
 from staa.datasets import AudioDataset, Record
 from staa.generator import STAAGenerator
 from staa.generator_training import AttackTrainConfig, generator_loss, load_generator, surrogate_refs
@@ -242,10 +242,7 @@ def _restore(ckpt, model, opt, gen, gen_opt, fresh):
         gen.load_state_dict(ckpt["generator"])
         gen_opt.load_state_dict(ckpt["generator_optimizer"])
     torch.set_rng_state(ckpt["rng"])
-    state = ckpt["state"]
-    if not isinstance(state, dict) or {type(state.get(k)) for k in fresh} - {int, list} or min(state["epoch"], state["step"]) < 0:
-        raise TypeError(f"its loop state {str(state)[:80]} is not a position in the run")
-    return state
+    return check_loop_state(ckpt["state"], fresh)
 
 
 @torch.no_grad()

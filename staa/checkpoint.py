@@ -105,8 +105,16 @@ def _restore(ckpt, model, opt, sched, state):
     opt.load_state_dict(ckpt["train_state"]["optimizer"])
     sched.load_state_dict(ckpt["train_state"]["scheduler"])
     torch.set_rng_state(ckpt["train_state"]["rng"])
-    loop = {k: ckpt["train_state"][k] for k in state}
-    for k, v in state.items():  # the loop counters and history must have the types a fresh run starts with
+    return check_loop_state(ckpt["train_state"], state)
+
+
+def check_loop_state(saved, fresh: dict) -> dict:
+    """The keys of `fresh` from a saved loop state, each of the type a fresh run starts with (counters finite and
+    >= 0); a TypeError otherwise, which `resume_guard` reports."""
+    if not isinstance(saved, dict) or set(fresh) - set(saved):
+        raise TypeError(f"its loop state {str(saved)[:80]} is not a position in the run")
+    loop = {k: saved[k] for k in fresh}
+    for k, v in fresh.items():
         if type(loop[k]) is not type(v) or isinstance(v, (int, float)) and not math.isfinite(loop[k]) or isinstance(v, int) and loop[k] < 0:
             raise TypeError(f"{k} is {loop[k]!r}")
     return loop
