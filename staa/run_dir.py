@@ -76,6 +76,8 @@ class RunDir:
         _resolve(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path}: exists and is not a folder")
+        if path.is_dir() and not (path / META).is_dir() and any(path.iterdir()):
+            cls._refuse_foreign(path, resume or force)  # before the lock: nothing is written into a folder not ours
         try:
             lock = FolderLock(path, command)
         except LockError as err:
@@ -99,22 +101,26 @@ class RunDir:
             info = json.loads(f.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             info = None
-        if not isinstance(info, dict) or not isinstance(info.get("command"), str) or not isinstance(info.get("inputs"), dict):
+        if (not isinstance(info, dict) or not isinstance(info.get("command"), str) or not isinstance(info.get("inputs"), dict)
+                or not all(isinstance(v, dict) for v in info["inputs"].values())):
             raise RunDirError(f"{f}: is damaged; move the folder aside and start a new run")
         return info
 
+    @staticmethod
+    def _refuse_foreign(path: Path, asked: bool) -> None:
+        if asked:
+            raise RunDirError(f"{path}: was not made by staa-ser (no {META}/), so --resume and --force do not touch it; choose another --out")
+        raise RunDirError(f"{path}: exists, is not empty and was not made by a staa-ser command (no {META}/); choose another "
+                          "--out (--resume and --force work only on staa-ser run folders)")
+
     def _prepare(self, resume: bool, force: bool, inputs: dict[str, str]) -> None:
         info = self._info()
-        stale = remove_stale_temp_files(self.path)
-        if stale:
-            log.info("%s: removed %d temp file(s) of an interrupted write", self.path, stale)
         contents = self._contents()
         if contents and info is None:
-            if resume or force:
-                raise RunDirError(f"{self.path}: was not made by staa-ser (no {META}/), so --resume and --force do not touch it; "
-                                  "choose another --out")
-            raise RunDirError(f"{self.path}: exists, is not empty and was not made by a staa-ser command (no {META}/); choose another "
-                              "--out (--resume and --force work only on staa-ser run folders)")
+            self._refuse_foreign(self.path, resume or force)
+        if stale := remove_stale_temp_files(self.path):
+            log.info("%s: removed %d temp file(s) of an interrupted write", self.path, stale)
+        contents = self._contents()
         if info is not None and info["command"] != self.command and (contents or resume):
             raise RunDirError(f"{self.path}: is a `staa {info['command']}` run folder, not one of `staa {self.command}`; choose another --out")
         if contents and not (resume or force):
@@ -123,7 +129,7 @@ class RunDir:
         if resume and info is not None:
             for label, digest in hashes.items():
                 old = info["inputs"].get(label)
-                if old is not None and old["sha256"] != digest["sha256"]:
+                if old is not None and old.get("sha256") != digest["sha256"]:
                     raise RunDirError(f"{digest['path']}: changed since this run started ({label}); --resume would mix results of "
                                       "two inputs. Rerun with --force to start over")
             hashes = {**info["inputs"], **hashes}

@@ -118,6 +118,7 @@ def test_force_refuses_a_folder_staa_did_not_make_or_of_another_command(corpus, 
     (out / "thesis.tex").write_text("years of work")
     assert main(evaluate_args(manifest, victim, out, "--force")) == 2
     assert "was not made by staa-ser" in err_line(capsys) and (out / "thesis.tex").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]  # not even a lock file is left in a folder not ours
     other = tmp_path / "other"
     assert main(evaluate_args(manifest, victim, other)) == 0
     assert main(["attack", "--data", str(manifest), "--victim", str(victim), "--attack", "fgsm", "--limit", "2", "--out", str(other),
