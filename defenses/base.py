@@ -1,10 +1,11 @@
 """The defense call shape: `Defense(params)(x: Tensor[B, T], sample_rate) -> Tensor[B, T]`, same length out.
 
 `differentiable` says whether gradients through the defense mean anything (adaptive attacks use the
-defense itself then, and BPDA's identity backward otherwise). `random` says whether two calls on the
+defense itself then, and its BPDA gradient, `Defense.gradient`, otherwise). `random` says whether two calls on the
 same input differ (adaptive attacks then average gradients over draws: EOT). A random defense draws from
 its own generator, seeded at construction, so a run is reproducible.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -12,6 +13,8 @@ import math
 
 import numpy as np
 import torch
+
+from staa import specs
 
 
 class Defense:
@@ -21,7 +24,9 @@ class Defense:
 
     def __call__(self, x: torch.Tensor, sample_rate: int) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[-1] == 0:
-            raise ValueError(f"{self.spec}: expected waveforms as a tensor [batch, samples], got {getattr(x, 'shape', type(x))}")
+            raise ValueError(
+                f"{self.spec}: expected waveforms as a tensor [batch, samples], got {getattr(x, 'shape', type(x))}"
+            )
         if not isinstance(sample_rate, int) or sample_rate <= 0:
             raise ValueError(f"{self.spec}: sample_rate must be a positive integer, got {sample_rate!r}")
         self.check(sample_rate)
@@ -36,6 +41,17 @@ class Defense:
     def apply(self, x: torch.Tensor, sample_rate: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def gradient(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient passed back through this defense when it has none of its own: BPDA's approximation (Athalye et
+        al., 2018), the identity unless a defense knows a better one (ART's `estimate_gradient`)."""
+        return grad
+
+    def bpda(self, x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """`self(x)`, differentiable: backward is the defense's own gradient where it has one, `self.gradient` otherwise."""
+        if self.differentiable:
+            return self(x, sample_rate)
+        return _BPDA.apply(x, self, sample_rate)
+
     @property
     def spec(self) -> str:
         """The registry spec that rebuilds this defense, derived from its constructor's arguments (each stored under its
@@ -45,21 +61,27 @@ class Defense:
         for i, p in enumerate(params):
             value = getattr(self, p.name)
             if i == 0:
-                parts.append(_text(value))
+                parts.append(specs.text(value))
             elif value != p.default:
-                parts.append(f"{p.name}={_text(value)}")
+                parts.append(f"{p.name}={specs.text(value)}")
         return ":".join(parts)
 
     def __repr__(self) -> str:
         return f"<defense {self.spec}>"
 
 
-def _text(value) -> str:
-    """A number as a spec writes it: `32`, `0.1`, `4000` (not `4000.0`), exact where `:g` would round."""
-    if isinstance(value, float):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
-    return str(value)
+class _BPDA(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, defense, sample_rate):
+        ctx.defense = defense
+        ctx.save_for_backward(x)
+        with torch.no_grad():
+            return defense(x.detach(), sample_rate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return ctx.defense.gradient(x, grad), None, None
 
 
 class NumpyDefense(Defense):

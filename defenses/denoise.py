@@ -1,4 +1,5 @@
 """Spectral-gating denoisers from noisereduce: the numpy one (non-stationary gate) and TorchGate (differentiable)."""
+
 from __future__ import annotations
 
 import noisereduce
@@ -22,7 +23,6 @@ class SpectralGate(NumpyDefense):
     def __init__(self, prop_decrease: float = 1.0):
         self.prop_decrease = _check_decrease(prop_decrease)
 
-
     def apply_clip(self, clip, sample_rate):
         if not clip.any():  # noisereduce returns NaN for digital silence (0 / 0 in its noise estimate)
             return clip
@@ -36,7 +36,7 @@ def _smooth_along(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tens
     padded = F.pad(x.movedim(dim, -1), (half, half))
     out = torch.zeros_like(padded[..., :n])
     for i, weight in enumerate(kernel.tolist()):
-        out.add_(padded[..., i:i + n], alpha=weight)
+        out.add_(padded[..., i : i + n], alpha=weight)
     return out.movedim(-1, dim)
 
 
@@ -57,7 +57,9 @@ class SeparableTorchGate(TorchGate):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         window = torch.hann_window(self.win_length, device=x.device)
-        stft = dict(n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length, center=True, window=window)
+        stft = dict(
+            n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length, center=True, window=window
+        )
         X = torch.stft(x, return_complex=True, pad_mode="constant", **stft)
         mask = self.prop_decrease * (self._stationary_mask(amp_to_db(X)).to(x.dtype) - 1.0) + 1.0
         mask = _smooth_along(_smooth_along(mask, self.freq_kernel, 1), self.time_kernel, 2)
@@ -73,7 +75,6 @@ class TorchSpectralGate(Defense):
     def __init__(self, prop_decrease: float = 1.0):
         self.prop_decrease = _check_decrease(prop_decrease)
         self._gates: dict[int, TorchGate] = {}
-
 
     def apply(self, x, sample_rate):
         gate = self._gates.get(sample_rate)

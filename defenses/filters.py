@@ -1,4 +1,5 @@
 """Classic denoising filters: FIR low-pass and median (torch, differentiable), Wiener (scipy)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,11 +34,10 @@ class LowPass(Defense):
         if self.cutoff >= sample_rate / 2:
             raise ValueError(f"{self.spec}: the cutoff must be below the Nyquist frequency {sample_rate / 2:g} Hz")
 
-
     def apply(self, x, sample_rate):
         kernel = torch.from_numpy(scipy.signal.firwin(self.taps, self.cutoff, fs=sample_rate).astype(np.float32)).to(x)
         half = self.taps // 2  # the kernel is symmetric: its centre sample is the output's zero delay
-        return torchaudio.functional.fftconvolve(x, kernel.view(1, -1))[..., half:half + x.shape[-1]]
+        return torchaudio.functional.fftconvolve(x, kernel.view(1, -1))[..., half : half + x.shape[-1]]
 
 
 class Median(Defense):
@@ -48,7 +48,6 @@ class Median(Defense):
 
     def __init__(self, size: int = 3):
         self.size = _odd("median size", size)
-
 
     def apply(self, x, sample_rate):
         half = self.size // 2
@@ -63,7 +62,6 @@ class Wiener(NumpyDefense):
 
     def __init__(self, size: int = 5):
         self.size = _odd("wiener size", size)
-
 
     def apply_clip(self, clip, sample_rate):
         with np.errstate(divide="ignore", invalid="ignore"):  # silent stretches have zero local variance

@@ -1,5 +1,6 @@
 """Mel-spectrogram inversion: waveform -> mel power spectrogram -> Griffin-Lim (torchaudio). Phase and fine detail
 below the mel resolution, where a perturbation may hide, are rebuilt rather than kept."""
+
 from __future__ import annotations
 
 import torch
@@ -19,14 +20,15 @@ class MelInversion(Defense):
             raise ValueError(f"griffin_lim n_fft must be within 16-8192, got {self.n_fft}")
         self._chains: dict[tuple, torch.nn.Module] = {}
 
-
     def _chain(self, sample_rate, device):
         key = (sample_rate, str(device))
         if key not in self._chains:
             hop = self.n_fft // 4
             self._chains[key] = torch.nn.Sequential(
                 T.MelSpectrogram(sample_rate, n_fft=self.n_fft, hop_length=hop, n_mels=self.n_mels, power=2.0),
-                T.InverseMelScale(self.n_fft // 2 + 1, n_mels=self.n_mels, sample_rate=sample_rate, driver="gelsd"),  # gelsd: the filterbank is rank-deficient
+                T.InverseMelScale(
+                    self.n_fft // 2 + 1, n_mels=self.n_mels, sample_rate=sample_rate, driver="gelsd"
+                ),  # gelsd: the filterbank is rank-deficient
                 # rand_init=False: a fixed start makes the defense deterministic
                 T.GriffinLim(n_fft=self.n_fft, hop_length=hop, n_iter=self.iterations, power=2.0, rand_init=False),
             ).to(device)

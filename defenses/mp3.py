@@ -1,4 +1,5 @@
 """MP3 compression round trip (audiomentations' Mp3Compression on the fast-mp3-augment backend: LAME in process)."""
+
 from __future__ import annotations
 
 from audiomentations import Mp3Compression
@@ -17,8 +18,9 @@ class MP3(NumpyDefense):
             raise ValueError(f"mp3 bitrate must be one of {', '.join(map(str, BITRATES))} kbps, got {bitrate}")
         self.bitrate = int(bitrate)
         # preserve_delay=False: the encoder delay is cut, so the output lines up with the input sample for sample
-        self._transform = Mp3Compression(min_bitrate=self.bitrate, max_bitrate=self.bitrate, backend="fast-mp3-augment", p=1.0)
-
+        self._transform = Mp3Compression(
+            min_bitrate=self.bitrate, max_bitrate=self.bitrate, backend="fast-mp3-augment", p=1.0
+        )
 
     def apply_clip(self, clip, sample_rate):
         # fast-mp3-augment refuses clips under 100 ms; pad with silence, then cut back

@@ -1,4 +1,5 @@
 """Additive Gaussian noise at a set SNR per clip (randomised smoothing's cheap cousin; random, so EOT applies)."""
+
 from __future__ import annotations
 
 import torch
@@ -16,7 +17,6 @@ class GaussianNoise(Defense):
             raise ValueError(f"noise SNR must be within -20 and 100 dB, got {snr_db!r}")
         self.snr_db, self.seed = float(snr_db), seed_value(seed)
         self._gen = torch.Generator().manual_seed(seed)
-
 
     def apply(self, x, sample_rate):
         power = x.detach().pow(2).mean(dim=-1, keepdim=True).clamp_min(1e-12)

@@ -1,4 +1,5 @@
 """Ogg Opus and Ogg Vorbis round trips through libsndfile (soundfile), in memory."""
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,6 @@ class Opus(NumpyDefense):
             raise ValueError(f"opus bitrate must be within {OPUS_MIN_KBPS:g}-{OPUS_MAX_KBPS:g} kbps, got {kbps}")
         self.kbps = kbps
 
-
     def check(self, sample_rate):
         if sample_rate not in OPUS_RATES:
             raise ValueError(f"opus needs one of {OPUS_RATES} Hz, got {sample_rate}; chain resample first")
@@ -46,7 +46,6 @@ class Vorbis(NumpyDefense):
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= level <= 1.0:
             raise ValueError(f"vorbis compression level must be within 0 (best quality) and 1 (smallest), got {level}")
         self.level = level
-
 
     def apply_clip(self, clip, sample_rate):
         return _roundtrip(clip, sample_rate, "VORBIS", self.level)

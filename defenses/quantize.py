@@ -1,4 +1,5 @@
 """Amplitude quantisation to a lower bit depth: perturbations below half a step vanish."""
+
 from __future__ import annotations
 
 import torch
@@ -13,7 +14,6 @@ class Quantize(Defense):
         if not isinstance(bits, int) or not 2 <= bits <= 24:
             raise ValueError(f"quantize bits must be an integer within 2-24, got {bits!r}")
         self.bits = bits
-
 
     def apply(self, x, sample_rate):
         scale = 2.0 ** (self.bits - 1)

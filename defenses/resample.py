@@ -1,4 +1,5 @@
 """Down-up resampling: everything above the lower rate's Nyquist frequency is removed (torchaudio, differentiable)."""
+
 from __future__ import annotations
 
 import math
@@ -24,11 +25,14 @@ class Resample(Defense):
     def check(self, sample_rate):
         g = math.gcd(self.rate, sample_rate)
         if max(self.rate, sample_rate) // g > self.MAX_PHASES:
-            raise ValueError(f"{self.spec}: {sample_rate} -> {self.rate} Hz reduces to {sample_rate // g}/{self.rate // g}; "
-                             f"choose a rate whose ratio to {sample_rate} Hz reduces to terms <= {self.MAX_PHASES} (e.g. 8000, 11025)")
-
+            raise ValueError(
+                f"{self.spec}: {sample_rate} -> {self.rate} Hz reduces to {sample_rate // g}/{self.rate // g}; "
+                f"choose a rate whose ratio to {sample_rate} Hz reduces to terms <= {self.MAX_PHASES} (e.g. 8000, 11025)"
+            )
 
     def apply(self, x, sample_rate):
         if self.rate == sample_rate:
             return x
-        return fit_length_torch(AF.resample(AF.resample(x, sample_rate, self.rate), self.rate, sample_rate), x.shape[-1])
+        return fit_length_torch(
+            AF.resample(AF.resample(x, sample_rate, self.rate), self.rate, sample_rate), x.shape[-1]
+        )

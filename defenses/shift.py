@@ -1,5 +1,6 @@
 """Random circular time shift of each clip by up to `max_seconds` either way: desynchronises a perturbation
 crafted for exact sample positions. Random, so EOT applies."""
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,6 @@ class TimeShift(Defense):
             raise ValueError(f"shift max_seconds must be within (0, 10], got {max_seconds!r}")
         self.max_seconds, self.seed = float(max_seconds), seed_value(seed)
         self._gen = torch.Generator().manual_seed(seed)
-
 
     def apply(self, x, sample_rate):
         limit = max(1, int(self.max_seconds * sample_rate))

@@ -1,86 +1,28 @@
 """The evaluation grid, from a TOML file or from flags: victims x attacks x defenses on one dataset split.
 
-    data = "runs/demo/corpus/manifest.csv"      # a dataset root, or a manifest CSV
-    dataset = "manifest"                        # iemocap, emodb, ravdess, cremad, demos or manifest
-    split = "test"
-    max_clips = 200
-    defenses = ["none", "mp3:32", "resample:8000"]
+data = "runs/demo/corpus/manifest.csv"      # a dataset root, or a manifest CSV
+dataset = "manifest"                        # iemocap, emodb, ravdess, cremad, demos or manifest
+split = "test"
+max_clips = 200
+defenses = ["none", "mp3:32", "resample:8000"]
 
-    [victims]
-    emo18 = "runs/victims/emo18/best.pt"
+[victims]
+emo18 = "runs/victims/emo18/best.pt"
 
-    [attacks]
-    staa = "staa:generator=runs/attacks/emo18/best.pt"
-    pgd10 = "pgd:steps=10"
-    bpda_pgd10 = "adaptive_pgd:steps=10:eot=4"   # run through each defense (BPDA/EOT)
+[attacks]                                   # NAME = an attack spec (staa.attacks.registry), or a table
+staa = "staa:generator=runs/attacks/emo18/best.pt"
+pgd10 = "pgd:steps=10"
+bpda_pgd10 = { type = "adaptive_pgd", steps = 10, eot = 4 }   # run through each defense (BPDA/EOT)
 """
+
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from staa.validate import check_fields, check_type, in_range
-
-ATTACK_TYPES = ("staa", "fgsm", "pgd", "cw", "sparse_pgd", "adaptive_pgd")
-ATTACK_KEYS = {"staa": {"generator", "eps", "surrogate"}, "fgsm": {"eps"}, "pgd": {"eps", "steps"}, "cw": {"steps"},
-               "sparse_pgd": {"eps", "steps", "l0_ratio"}, "adaptive_pgd": {"eps", "steps", "eot"}}
-# each parameter's type and range: steps and EOT draws bound the work (victim passes per clip)
-PARAM_RANGES = {"eps": (float, 1e-6, 1.0), "steps": (int, 1, 10_000), "eot": (int, 1, 100), "l0_ratio": (float, 1e-6, 1.0),
-                "generator": (str, None, None), "surrogate": (str, None, None)}
-
-
-@dataclass
-class AttackSpec:
-    type: str
-    params: dict
-
-    @property
-    def adaptive(self) -> bool:
-        """Made anew against each defense (the defense is part of the attacked system)."""
-        return self.type == "adaptive_pgd"
-
-
-def parse_attack(name: str, spec) -> AttackSpec:
-    """`"pgd:steps=10"` or a TOML table `{type = "pgd", steps = 10}`."""
-    if isinstance(spec, str):
-        kind, *parts = spec.split(":")
-        params = {}
-        for p in parts:
-            if "=" not in p:
-                raise ValueError(f"attack {name!r}: parameter {p!r} must look like key=value")
-            k, v = p.split("=", 1)
-            params[k] = _value(v)
-    elif isinstance(spec, dict):
-        params = dict(spec)
-        kind = params.pop("type", None)
-    else:
-        raise ValueError(f"attack {name!r}: expected a spec string or a table, got {spec!r}")
-    if not isinstance(kind, str) or kind not in ATTACK_TYPES:
-        raise ValueError(f"attack {name!r}: unknown type {kind!r}; choose from {', '.join(ATTACK_TYPES)}")
-    unknown = set(params) - ATTACK_KEYS[kind]
-    if unknown:
-        raise ValueError(f"attack {name!r}: unknown parameters {sorted(unknown)} for {kind} (allowed: {sorted(ATTACK_KEYS[kind])})")
-    if kind == "staa" and not params.get("generator"):
-        raise ValueError(f"attack {name!r}: staa needs generator=PATH (a trained generator checkpoint)")
-    for key, value in params.items():
-        kind_of, lo, hi = PARAM_RANGES[key]
-        try:
-            check_type(key, value, kind_of)
-            if lo is not None:
-                in_range(key, value, lo, hi)
-        except ValueError as err:
-            raise ValueError(f"attack {name!r}: {err}") from None
-    return AttackSpec(kind, params)
-
-
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+from staa.attacks.registry import parse_attack
+from staa.io.validate import check_fields, in_range
 
 
 @dataclass
@@ -115,9 +57,9 @@ class EvalConfig:
             raise ValueError("the grid needs at least one victim (name = checkpoint path)")
         if not self.attacks:
             raise ValueError("the grid needs at least one attack")
-        self.attack_specs = {name: parse_attack(name, spec) for name, spec in self.attacks.items()}
+        self.attack_specs = {name: parse_attack(spec, name) for name, spec in self.attacks.items()}
         if not self.defenses:
-            raise ValueError("the grid needs at least one defense (\"none\" is the undefended model)")
+            raise ValueError('the grid needs at least one defense ("none" is the undefended model)')
         for spec in self.defenses:
             parse_defense(spec)
         if len(set(self.defenses)) != len(self.defenses):

@@ -12,6 +12,7 @@ Definitions (per clip; "defended" = the defense, then the victim):
 Work is saved per victim x attack (`cells/VICTIM/ATTACK.{csv,json}`, the JSON written last), so a rerun skips
 what is finished. `results.json` and `clips.csv` gather all cells at the end.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,19 +27,43 @@ import torch
 from tqdm import tqdm
 
 from defenses import parse_defense
-from eval.config import AttackSpec, EvalConfig
-from eval.metrics import perceptual_scores, perturbation_scores
-from staa.atomic import safe_name, write_csv, write_json
-from staa.audio import save_audio
-from staa.checkpoint import file_sha256
+from eval.config import EvalConfig
+from staa.attacks.registry import AttackSpec
 from staa.datasets import AudioDataset, load_records
-from staa.inference import InferenceModel
-from staa.provenance import machine
-from staa.victim import Victim, load_victim
+from staa.io.atomic import safe_name, write_csv, write_json
+from staa.io.audio import save_audio
+from staa.io.checkpoint import file_sha256
+from staa.io.provenance import machine
+from staa.metrics.classification import fooled
+from staa.metrics.perceptual import perceptual_scores
+from staa.metrics.perturbation import perturbation_scores
+from staa.models.inference import InferenceModel
+from staa.models.victim import Victim, load_victim
 
-CLIP_FIELDS = ["victim", "attack", "defense", "clip", "path", "label", "clean_pred", "adv_pred", "defended_clean_pred",
-               "defended_adv_pred", "success", "defended_fooled", "l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db",
-               "pesq", "stoi", "estoi", "pesq_error", "seconds"]
+CLIP_FIELDS = [
+    "victim",
+    "attack",
+    "defense",
+    "clip",
+    "path",
+    "label",
+    "clean_pred",
+    "adv_pred",
+    "defended_clean_pred",
+    "defended_adv_pred",
+    "success",
+    "defended_fooled",
+    "l0_ratio",
+    "linf",
+    "distortion_db",
+    "snr_db",
+    "seg_snr_db",
+    "pesq",
+    "stoi",
+    "estoi",
+    "pesq_error",
+    "seconds",
+]
 SCORE_KEYS = ["l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db", "pesq", "stoi", "estoi"]
 
 
@@ -62,27 +87,24 @@ def select_clips(records, victim: Victim, cfg: EvalConfig) -> AudioDataset:
     return AudioDataset(chosen, victim.classes, sample_rate=victim.sample_rate, clip_seconds=cfg.clip_seconds)
 
 
-def build_grid_attack(spec: AttackSpec, victim: Victim, cfg: EvalConfig, defense=None, device="cpu", victim_name: str = ""):
-    """The attack of a grid cell; a generator (or surrogate) path may hold `{victim}`, for a generator trained per victim."""
-    from staa.attack_runner import build_attack
-    from staa.attacks import AdaptivePGD
-
-    p = dict(spec.params)
-    for key in ("generator", "surrogate"):
-        if key in p:
-            p[key] = str(p[key]).replace("{victim}", victim_name)
-    eps = p.pop("eps", cfg.eps)
-    if spec.type == "adaptive_pgd":
-        return AdaptivePGD(victim.model, defense, victim.sample_rate, eps=eps, steps=p.get("steps", 10), eot=p.get("eot", 4), seed=cfg.seed)
-    if spec.type == "staa":
-        return build_attack("staa", victim.model, generator=p["generator"], staa_eps=p.get("eps"), device=device, sample_rate=victim.sample_rate,
-                            surrogate=p.get("surrogate"))
-    return build_attack(spec.type, victim.model, eps=eps, **p)
+def build_grid_attack(
+    spec: AttackSpec, victim: Victim, cfg: EvalConfig, defense=None, device="cpu", victim_name: str = ""
+):
+    """The attack of a grid cell: the grid's eps and seed unless its spec sets them."""
+    return spec.build(
+        victim.model,
+        eps=cfg.eps,
+        seed=cfg.seed,
+        defense=defense,
+        sample_rate=victim.sample_rate,
+        device=device,
+        victim=victim_name,
+    )
 
 
 def _batches(x: torch.Tensor, size: int):
     for i in range(0, len(x), size):
-        yield x[i:i + size]
+        yield x[i : i + size]
 
 
 @torch.inference_mode()
@@ -127,12 +149,20 @@ def summarise_cell(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["success"]]
     frac = lambda rs, key: sum(bool(r[key]) for r in rs) / len(rs) if rs else None
     acc = lambda key: sum(r[key] == r["label"] for r in rows) / n
-    cell = {"n": n, "clean_accuracy": acc("clean_pred"), "defended_clean_accuracy": acc("defended_clean_pred"),
-            "success_rate": frac(rows, "success"), "adversarial_accuracy": acc("adv_pred"),
-            "defended_adversarial_accuracy": acc("defended_adv_pred"), "defended_fooling_rate": frac(rows, "defended_fooled"),
-            "survival": frac(ok, "defended_fooled"), "n_success": len(ok), "seconds_per_clip": _mean(r["seconds"] for r in rows),
-            "perceptual_n": sum(r["pesq_error"] not in NOT_SCORED for r in rows),
-            "pesq_failures": sum(bool(r["pesq_error"]) and r["pesq_error"] not in NOT_SCORED for r in rows)}
+    cell = {
+        "n": n,
+        "clean_accuracy": acc("clean_pred"),
+        "defended_clean_accuracy": acc("defended_clean_pred"),
+        "success_rate": frac(rows, "success"),
+        "adversarial_accuracy": acc("adv_pred"),
+        "defended_adversarial_accuracy": acc("defended_adv_pred"),
+        "defended_fooling_rate": frac(rows, "defended_fooled"),
+        "survival": frac(ok, "defended_fooled"),
+        "n_success": len(ok),
+        "seconds_per_clip": _mean(r["seconds"] for r in rows),
+        "perceptual_n": sum(r["pesq_error"] not in NOT_SCORED for r in rows),
+        "pesq_failures": sum(bool(r["pesq_error"]) and r["pesq_error"] not in NOT_SCORED for r in rows),
+    }
     for key in SCORE_KEYS:  # scores of the adversarial clip vs the clean one (PESQ/STOI: the scored clips; distortion: successes, as in the paper)
         cell[key] = _mean(r[key] for r in (ok if key == "distortion_db" else rows))
     return cell
@@ -163,9 +193,23 @@ def _scores(x, adv, rate, cfg, times: dict) -> list[dict]:
     return [{**{k: cheap[k][i] for k in cheap if k != "l0_count"}, **slow[i]} for i in range(len(x))]
 
 
-def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victim, data: AudioDataset, x: torch.Tensor,
-                    clean_pred: torch.Tensor, defended_clean_pred: dict, cfg: EvalConfig, out: Path, *, device="cpu",
-                    progress=True, predictor=None, times: dict | None = None) -> list[dict]:
+def evaluate_attack(
+    name: str,
+    spec: AttackSpec,
+    victim_name: str,
+    victim: Victim,
+    data: AudioDataset,
+    x: torch.Tensor,
+    clean_pred: torch.Tensor,
+    defended_clean_pred: dict,
+    cfg: EvalConfig,
+    out: Path,
+    *,
+    device="cpu",
+    progress=True,
+    predictor=None,
+    times: dict | None = None,
+) -> list[dict]:
     """Per-clip rows of one victim x attack over every defense; writes a few WAV examples. `predictor` makes
     the gradient-free predictions (default: the victim's model)."""
     rate, predictor = victim.sample_rate, predictor or victim.model
@@ -176,8 +220,14 @@ def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victi
         defense = parse_defense(spec_text)
         if spec.adaptive or shared is None:
             attack = build_grid_attack(spec, victim, cfg, defense=defense, device=device, victim_name=victim_name)
-            adv, seconds = _attack_all(attack, x, cfg.batch_size, progress, f"{victim_name} {name}" + (f" [{spec_text}]" if spec.adaptive else ""),
-                                       times)
+            adv, seconds = _attack_all(
+                attack,
+                x,
+                cfg.batch_size,
+                progress,
+                f"{victim_name} {name}" + (f" [{spec_text}]" if spec.adaptive else ""),
+                times,
+            )
             adv_pred = _predict(predictor, adv, cfg.batch_size, times)
             scores = _scores(x, adv, rate, cfg, times)
             if not spec.adaptive:
@@ -188,13 +238,36 @@ def evaluate_attack(name: str, spec: AttackSpec, victim_name: str, victim: Victi
         def_adv = _defend(defense, adv, cfg.batch_size, rate, times)
         def_adv_pred = adv_pred if _is_identity(defense) else _predict(predictor, def_adv, cfg.batch_size, times)
         def_clean = defended_clean_pred[spec_text]
+        success, defended_fooled = fooled(clean_pred, adv_pred), fooled(def_clean, def_adv_pred)
         for i, rec in enumerate(data.records):
-            rows.append({"victim": victim_name, "attack": name, "defense": spec_text, "clip": i, "path": rec.path,
-                         "label": int(labels[i]), "clean_pred": int(clean_pred[i]), "adv_pred": int(adv_pred[i]),
-                         "defended_clean_pred": int(def_clean[i]), "defended_adv_pred": int(def_adv_pred[i]),
-                         "success": bool(adv_pred[i] != clean_pred[i]), "defended_fooled": bool(def_adv_pred[i] != def_clean[i]),
-                         "seconds": seconds, **scores[i]})
-        _save_examples(out / "examples" / safe_name(victim_name) / safe_name(name), x, adv, def_adv, spec_text, rate, cfg.examples, spec.adaptive)
+            rows.append(
+                {
+                    "victim": victim_name,
+                    "attack": name,
+                    "defense": spec_text,
+                    "clip": i,
+                    "path": rec.path,
+                    "label": int(labels[i]),
+                    "clean_pred": int(clean_pred[i]),
+                    "adv_pred": int(adv_pred[i]),
+                    "defended_clean_pred": int(def_clean[i]),
+                    "defended_adv_pred": int(def_adv_pred[i]),
+                    "success": bool(success[i]),
+                    "defended_fooled": bool(defended_fooled[i]),
+                    "seconds": seconds,
+                    **scores[i],
+                }
+            )
+        _save_examples(
+            out / "examples" / safe_name(victim_name) / safe_name(name),
+            x,
+            adv,
+            def_adv,
+            spec_text,
+            rate,
+            cfg.examples,
+            spec.adaptive,
+        )
     return rows
 
 
@@ -222,6 +295,7 @@ def _read_rows(path: Path) -> list[dict]:
         if key in ("clip", "label", "clean_pred", "adv_pred", "defended_clean_pred", "defended_adv_pred"):
             return int(val)
         return float(val) if val != "" else None
+
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             return [{k: cast(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
@@ -243,8 +317,16 @@ def load_grid_records(cfg: EvalConfig) -> list:
     return load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **options)
 
 
-def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, resume: bool = True, records: list | None = None,
-             times: dict | None = None) -> dict:
+def run_grid(
+    cfg: EvalConfig,
+    out_dir,
+    *,
+    device="cpu",
+    progress: bool = True,
+    resume: bool = True,
+    records: list | None = None,
+    times: dict | None = None,
+) -> dict:
     """`records`: the grid's dataset already loaded (`load_grid_records`), so the caller's check need not read it twice.
     `times`, if given, collects the seconds spent per kind of work (attack, defense, model, perceptual)."""
     times = {} if times is None else times
@@ -261,7 +343,9 @@ def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, r
     for victim_name, path in cfg.victims.items():
         victim = load_victim(path, device=device)
         victim_sha = file_sha256(path)
-        for spec_text in cfg.defenses:  # before any work: a defense that cannot run at this rate fails now, not after the attacks
+        for (
+            spec_text
+        ) in cfg.defenses:  # before any work: a defense that cannot run at this rate fails now, not after the attacks
             parse_defense(spec_text).check(victim.sample_rate)
         classes[victim_name] = victim.classes
         data = select_clips(records, victim, cfg)
@@ -271,24 +355,66 @@ def run_grid(cfg: EvalConfig, out_dir, *, device="cpu", progress: bool = True, r
         defended_clean = {}
         for spec_text in cfg.defenses:
             defense = parse_defense(spec_text)
-            defended_clean[spec_text] = clean_pred if _is_identity(defense) else _predict(predictor, x, cfg.batch_size, times, defense, victim.sample_rate)
+            defended_clean[spec_text] = (
+                clean_pred
+                if _is_identity(defense)
+                else _predict(predictor, x, cfg.batch_size, times, defense, victim.sample_rate)
+            )
         for name, spec in cfg.attack_specs.items():
             done = out / "cells" / safe_name(victim_name) / f"{safe_name(name)}.json"
             if resume and done.is_file() and _read_json(done).get("victim_sha256") != victim_sha:
-                raise ValueError(f"{path}: is not the victim file the finished cells in {done.parent} were computed on (its SHA-256 "
-                                 "differs); use another output folder or --force")
+                raise ValueError(
+                    f"{path}: is not the victim file the finished cells in {done.parent} were computed on (its SHA-256 "
+                    "differs); use another output folder or --force"
+                )
             if not (resume and done.is_file()):
-                rows = evaluate_attack(name, spec, victim_name, victim, data, x, clean_pred, defended_clean, cfg, out, device=device,
-                                       progress=progress, predictor=predictor, times=times)
+                rows = evaluate_attack(
+                    name,
+                    spec,
+                    victim_name,
+                    victim,
+                    data,
+                    x,
+                    clean_pred,
+                    defended_clean,
+                    cfg,
+                    out,
+                    device=device,
+                    progress=progress,
+                    predictor=predictor,
+                    times=times,
+                )
                 _write_rows(done.with_suffix(".csv"), rows)
-                write_json(done, {"victim": victim_name, "attack": name, "type": spec.type, "complete": True, "victim_sha256": victim_sha})
+                write_json(
+                    done,
+                    {
+                        "victim": victim_name,
+                        "attack": name,
+                        "type": spec.type,
+                        "complete": True,
+                        "victim_sha256": victim_sha,
+                    },
+                )
             rows = _read_rows(done.with_suffix(".csv"))
             all_rows += rows
             for spec_text in cfg.defenses:
                 cell_rows = [r for r in rows if r["defense"] == spec_text]
-                cells.append({"victim": victim_name, "attack": name, "attack_type": spec.type, "defense": spec_text,
-                              **{k: _nan_to_none(v) for k, v in summarise_cell(cell_rows).items()}})
+                cells.append(
+                    {
+                        "victim": victim_name,
+                        "attack": name,
+                        "attack_type": spec.type,
+                        "defense": spec_text,
+                        **{k: _nan_to_none(v) for k, v in summarise_cell(cell_rows).items()},
+                    }
+                )
     _write_rows(out / "clips.csv", all_rows, safe=True)
-    results = {"schema": "staa-ser/results/1", "config": cfg.to_dict(), "machine": machine(), "classes": classes, "cells": cells}
+    results = {
+        "schema": "staa-ser/results/1",
+        "config": cfg.to_dict(),
+        "machine": machine(),
+        "classes": classes,
+        "cells": cells,
+    }
     write_json(out / "results.json", results)
     return results

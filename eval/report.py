@@ -15,6 +15,7 @@ report.json schema ("staa-ser/report/1"):
                   victims (e.g. after `staa adv-train`) next to the originals read as before/after
     config, machine   as in results.json
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,10 +27,23 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from staa.atomic import atomic_open, safe_name, write_json
+from staa.io.atomic import atomic_open, safe_name, write_json
 
-NUMBER_KEYS = ["clean_accuracy", "defended_clean_accuracy", "success_rate", "adversarial_accuracy", "defended_adversarial_accuracy",
-               "defended_fooling_rate", "survival", "l0_ratio", "distortion_db", "snr_db", "pesq", "stoi", "estoi"]
+NUMBER_KEYS = [
+    "clean_accuracy",
+    "defended_clean_accuracy",
+    "success_rate",
+    "adversarial_accuracy",
+    "defended_adversarial_accuracy",
+    "defended_fooling_rate",
+    "survival",
+    "l0_ratio",
+    "distortion_db",
+    "snr_db",
+    "pesq",
+    "stoi",
+    "estoi",
+]
 
 
 def fmt(v) -> str:
@@ -81,14 +95,21 @@ def summary_sentences(cells) -> list[str]:
             best = min(by_def, key=lambda d: np.mean(by_def[d]))
             worst = max(by_def, key=lambda d: np.mean(by_def[d]))
             cost = np.mean([clean[c["victim"]] - c["defended_clean_accuracy"] for c in mine if c["defense"] == best])
-            price = f"costing {100 * cost:.0f} points of clean accuracy" if cost >= 0 else f"gaining {-100 * cost:.0f} points of clean accuracy"
-            line += (f"; {best} removes {1 - np.mean(by_def[best]):.0%} of its successes ({price}),"
-                     f" while {np.mean(by_def[worst]):.0%} survive {worst}")
+            price = (
+                f"costing {100 * cost:.0f} points of clean accuracy"
+                if cost >= 0
+                else f"gaining {-100 * cost:.0f} points of clean accuracy"
+            )
+            line += (
+                f"; {best} removes {1 - np.mean(by_def[best]):.0%} of its successes ({price}),"
+                f" while {np.mean(by_def[worst]):.0%} survive {worst}"
+            )
         out.append(line + ".")
     return out
 
 
 # ---- plots -----------------------------------------------------------------------------------------------
+
 
 def _png(fig) -> str:
     buf = io.BytesIO()
@@ -107,8 +128,18 @@ def _heat(ax, matrix, rows, cols, title, cmap="magma_r"):
     for i in range(len(rows)):
         for j in range(len(cols)):
             if not np.isnan(data[i, j]):
-                r, g, b, _ = im.cmap(im.norm(data[i, j]))  # the text in whichever of black and white contrasts with the cell
-                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
+                r, g, b, _ = im.cmap(
+                    im.norm(data[i, j])
+                )  # the text in whichever of black and white contrasts with the cell
+                ax.text(
+                    j,
+                    i,
+                    f"{data[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black",
+                )
     ax.set_title(title)
     return im
 
@@ -125,28 +156,57 @@ def plots(cells, run: Path) -> dict[str, str]:
     lookup = {(c["victim"], c["attack"], c["defense"]): c for c in cells}
     if defenses:
         fig, ax = plt.subplots(figsize=(1.2 + 0.75 * len(defenses), 0.9 + 0.4 * len(pairs)))
-        _heat(ax, [[lookup[(v, a, d)]["survival"] for d in defenses] for v, a in pairs], [f"{v} / {a}" for v, a in pairs], defenses,
-              "Survival: share of successful attacks that still fool the defended model")
+        _heat(
+            ax,
+            [[lookup[(v, a, d)]["survival"] for d in defenses] for v, a in pairs],
+            [f"{v} / {a}" for v, a in pairs],
+            defenses,
+            "Survival: share of successful attacks that still fool the defended model",
+        )
         figs["survival"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for c in _undefended(cells):
         if c["pesq"] is not None:
             ax.scatter(c["pesq"], c["success_rate"], s=40)
-            ax.annotate(f"{c['attack']} → {c['victim']}", (c["pesq"], c["success_rate"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set(xlabel="PESQ-wb of adversarial vs clean (higher = less audible)", ylabel="success rate", ylim=(-0.05, 1.05), title="Success vs quality")
+            ax.annotate(
+                f"{c['attack']} → {c['victim']}",
+                (c["pesq"], c["success_rate"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    ax.set(
+        xlabel="PESQ-wb of adversarial vs clean (higher = less audible)",
+        ylabel="success rate",
+        ylim=(-0.05, 1.05),
+        title="Success vs quality",
+    )
     figs["success_vs_pesq"] = _png(fig)
 
     t = transfer_table(cells)
     fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(t["columns"]), 0.9 + 0.45 * len(t["rows"])))
-    _heat(ax, [[t["success_rate"][a][v] for v in t["columns"]] for a in t["rows"]], t["rows"], t["columns"],
-          "Success rate of each attack on each victim (no defense)", cmap="viridis")
+    _heat(
+        ax,
+        [[t["success_rate"][a][v] for v in t["columns"]] for a in t["rows"]],
+        t["rows"],
+        t["columns"],
+        "Success rate of each attack on each victim (no defense)",
+        cmap="viridis",
+    )
     figs["transfer"] = _png(fig)
 
     robust = robust_accuracy(cells)
     cols = list(next(iter(robust.values())))
     fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(cols), 0.9 + 0.45 * len(robust)))
-    _heat(ax, [[row.get(k) for k in cols] for row in robust.values()], list(robust), cols, "Accuracy, clean and under each attack (no defense)", cmap="viridis")
+    _heat(
+        ax,
+        [[row.get(k) for k in cols] for row in robust.values()],
+        list(robust),
+        cols,
+        "Accuracy, clean and under each attack (no defense)",
+        cmap="viridis",
+    )
     figs["robust_accuracy"] = _png(fig)
 
     cost = defense_cost(cells)
@@ -168,7 +228,9 @@ def plots(cells, run: Path) -> dict[str, str]:
 
 def _example_files(run: Path, cells):
     """(clean, adversarial, label) of the first example of the first STAA attack (else the first attack)."""
-    order = sorted(dict.fromkeys((c["victim"], c["attack"], c["attack_type"]) for c in cells), key=lambda t: t[2] != "staa")
+    order = sorted(
+        dict.fromkeys((c["victim"], c["attack"], c["attack_type"]) for c in cells), key=lambda t: t[2] != "staa"
+    )
     for victim, attack, _ in order:
         folder = run / "examples" / safe_name(victim) / safe_name(attack)
         if (folder / "0_clean.wav").is_file() and (folder / "0_adv.wav").is_file():
@@ -189,9 +251,17 @@ def _perturbation_figure(plt, clean_path, adv_path):
     axes[2].fill_between(t, (delta != 0).astype(float), step="mid", lw=0, color="black")
     axes[2].set_ylabel("mask")
     axes[2].set_yticks([0, 1])
-    axes[3].specgram(delta + 1e-7 * np.random.default_rng(0).standard_normal(len(delta)), Fs=rate, NFFT=512, noverlap=384, cmap="magma")  # a noise floor: log of exact zeros
+    axes[3].specgram(
+        delta + 1e-7 * np.random.default_rng(0).standard_normal(len(delta)),
+        Fs=rate,
+        NFFT=512,
+        noverlap=384,
+        cmap="magma",
+    )  # a noise floor: log of exact zeros
     axes[3].set(ylabel="Hz (perturbation)", xlabel="seconds")
-    axes[0].set_title(f"Example perturbation: {100 * (delta != 0).mean():.1f}% of samples changed, max |delta| {np.abs(delta).max():.4f}")
+    axes[0].set_title(
+        f"Example perturbation: {100 * (delta != 0).mean():.1f}% of samples changed, max |delta| {np.abs(delta).max():.4f}"
+    )
     return _png(fig)
 
 
@@ -222,7 +292,9 @@ def _cells_table(cells) -> str:
     for c in cells:
         ident = f'data-victim="{html.escape(c["victim"])}" data-attack="{html.escape(c["attack"])}" data-defense="{html.escape(c["defense"])}"'
         tds = "".join(f'<td data-key="{k}">{fmt(c[k])}</td>' for k in NUMBER_KEYS)
-        body.append(f"<tr {ident}><td>{html.escape(c['victim'])}</td><td>{html.escape(c['attack'])}</td><td>{html.escape(c['defense'])}</td>{tds}</tr>")
+        body.append(
+            f"<tr {ident}><td>{html.escape(c['victim'])}</td><td>{html.escape(c['attack'])}</td><td>{html.escape(c['defense'])}</td>{tds}</tr>"
+        )
     return f"<table class='cells'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -266,24 +338,32 @@ def build_report(run_dir, *, out_dir=None) -> dict:
         raise ValueError(f"{results_path}: not a results file of staa evaluate ({err})") from None
     _check_cells(results_path, cells)
     out = Path(out_dir) if out_dir else run
-    report = {"schema": "staa-ser/report/1", "summary": summary_sentences(cells), "cells": cells, "transfer": transfer_table(cells),
-              "defense_cost": defense_cost(cells), "robust_accuracy": robust_accuracy(cells), "config": results.get("config"), "machine": results.get("machine")}
+    report = {
+        "schema": "staa-ser/report/1",
+        "summary": summary_sentences(cells),
+        "cells": cells,
+        "transfer": transfer_table(cells),
+        "defense_cost": defense_cost(cells),
+        "robust_accuracy": robust_accuracy(cells),
+        "config": results.get("config"),
+        "machine": results.get("machine"),
+    }
     figs = plots(cells, run)
     img = lambda key, alt: f'<img alt="{alt}" src="data:image/png;base64,{figs[key]}">' if key in figs else ""
     m = results.get("machine") if isinstance(results.get("machine"), dict) else {}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>staa-ser robustness report</title><style>{CSS}</style></head><body>
 <h1>Robustness report</h1>
-<ul class="summary">{''.join(f'<li>{html.escape(s)}</li>' for s in report['summary'])}</ul>
+<ul class="summary">{"".join(f"<li>{html.escape(s)}</li>" for s in report["summary"])}</ul>
 <p class="muted">Success: the attack changes the undefended victim's prediction. Survival: share of successes that still change the
-defended victim's prediction (defense applied to clean and adversarial clip alike). Machine: {html.escape(str(m.get('processor', '?')))},
-{html.escape(str(m.get('threads', '?')))} threads, torch {html.escape(str(m.get('torch', '?')))}.</p>
-<h2>Survival under each defense</h2>{img('survival', 'survival heatmap')}
-<h2>Success vs perceptual quality</h2>{img('success_vs_pesq', 'success vs PESQ')}
-<h2>Accuracy under attack</h2>{img('robust_accuracy', 'accuracy under each attack')}
+defended victim's prediction (defense applied to clean and adversarial clip alike). Machine: {html.escape(str(m.get("processor", "?")))},
+{html.escape(str(m.get("threads", "?")))} threads, torch {html.escape(str(m.get("torch", "?")))}.</p>
+<h2>Survival under each defense</h2>{img("survival", "survival heatmap")}
+<h2>Success vs perceptual quality</h2>{img("success_vs_pesq", "success vs PESQ")}
+<h2>Accuracy under attack</h2>{img("robust_accuracy", "accuracy under each attack")}
 <p class="muted">A hardened victim (adversarial training) next to its original shows the before and after.</p>
-<h2>Transfer matrix</h2>{img('transfer', 'transfer matrix')}
-<h2>What each defense costs</h2>{img('defense_accuracy', 'clean accuracy under each defense')}
-<h2>An example perturbation</h2>{img('perturbation', 'waveform, perturbation, mask and spectrogram')}
+<h2>Transfer matrix</h2>{img("transfer", "transfer matrix")}
+<h2>What each defense costs</h2>{img("defense_accuracy", "clean accuracy under each defense")}
+<h2>An example perturbation</h2>{img("perturbation", "waveform, perturbation, mask and spectrogram")}
 <h2>Listen</h2>{_audio_section(run, cells)}
 <h2>All numbers</h2>{_cells_table(cells)}
 <p class="muted">Generated by staa-ser from {html.escape(str(results_path))}; report.json holds the same numbers.</p>

@@ -4,6 +4,7 @@ of steps, so the per-step ratio is the per-epoch ratio).
 
     python scripts/bench_adv_training.py --data data/corpus/manifest.csv --arch mel_cnn [--steps 10] [--batch-size 16]
 """
+
 import argparse
 import sys
 import time
@@ -12,11 +13,11 @@ import torch
 
 
 def main(argv=None) -> int:
-    from staa.adv_train import METHODS, AdvTrainConfig, Step, _build
-    from staa.atomic import write_json
-    from staa.provenance import machine
-    from staa.corpus import EMOTIONS
     from staa.datasets import AudioDataset, load_records
+    from staa.datasets.synthetic.corpus import EMOTIONS
+    from staa.io.atomic import write_json
+    from staa.io.provenance import machine
+    from staa.training.adversarial import METHODS, AdvTrainConfig, Step, _build
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="manifest CSV")
@@ -31,12 +32,23 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     records = [r for r in load_records("manifest", a.data) if r.split == "train"]
     data = AudioDataset(records[: a.batch_size * (a.steps + 1)], list(EMOTIONS), clip_seconds=a.clip_seconds)
-    batches = [(torch.stack([data[i][0] for i in range(s * a.batch_size, (s + 1) * a.batch_size)]),
-                torch.tensor([data[i][1] for i in range(s * a.batch_size, (s + 1) * a.batch_size)])) for s in range(a.steps + 1)]
+    batches = [
+        (
+            torch.stack([data[i][0] for i in range(s * a.batch_size, (s + 1) * a.batch_size)]),
+            torch.tensor([data[i][1] for i in range(s * a.batch_size, (s + 1) * a.batch_size)]),
+        )
+        for s in range(a.steps + 1)
+    ]
     seconds = {}
     for method in METHODS:
-        cfg = AdvTrainConfig(arch=a.arch, classes=list(EMOTIONS), method=method, batch_size=a.batch_size, clip_seconds=a.clip_seconds,
-                             init_victim=a.init_victim)
+        cfg = AdvTrainConfig(
+            arch=a.arch,
+            classes=list(EMOTIONS),
+            method=method,
+            batch_size=a.batch_size,
+            clip_seconds=a.clip_seconds,
+            init_victim=a.init_victim,
+        )
         model, opt, gen, gen_opt = _build(cfg, "cpu")
         step = Step(cfg, model, model, opt, gen, gen_opt)
         step(*batches[0], 0, 0)  # warm-up: allocator and kernel selection
@@ -45,14 +57,25 @@ def main(argv=None) -> int:
             step(x, y, 0, s)
         seconds[method] = (time.perf_counter() - t0) / a.steps
     info = machine()
-    print(f"{a.arch}, batch {a.batch_size} x {a.clip_seconds:g} s, {a.steps} steps per method, {info['threads']} threads on "
-          f"{info['processor']} ({info['cpu_count']} cores)")
+    print(
+        f"{a.arch}, batch {a.batch_size} x {a.clip_seconds:g} s, {a.steps} steps per method, {info['threads']} threads on "
+        f"{info['processor']} ({info['cpu_count']} cores)"
+    )
     print(f"{'method':<12}{'s/step':>9}{'x clean':>9}")
     for method, s in seconds.items():
         print(f"{method:<12}{s:>9.3f}{s / seconds['clean']:>9.2f}")
     if a.out:
-        write_json(a.out, {"machine": info, "arch": a.arch, "batch_size": a.batch_size, "steps": a.steps, "seconds_per_step": seconds,
-                           "ratio_to_clean": {m: s / seconds["clean"] for m, s in seconds.items()}})
+        write_json(
+            a.out,
+            {
+                "machine": info,
+                "arch": a.arch,
+                "batch_size": a.batch_size,
+                "steps": a.steps,
+                "seconds_per_step": seconds,
+                "ratio_to_clean": {m: s / seconds["clean"] for m, s in seconds.items()},
+            },
+        )
     return 0
 
 

@@ -1,11 +1,12 @@
 """Benchmark the generator presets: milliseconds per clip of one forward pass (eval mode, the attack's hard
 mask) for each preset on the same batch, in one process, eager and as the traced copy the STAA attack runs
-(`staa.inference.InferenceModel`), as ratios to the first preset's eager pass. The variants are timed in turns,
+(`staa.models.inference.InferenceModel`), as ratios to the first preset's eager pass. The variants are timed in turns,
 round after round, and each one's median round is kept, so a slow spell of a shared machine falls on all of
 them alike. Weights are freshly initialised (seeded).
 
     python scripts/bench_generator.py [--presets cpu,cpu-fold,cpu-fine,paper] [--batch-size 16] [--seconds 3]
 """
+
 import argparse
 import statistics
 import sys
@@ -16,17 +17,19 @@ import torch
 
 
 def main(argv=None) -> int:
-    from staa.atomic import write_json
-    from staa.provenance import machine
-    from staa.generator import PRESETS, STAAGenerator
-    from staa.inference import InferenceModel
+    from staa.generator.network import PRESETS, STAAGenerator
+    from staa.io.atomic import write_json
+    from staa.io.provenance import machine
+    from staa.models.inference import InferenceModel
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default="cpu,cpu-fold,cpu-fine", help="comma-separated; the first is the baseline")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seconds", type=float, default=3.0, help="clip length")
     p.add_argument("--sample-rate", type=int, default=16_000)
-    p.add_argument("--classes", type=int, default=4, help="class-conditional generators with this many classes (0: unconditional)")
+    p.add_argument(
+        "--classes", type=int, default=4, help="class-conditional generators with this many classes (0: unconditional)"
+    )
     p.add_argument("--rounds", type=int, default=20, help="timed rounds per preset (after one warm-up pass)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="write the numbers as JSON here")
@@ -56,15 +59,25 @@ def main(argv=None) -> int:
     ms = {v: 1000 * statistics.median(r) for v, r in rounds.items()}
     base = ms[f"{names[0]} eager"]
     info = machine()
-    print(f"batch {a.batch_size} x {a.seconds:g} s at {a.sample_rate} Hz, {a.rounds} rounds, {info['threads']} threads on "
-          f"{info['processor']} ({info['cpu_count']} cores)")
+    print(
+        f"batch {a.batch_size} x {a.seconds:g} s at {a.sample_rate} Hz, {a.rounds} rounds, {info['threads']} threads on "
+        f"{info['processor']} ({info['cpu_count']} cores)"
+    )
     print(f"{'generator':<18}{'params':>9}{'ms/clip':>9}{'x ' + names[0]:>10}")
     for v in variants:
         params = sum(t.numel() for t in gens[v.split()[0]].parameters())
         print(f"{v:<18}{params:>9,}{ms[v]:>9.2f}{ms[v] / base:>10.2f}")
     if a.out:
-        write_json(a.out, {"machine": info, "batch_size": a.batch_size, "seconds": a.seconds, "ms_per_clip": ms,
-                           "ratio": {v: ms[v] / base for v in variants}})
+        write_json(
+            a.out,
+            {
+                "machine": info,
+                "batch_size": a.batch_size,
+                "seconds": a.seconds,
+                "ms_per_clip": ms,
+                "ratio": {v: ms[v] / base for v in variants},
+            },
+        )
     return 0
 
 

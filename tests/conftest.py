@@ -27,7 +27,7 @@ def write_wav(path, data=None, rate=16_000, **kw):
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
     """A 400-clip built-in corpus shared by the tests that need real (synthetic) speech."""
-    from staa.corpus import CorpusConfig, build_corpus
+    from staa.datasets.synthetic.corpus import CorpusConfig, build_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     cfg = CorpusConfig(n_clips=400, seed=0)

@@ -5,12 +5,18 @@ import sys
 import pytest
 import torch
 
-from staa.adv_train import METHODS, AdvTrainConfig, Step, adv_train
-from staa.corpus import EMOTIONS
 from staa.datasets import load_records
-from staa.victim import load_victim
+from staa.datasets.synthetic.corpus import EMOTIONS
+from staa.models.victim import load_victim
+from staa.training.adversarial import METHODS, AdvTrainConfig, Step, adv_train
 
-TINY = {"d_model": 16, "layers": 1, "heads": 2, "n_mels": 32, "dropout": 0.0}  # no dropout, no batch norm: ranks can match exactly
+TINY = {
+    "d_model": 16,
+    "layers": 1,
+    "heads": 2,
+    "n_mels": 32,
+    "dropout": 0.0,
+}  # no dropout, no batch norm: ranks can match exactly
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +27,18 @@ def records(corpus):
 
 
 def _cfg(method="generator", **kw):
-    base = dict(arch="mel_transformer", classes=list(EMOTIONS), method=method, epochs=1, batch_size=16, clip_seconds=0.5, model=TINY,
-                pgd_steps=2, generator={"generator": {"channels": 4, "levels": 3}}, checkpoint_every=1)
+    base = dict(
+        arch="mel_transformer",
+        classes=list(EMOTIONS),
+        method=method,
+        epochs=1,
+        batch_size=16,
+        clip_seconds=0.5,
+        model=TINY,
+        pgd_steps=2,
+        generator={"generator": {"channels": 4, "levels": 3}},
+        checkpoint_every=1,
+    )
     return AdvTrainConfig(**{**base, **kw})
 
 
@@ -37,7 +53,9 @@ def test_every_method_trains_the_victim_and_the_generator_only_when_asked(method
     from staa.models import build_model
 
     untouched = build_model("mel_transformer", 4, **TINY)
-    assert any(not torch.equal(a, b) for a, b in zip(victim.model.state_dict().values(), untouched.state_dict().values()))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(victim.model.state_dict().values(), untouched.state_dict().values())
+    )
     assert (tmp_path / "generator.pt").is_file() == (method == "generator")
 
 
@@ -46,8 +64,8 @@ def test_the_generator_keeps_up_with_the_victim(records, crop):
     """In the min-max game each step first moves the generator against the current victim (on crops or whole clips)."""
     _, recs = records
     cfg = _cfg("generator", gen_crop_seconds=crop)
-    from staa.adv_train import _build
     from staa.datasets import AudioDataset
+    from staa.training.adversarial import _build
 
     model, opt, gen, gen_opt = _build(cfg, "cpu")
     before = [p.detach().clone() for p in gen.parameters()]
@@ -69,7 +87,9 @@ def test_resume_after_a_kill_mid_epoch_reaches_the_same_weights(records, tmp_pat
     calls = {"n": 0}
     original = Step.__call__
 
-    def dies_on_third_step(self, *a, **k):  # step 2 of 2 in epoch 1 would be the 2nd call; the 3rd is mid-epoch 2's first
+    def dies_on_third_step(
+        self, *a, **k
+    ):  # step 2 of 2 in epoch 1 would be the 2nd call; the 3rd is mid-epoch 2's first
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
@@ -120,14 +140,53 @@ def test_two_torchrun_processes_match_one_process(records, tmp_path):
     manifest, _ = records
     (tmp_path / "data").mkdir()
     subset = _subset_manifest(manifest, tmp_path / "data" / "subset.csv")
-    args = ["adv-train", "--data", str(subset), "--arch", "mel_transformer", "--method", "clean", "--epochs", "1", "--batch-size", "16",
-            "--clip-seconds", "0.5", "--quiet", "--classes", ",".join(EMOTIONS)]
+    args = [
+        "adv-train",
+        "--data",
+        str(subset),
+        "--arch",
+        "mel_transformer",
+        "--method",
+        "clean",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--clip-seconds",
+        "0.5",
+        "--quiet",
+        "--classes",
+        ",".join(EMOTIONS),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     small = ["--model-options", '{"d_model": 16, "layers": 1, "heads": 2, "n_mels": 32, "dropout": 0.0}']
-    single = subprocess.run([sys.executable, "-m", "staa", *args, *small, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "staa", *args, *small, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29571", "-m", "staa", *args, *small,
-                             "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    double = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29571",
+            "-m",
+            "staa",
+            *args,
+            *small,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert double.returncode == 0, double.stderr[-3000:]
     one = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
     two = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
@@ -146,13 +205,51 @@ def test_train_victim_under_torchrun_matches_one_process(records, tmp_path):
     manifest, _ = records
     (tmp_path / "data").mkdir()
     subset = _subset_manifest(manifest, tmp_path / "data" / "subset.csv")
-    args = ["train-victim", "--data", str(subset), "--arch", "mel_transformer", "--epochs", "2", "--batch-size", "16", "--clip-seconds", "0.5",
-            "--quiet", "--classes", ",".join(EMOTIONS), "--model-options", '{"d_model": 16, "layers": 1, "heads": 2, "n_mels": 32, "dropout": 0.0}']
+    args = [
+        "train-victim",
+        "--data",
+        str(subset),
+        "--arch",
+        "mel_transformer",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--clip-seconds",
+        "0.5",
+        "--quiet",
+        "--classes",
+        ",".join(EMOTIONS),
+        "--model-options",
+        '{"d_model": 16, "layers": 1, "heads": 2, "n_mels": 32, "dropout": 0.0}',
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "staa", *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "staa", *args, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29572", "-m", "staa", *args,
-                             "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    double = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29572",
+            "-m",
+            "staa",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert double.returncode == 0, double.stderr[-3000:]
     assert double.stdout.count("best val UA") == 1  # rank 0 alone reports and writes
     a, b = load_victim(tmp_path / "one" / "last.pt").model, load_victim(tmp_path / "two" / "last.pt").model

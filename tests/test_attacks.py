@@ -3,15 +3,16 @@ import csv
 import pytest
 import torch
 
-from staa.attack_runner import build_attack, run_attack, transfer_matrix
-from staa.attacks import CW, FGSM, PGD, STAA, SparsePGD
-from staa.attacks.sparse import keep_top_k
-from staa.checkpoint import CheckpointError, save_checkpoint
+from staa.attacks import CW, FGSM, PGD, STAA, SparsePGD, build_attack
+from staa.attacks.runner import run_attack, transfer_matrix
+from staa.attacks.sparse_pgd import keep_top_k
 from staa.datasets import AudioDataset
-from staa.generator import GeneratorConfig, STAAGenerator
-from staa.generator_training import AttackTrainConfig, generator_loss, load_generator
+from staa.generator import load_generator
+from staa.generator.network import GeneratorConfig, STAAGenerator
+from staa.generator.training import AttackTrainConfig, generator_loss
+from staa.io.checkpoint import CheckpointError, save_checkpoint
+from staa.metrics.perturbation import distortion_db, l0_count, l0_ratio, linf, snr_db
 from staa.models import build_model
-from staa.perturbation_metrics import distortion_db, l0_count, l0_ratio, linf, snr_db
 from tests.conftest import tone, write_wav
 
 
@@ -52,8 +53,13 @@ def test_every_attack_raises_the_victims_loss(victim_and_batch):
     model, x = victim_and_batch
     y = model(x).argmax(1).detach()
     before = _loss(model, x, y)
-    attacks = [FGSM(model, eps=0.03), PGD(model, eps=0.03, steps=5), CW(model, steps=30, c=10.0, lr=0.01),
-               SparsePGD(model, eps=0.03, l0_ratio=0.2, steps=5), STAA(_overfit_generator(model, x), model)]
+    attacks = [
+        FGSM(model, eps=0.03),
+        PGD(model, eps=0.03, steps=5),
+        CW(model, steps=30, c=10.0, lr=0.01),
+        SparsePGD(model, eps=0.03, l0_ratio=0.2, steps=5),
+        STAA(_overfit_generator(model, x), model),
+    ]
     for attack in attacks:
         x_adv = attack(x, y)
         assert x_adv.shape == x.shape and x_adv.abs().max() <= 1
@@ -77,8 +83,13 @@ def test_bad_inputs_and_settings(victim_and_batch, tmp_path):
     for bad in (x[0], x[None], torch.full_like(x, float("nan"))):
         with pytest.raises(ValueError, match="expected waveforms|NaN or Inf"):
             PGD(model)(bad)
-    for make in (lambda: FGSM(model, eps=0), lambda: PGD(model, eps=-1), lambda: SparsePGD(model, l0_ratio=0),
-                 lambda: build_attack("staa", model), lambda: build_attack("jsma", model)):
+    for make in (
+        lambda: FGSM(model, eps=0),
+        lambda: PGD(model, eps=-1),
+        lambda: SparsePGD(model, l0_ratio=0),
+        lambda: build_attack("staa", model),
+        lambda: build_attack("jsma", model),
+    ):
         with pytest.raises(ValueError):
             make()
     with pytest.raises(ValueError, match="eps_schedule needs eps > 0"):
@@ -144,7 +155,9 @@ def test_run_attack_writes_clips_and_csv_and_never_touches_inputs(victim_and_bat
     assert all(float(r["linf"]) <= 0.03 + 1e-6 for r in rows)
     assert before == {r.path: open(r.path, "rb").read() for r in recs}
     gen = _overfit_generator(model, x, steps=5)
-    table = transfer_matrix({"g": STAA(gen)}, {"a": model, "b": build_model("mel_cnn", 4, width=4).eval()}, ds, progress=False)
+    table = transfer_matrix(
+        {"g": STAA(gen)}, {"a": model, "b": build_model("mel_cnn", 4, width=4).eval()}, ds, progress=False
+    )
     assert set(table["fooling_rate"]["g"]) == {"a", "b"} and table["n"] == 4
 
 

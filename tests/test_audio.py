@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from staa.audio import AudioError, check_waveform, load_audio, save_audio
+from staa.io.audio import AudioError, check_waveform, load_audio, save_audio
 from tests.conftest import tone, write_wav
 
 
@@ -82,8 +82,17 @@ def test_check_waveform_on_tensors():
         check_waveform(torch.zeros(2, 0))
 
 
-@pytest.mark.parametrize("subtype,rate", [("PCM_U8", 8_000), ("PCM_16", 16_000), ("PCM_24", 44_100), ("PCM_32", 48_000),
-                                          ("FLOAT", 96_000), ("DOUBLE", 192_000)])
+@pytest.mark.parametrize(
+    "subtype,rate",
+    [
+        ("PCM_U8", 8_000),
+        ("PCM_16", 16_000),
+        ("PCM_24", 44_100),
+        ("PCM_32", 48_000),
+        ("FLOAT", 96_000),
+        ("DOUBLE", 192_000),
+    ],
+)
 def test_every_common_bit_depth_and_rate_loads_and_resamples(tmp_path, subtype, rate):
     sine = lambda r: (0.3 * np.sin(2 * np.pi * 300 * np.arange(r // 2) / r)).astype(np.float32)
     path = write_wav(tmp_path / "x.wav", sine(rate), rate=rate, subtype=subtype)
@@ -96,7 +105,9 @@ def test_every_common_bit_depth_and_rate_loads_and_resamples(tmp_path, subtype, 
 
 def test_silence_square_waves_and_long_files_are_handled_as_documented(tmp_path):
     silence, _ = load_audio(write_wav(tmp_path / "silence.wav", np.zeros(16_000, np.float32)))
-    assert silence.abs().max() == 0  # digital silence is valid audio (PESQ later reports it, see eval.metrics)
+    assert (
+        silence.abs().max() == 0
+    )  # digital silence is valid audio (PESQ later reports it, see staa.metrics.perceptual)
     square = np.sign(np.sin(2 * np.pi * 100 * np.arange(16_000) / 16_000)).astype(np.float32)
     with pytest.raises(AudioError, match="clipped"):
         load_audio(write_wav(tmp_path / "square.wav", square, subtype="FLOAT"))  # full scale everywhere: clipped

@@ -1,5 +1,6 @@
 """Bad input gets one line naming the thing and the problem (exit 2), never a traceback, never silent garbage,
 and no parameter can ask for unbounded work."""
+
 import json
 import time
 
@@ -11,11 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from defenses import parse_defense
-from staa.atomic import safe_name, write_csv
-from staa.checkpoint import CheckpointError, load_checkpoint, restore_training, save_checkpoint
-from staa.cli import _labels, main
-from staa.corpus import EMOTIONS
-from staa.victim import load_victim
+from staa.cli import main
+from staa.cli.commands import _labels
+from staa.datasets.synthetic.corpus import EMOTIONS
+from staa.io.atomic import safe_name, write_csv
+from staa.io.checkpoint import CheckpointError, load_checkpoint, restore_training, save_checkpoint
+from staa.models.victim import load_victim
 from tests.conftest import tone, write_wav
 from tests.test_run_folders import evaluate_args, victim_file
 
@@ -38,22 +40,30 @@ def one_error(capsys, *args) -> str:
 
 # ---- flags ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (["train-victim", "--threads", "-1"], "--threads: -1 is not within 0-1024"),
-    (["attack", "--device", "foo"], "'foo' is not a torch device"),
-    (["train-victim", "--clip-seconds", "0"], "--clip-seconds: 0 is not > 0"),
-    (["train-attack", "--eps", "inf"], "eps must be a finite number"),
-    (["attack", "--limit", "-3"], "--limit: -3 is not >= 0"),
-    (["corpus", "--clips", "10000000"], "--clips: 10000000 is not within 12-1000000"),
-    (["evaluate", "--eps", "nan"], "--eps: nan is not > 0"),
-    (["train-victim", "--classes", "angry,angry"], "distinct class names"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train-victim", "--threads", "-1"], "--threads: -1 is not within 0-1024"),
+        (["attack", "--device", "foo"], "'foo' is not a torch device"),
+        (["train-victim", "--clip-seconds", "0"], "--clip-seconds: 0 is not > 0"),
+        (["train-attack", "--eps", "inf"], "eps must be a finite number"),
+        (["attack", "--limit", "-3"], "--limit: -3 is not >= 0"),
+        (["corpus", "--clips", "10000000"], "--clips: 10000000 is not within 12-1000000"),
+        (["evaluate", "--eps", "nan"], "--eps: nan is not > 0"),
+        (["train-victim", "--classes", "angry,angry"], "distinct class names"),
+    ],
+)
 def test_bad_flags_are_one_line(corpus, tmp_path, capsys, args, message):
     manifest, _ = corpus
     victim = victim_file(tmp_path / "v.pt")
-    needed = {"train-victim": ["--data", manifest, "--arch", "mel_cnn"], "attack": ["--data", manifest, "--victim", victim, "--attack", "fgsm"],
-              "train-attack": ["--data", manifest, "--surrogate", victim], "evaluate": ["--data", manifest, "--victim", f"v={victim}",
-                                                                                          "--attack", "f=fgsm"], "corpus": []}[args[0]]
+    needed = {
+        "train-victim": ["--data", manifest, "--arch", "mel_cnn"],
+        "attack": ["--data", manifest, "--victim", victim, "--attack", "fgsm"],
+        "train-attack": ["--data", manifest, "--surrogate", victim],
+        "evaluate": ["--data", manifest, "--victim", f"v={victim}", "--attack", "f=fgsm"],
+        "corpus": [],
+    }[args[0]]
     assert message in one_error(capsys, *args, *needed, "--out", tmp_path / "out", "--quiet")
     assert not (tmp_path / "out").exists()
 
@@ -62,9 +72,15 @@ def test_settings_that_would_train_nothing_or_attack_no_class_are_refused(corpus
     manifest, _ = corpus
     victim = victim_file(tmp_path / "v.pt")
     base = ["--data", manifest, "--out", tmp_path / "out", "--quiet"]
-    assert "fewer than one batch of 4096" in one_error(capsys, "train-victim", *base, "--arch", "mel_cnn", "--batch-size", "4096")
-    assert "no clips of class(es) surprised" in one_error(capsys, "train-victim", *base, "--arch", "mel_cnn", "--classes", "angry,surprised")
-    assert "target class 99 is not a class index" in one_error(capsys, "train-attack", *base, "--surrogate", victim, "--target", "99")
+    assert "fewer than one batch of 4096" in one_error(
+        capsys, "train-victim", *base, "--arch", "mel_cnn", "--batch-size", "4096"
+    )
+    assert "no clips of class(es) surprised" in one_error(
+        capsys, "train-victim", *base, "--arch", "mel_cnn", "--classes", "angry,surprised"
+    )
+    assert "target class 99 is not a class index" in one_error(
+        capsys, "train-attack", *base, "--surrogate", victim, "--target", "99"
+    )
     assert not (tmp_path / "out" / "best.pt").exists()
 
 
@@ -81,30 +97,51 @@ def test_toml_values_are_type_checked(corpus, tmp_path, capsys):
     manifest, _ = corpus
     victim = victim_file(tmp_path / "v.pt")
     head = f'data = "{manifest}"\nvictims = {{v = "{victim}"}}\nattacks = {{f = "fgsm"}}\n'
-    for line, message in [("batch_size = 1.5", "batch_size must be an integer"), ('perceptual = "no"', "perceptual must be true or false"),
-                          ("max_clips = true", "max_clips must be an integer"), ("eps = inf", "eps must be a finite number"),
-                          ('attacks = {p = "pgd:steps=99999"}', "steps must be within 1-10000")]:
-        text = head.replace('attacks = {f = "fgsm"}\n', "") + line + "\n" if line.startswith("attacks") else head + line + "\n"
+    for line, message in [
+        ("batch_size = 1.5", "batch_size must be an integer"),
+        ('perceptual = "no"', "perceptual must be true or false"),
+        ("max_clips = true", "max_clips must be an integer"),
+        ("eps = inf", "eps must be a finite number"),
+        ('attacks = {p = "pgd:steps=99999"}', "steps must be within 1-10000"),
+    ]:
+        text = (
+            head.replace('attacks = {f = "fgsm"}\n', "") + line + "\n"
+            if line.startswith("attacks")
+            else head + line + "\n"
+        )
         (tmp_path / "c.toml").write_text(text)
-        assert message in one_error(capsys, "evaluate", "--config", tmp_path / "c.toml", "--out", tmp_path / "o", "--quiet")
+        assert message in one_error(
+            capsys, "evaluate", "--config", tmp_path / "c.toml", "--out", tmp_path / "o", "--quiet"
+        )
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------------------
 
+
 def test_files_that_are_not_checkpoints_are_one_error(tmp_path):
     good = victim_file(tmp_path / "v.pt")
-    cases = {"text.pt": b"hello, I am not a checkpoint\n", "random.pt": np.random.default_rng(0).bytes(4096),
-             "truncated.pt": good.read_bytes()[:300], "empty.pt": b""}
+    cases = {
+        "text.pt": b"hello, I am not a checkpoint\n",
+        "random.pt": np.random.default_rng(0).bytes(4096),
+        "truncated.pt": good.read_bytes()[:300],
+        "empty.pt": b"",
+    }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(CheckpointError, match=name):
             load_victim(tmp_path / name)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("classes", "angry", "classes must be a list"), ("sample_rate", 16000.5, "sample rate"), ("arch", 3, "field 'arch'"),
-    ("config", {"width": 10**7}, "width must be within"), ("state_dict", [1, 2], "weights are not a mapping"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("classes", "angry", "classes must be a list"),
+        ("sample_rate", 16000.5, "sample rate"),
+        ("arch", 3, "field 'arch'"),
+        ("config", {"width": 10**7}, "width must be within"),
+        ("state_dict", [1, 2], "weights are not a mapping"),
+    ],
+)
 def test_checkpoint_fields_of_the_wrong_type_are_refused(tmp_path, field, value, message):
     path = victim_file(tmp_path / "v.pt")
     ckpt = torch.load(path, weights_only=True)
@@ -128,8 +165,10 @@ def test_a_tampered_last_checkpoint_cannot_resume(tmp_path):
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.Adam(model.parameters())
     sched = torch.optim.lr_scheduler.StepLR(opt, 1)
-    for train_state in ({"optimizer": "junk", "scheduler": {}, "rng": torch.get_rng_state(), "epoch": 1},
-                        {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(), "epoch": "1"}):
+    for train_state in (
+        {"optimizer": "junk", "scheduler": {}, "rng": torch.get_rng_state(), "epoch": 1},
+        {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(), "epoch": "1"},
+    ):
         save_checkpoint(tmp_path / "last.pt", "victim", {"state_dict": model.state_dict(), "train_state": train_state})
         ckpt = load_checkpoint(tmp_path / "last.pt", "victim")
         with pytest.raises(CheckpointError, match="last.pt: cannot resume from it"):
@@ -138,29 +177,45 @@ def test_a_tampered_last_checkpoint_cannot_resume(tmp_path):
 
 # ---- defense specs and bounded work ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec, message", [
-    ("resample:inf", "rate must be an integer"), ("noise:20:seed=1.5", "seed must be an integer"), ("median:99999999", "<= 1001"),
-    ("lowpass:4000:taps=100000001", "<= 4095"), ("noise:nan", "finite"), ("mp3:32:64", "at most 1 parameter"),
-    ("lowpass:4000:tap=3", "unknown parameter 'tap'"), ("quantize:8.5", "bits must be an integer"), ("+".join(["none"] * 300), "at most 1000"),
-])
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("resample:inf", "rate must be an integer"),
+        ("noise:20:seed=1.5", "seed must be an integer"),
+        ("median:99999999", "<= 1001"),
+        ("lowpass:4000:taps=100000001", "<= 4095"),
+        ("noise:nan", "finite"),
+        ("mp3:32:64", "at most 1 parameter"),
+        ("lowpass:4000:tap=3", "unknown parameter 'tap'"),
+        ("quantize:8.5", "bits must be an integer"),
+        ("+".join(["none"] * 300), "at most 1000"),
+    ],
+)
 def test_bad_defense_specs_are_refused_at_parse_time(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_defense(spec)
 
 
 def test_defenses_check_the_sample_rate_before_any_work():
-    for spec, message in [("resample:15999", "reduces to 16000/15999"), ("lowpass:9000", "Nyquist"), ("opus:16", "opus needs one of")]:
+    for spec, message in [
+        ("resample:15999", "reduces to 16000/15999"),
+        ("lowpass:9000", "Nyquist"),
+        ("opus:16", "opus needs one of"),
+    ]:
         with pytest.raises(ValueError, match=message):
             parse_defense(spec).check(22_050 if spec.startswith("opus") else 16_000)
     parse_defense("resample:11025").check(16_000)
 
 
 def test_workers_are_capped_at_the_cpus(caplog):
-    from staa.workers import worker_pool
+    from staa.io.workers import worker_pool
 
     pool = worker_pool(300)
     try:
-        assert pool._max_workers <= len(__import__("os").sched_getaffinity(0)) and "300 workers asked for" in caplog.text
+        assert (
+            pool._max_workers <= len(__import__("os").sched_getaffinity(0)) and "300 workers asked for" in caplog.text
+        )
     finally:
         pool.shutdown()
 
@@ -168,13 +223,19 @@ def test_workers_are_capped_at_the_cpus(caplog):
 def test_a_corpus_that_cannot_fit_on_the_disk_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     import shutil as sh
 
-    monkeypatch.setattr("staa.corpus.shutil.disk_usage", lambda p: sh._ntuple_diskusage(10**12, 10**12 - 10**8, 10**8))
+    monkeypatch.setattr(
+        "staa.datasets.synthetic.corpus.shutil.disk_usage",
+        lambda p: sh._ntuple_diskusage(10**12, 10**12 - 10**8, 10**8),
+    )
     t0 = time.perf_counter()
-    assert "need about 9.6 GB, and the disk has 0.1 GB free" in one_error(capsys, "corpus", "--clips", "100000", "--out", tmp_path / "c")
+    assert "need about 9.6 GB, and the disk has 0.1 GB free" in one_error(
+        capsys, "corpus", "--clips", "100000", "--out", tmp_path / "c"
+    )
     assert time.perf_counter() - t0 < 10 and not list((tmp_path / "c").rglob("*.wav"))
 
 
 # ---- datasets ------------------------------------------------------------------------------------------------------
+
 
 def test_every_kind_of_bad_file_is_found_before_training_and_skipped_on_request(tmp_path, capsys):
     from staa.datasets import DatasetError, load_records
@@ -190,17 +251,37 @@ def test_every_kind_of_bad_file_is_found_before_training_and_skipped_on_request(
     (tmp_path / "d" / "folder.wav").mkdir()
     bad = ["stereo.wav", "nan.wav", "clipped.wav", "rate.wav", "folder.wav"]
     manifest = tmp_path / "d" / "manifest.csv"
-    manifest.write_text("path,label,split\n" + "".join(f"{p},{lab},{s}\n" for p, lab, s in rows)
-                        + "".join(f"{b},angry,test\n" for b in bad))
-    for name, problem in [("stereo", "2 channels"), ("nan", "NaN"), ("clipped", "is clipped"), ("rate", "implausible sample rate"),
-                          ("folder", "is a folder")]:
+    manifest.write_text(
+        "path,label,split\n"
+        + "".join(f"{p},{lab},{s}\n" for p, lab, s in rows)
+        + "".join(f"{b},angry,test\n" for b in bad)
+    )
+    for name, problem in [
+        ("stereo", "2 channels"),
+        ("nan", "NaN"),
+        ("clipped", "is clipped"),
+        ("rate", "implausible sample rate"),
+        ("folder", "is a folder"),
+    ]:
         only = tmp_path / f"{name}.csv"
         only.write_text(f"path,label,split\n{tmp_path / 'd' / (name + '.wav')},angry,test\n")
         with pytest.raises(DatasetError, match=problem):
             load_records("manifest", only)
     assert len(load_records("manifest", manifest, on_error="skip")) == 12
     t0 = time.perf_counter()
-    err = one_error(capsys, "train-victim", "--data", manifest, "--arch", "mel_cnn", "--epochs", "50", "--out", tmp_path / "o", "--quiet")
+    err = one_error(
+        capsys,
+        "train-victim",
+        "--data",
+        manifest,
+        "--arch",
+        "mel_cnn",
+        "--epochs",
+        "50",
+        "--out",
+        tmp_path / "o",
+        "--quiet",
+    )
     assert "stereo.wav" in err and time.perf_counter() - t0 < 10  # found before the first of 50 epochs
 
 
@@ -215,14 +296,21 @@ def test_evaluate_takes_skip_bad(corpus, tmp_path, capsys):
     rows.append({**rows[-1], "path": str(data / "missing.wav")})
     write_csv(data / "manifest.csv", list(rows[0]), rows)
     victim = victim_file(tmp_path / "v.pt")
-    assert "missing.wav: no such file" in one_error(capsys, *evaluate_args(data / "manifest.csv", victim, tmp_path / "a"))
+    assert "missing.wav: no such file" in one_error(
+        capsys, *evaluate_args(data / "manifest.csv", victim, tmp_path / "a")
+    )
     assert main(evaluate_args(data / "manifest.csv", victim, tmp_path / "b", "--skip-bad")) == 0
 
 
 # ---- outputs a user opens ------------------------------------------------------------------------------------------
 
+
 def test_csv_cells_a_spreadsheet_would_run_are_neutralised(tmp_path):
-    write_csv(tmp_path / "c.csv", ["label", "x"], [{"label": '=HYPERLINK("http://x","y")', "x": -1.5}, {"label": "@SUM(A1)", "x": 2}])
+    write_csv(
+        tmp_path / "c.csv",
+        ["label", "x"],
+        [{"label": '=HYPERLINK("http://x","y")', "x": -1.5}, {"label": "@SUM(A1)", "x": 2}],
+    )
     text = (tmp_path / "c.csv").read_text()
     assert "'=HYPERLINK" in text and "'@SUM" in text and ",-1.5" in text
 
@@ -255,8 +343,11 @@ def test_a_hand_edited_results_file_is_refused_or_escaped(corpus, tmp_path, caps
     assert main(["report", str(run), "--quiet"]) == 0
     page = (run / "report.html").read_text()
     assert "<script>alert" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
-    for broken, message in [("{", "not a results file"), ('{"cells": [{"victim": 1}]}', "no text field"),
-                            (json.dumps({"cells": [{**results["cells"][0], "success_rate": "high"}]}), "success_rate must be a number")]:
+    for broken, message in [
+        ("{", "not a results file"),
+        ('{"cells": [{"victim": 1}]}', "no text field"),
+        (json.dumps({"cells": [{**results["cells"][0], "success_rate": "high"}]}), "success_rate must be a number"),
+    ]:
         (run / "results.json").write_text(broken)
         assert message in one_error(capsys, "report", run)
 
@@ -270,17 +361,80 @@ def test_transfer_rows_are_told_apart():
 
 # ---- property: whatever is typed, exit 0 or 2 with one line, quickly ------------------------------------------------
 
-FLAGS = ["--data", "--out", "--arch", "--epochs", "--batch-size", "--lr", "--seed", "--clip-seconds", "--threads", "--device", "--classes",
-         "--eps", "--target", "--limit", "--victim", "--attack", "--defense", "--generator", "--surrogate", "--max-clips", "--config",
-         "--model-options", "--workers", "--clips", "--resume", "--force", "--quiet", "--skip-bad", "--split", "--preset", "--method"]
-VALUES = ["0", "-1", "1.5", "inf", "nan", "1e9", "99999999999999999999", "", "x", "cpu", "cuda:7", "mel_cnn", "angry,sad",
-          "mp3:32", "resample:15999", "median:99999999", "noise:20:seed=1.5", "v=fgsm", "f=pgd:steps=0", "{}", '{"width": 1e9}', "[1]",
-          "test", "paper", "generator", "/dev/null", "/nonexistent/file.pt", "MISSING", "TEXTFILE", "DIR"]
+FLAGS = [
+    "--data",
+    "--out",
+    "--arch",
+    "--epochs",
+    "--batch-size",
+    "--lr",
+    "--seed",
+    "--clip-seconds",
+    "--threads",
+    "--device",
+    "--classes",
+    "--eps",
+    "--target",
+    "--limit",
+    "--victim",
+    "--attack",
+    "--defense",
+    "--generator",
+    "--surrogate",
+    "--max-clips",
+    "--config",
+    "--model-options",
+    "--workers",
+    "--clips",
+    "--resume",
+    "--force",
+    "--quiet",
+    "--skip-bad",
+    "--split",
+    "--preset",
+    "--method",
+]
+VALUES = [
+    "0",
+    "-1",
+    "1.5",
+    "inf",
+    "nan",
+    "1e9",
+    "99999999999999999999",
+    "",
+    "x",
+    "cpu",
+    "cuda:7",
+    "mel_cnn",
+    "angry,sad",
+    "mp3:32",
+    "resample:15999",
+    "median:99999999",
+    "noise:20:seed=1.5",
+    "v=fgsm",
+    "f=pgd:steps=0",
+    "{}",
+    '{"width": 1e9}',
+    "[1]",
+    "test",
+    "paper",
+    "generator",
+    "/dev/null",
+    "/nonexistent/file.pt",
+    "MISSING",
+    "TEXTFILE",
+    "DIR",
+]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(command=st.sampled_from(["train-victim", "train-attack", "attack", "transfer", "adv-train", "evaluate", "report", "bench", "corpus"]),
-       pairs=st.lists(st.tuples(st.sampled_from(FLAGS), st.sampled_from(VALUES)), max_size=6))
+@given(
+    command=st.sampled_from(
+        ["train-victim", "train-attack", "attack", "transfer", "adv-train", "evaluate", "report", "bench", "corpus"]
+    ),
+    pairs=st.lists(st.tuples(st.sampled_from(FLAGS), st.sampled_from(VALUES)), max_size=6),
+)
 def test_random_command_lines_exit_0_or_2_with_one_line(tmp_path, capsys, command, pairs):
     (tmp_path / "text.pt").write_text("not a checkpoint")
     (tmp_path / "dir").mkdir(exist_ok=True)
@@ -298,10 +452,39 @@ def test_random_command_lines_exit_0_or_2_with_one_line(tmp_path, capsys, comman
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["mp3", "opus", "vorbis", "resample", "lowpass", "median", "wiener", "quantize", "noise", "shift",
-                                 "griffin_lim", "torch_gate", "spectral_gate", "none", "bogus"]), min_size=1, max_size=3),
-       st.lists(st.one_of(st.integers(-10**12, 10**12).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                          st.sampled_from(["seed=1.5", "taps=5", "x=1", "", "=", "1e400"])), max_size=3))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "mp3",
+                "opus",
+                "vorbis",
+                "resample",
+                "lowpass",
+                "median",
+                "wiener",
+                "quantize",
+                "noise",
+                "shift",
+                "griffin_lim",
+                "torch_gate",
+                "spectral_gate",
+                "none",
+                "bogus",
+            ]
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.lists(
+        st.one_of(
+            st.integers(-(10**12), 10**12).map(str),
+            st.floats(allow_nan=True, allow_infinity=True).map(repr),
+            st.sampled_from(["seed=1.5", "taps=5", "x=1", "", "=", "1e400"]),
+        ),
+        max_size=3,
+    ),
+)
 def test_random_defense_specs_parse_or_raise_a_value_error_quickly(names, params):
     spec = "+".join(":".join([n, *params]) for n in names)
     t0 = time.perf_counter()
@@ -315,16 +498,61 @@ def test_random_defense_specs_parse_or_raise_a_value_error_quickly(names, params
     assert time.perf_counter() - t0 < 10
 
 
-TOML_KEYS = ["data", "dataset", "split", "max_clips", "clip_seconds", "batch_size", "eps", "seed", "perceptual", "perceptual_clips",
-             "workers", "examples", "skip_bad", "classes", "defenses", "victims", "attacks", "bogus"]
-TOML_VALUES = ['"MISSING"', '"TEXTFILE"', "1", "0", "-5", "1.5", "inf", "nan", "true", '"no"', "[]", '["none", "mp3:31"]', '["resample:15999"]',
-               "{}", '{v = "TEXTFILE"}', '{v = 3}', '{a = "pgd:steps=1.5"}', '{a = "fgsm:eps=2"}', '{a = {type = "pgd", steps = 0}}',
-               '"test"', '"iemocap"', '["angry"]', "1e400", '"' + "x" * 300 + '"']
+TOML_KEYS = [
+    "data",
+    "dataset",
+    "split",
+    "max_clips",
+    "clip_seconds",
+    "batch_size",
+    "eps",
+    "seed",
+    "perceptual",
+    "perceptual_clips",
+    "workers",
+    "examples",
+    "skip_bad",
+    "classes",
+    "defenses",
+    "victims",
+    "attacks",
+    "bogus",
+]
+TOML_VALUES = [
+    '"MISSING"',
+    '"TEXTFILE"',
+    "1",
+    "0",
+    "-5",
+    "1.5",
+    "inf",
+    "nan",
+    "true",
+    '"no"',
+    "[]",
+    '["none", "mp3:31"]',
+    '["resample:15999"]',
+    "{}",
+    '{v = "TEXTFILE"}',
+    "{v = 3}",
+    '{a = "pgd:steps=1.5"}',
+    '{a = "fgsm:eps=2"}',
+    '{a = {type = "pgd", steps = 0}}',
+    '"test"',
+    '"iemocap"',
+    '["angry"]',
+    "1e400",
+    '"' + "x" * 300 + '"',
+]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(TOML_KEYS), st.sampled_from(TOML_VALUES)), max_size=8, unique_by=lambda kv: kv[0]),
-       st.booleans())
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(TOML_KEYS), st.sampled_from(TOML_VALUES)), max_size=8, unique_by=lambda kv: kv[0]
+    ),
+    st.booleans(),
+)
 def test_random_toml_configs_exit_0_or_2_with_one_line(tmp_path, capsys, items, garble):
     (tmp_path / "text.pt").write_text("not a checkpoint")
     swap = {"MISSING": str(tmp_path / "missing"), "TEXTFILE": str(tmp_path / "text.pt")}

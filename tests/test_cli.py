@@ -5,7 +5,18 @@ import pytest
 
 from staa.cli import main
 
-COMMANDS = ["corpus", "train-victim", "train-attack", "attack", "transfer", "adv-train", "evaluate", "report", "bench", "demo"]
+COMMANDS = [
+    "corpus",
+    "train-victim",
+    "train-attack",
+    "attack",
+    "transfer",
+    "adv-train",
+    "evaluate",
+    "report",
+    "bench",
+    "demo",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -21,14 +32,29 @@ def test_console_entry_point_runs():
 
 
 def test_bad_data_folder_is_a_clear_error_not_a_traceback(tmp_path, capsys):
-    code = main(["train-victim", "--data", str(tmp_path / "missing"), "--dataset", "emodb", "--arch", "mel_cnn", "--out", str(tmp_path / "o"), "--quiet"])
+    code = main(
+        [
+            "train-victim",
+            "--data",
+            str(tmp_path / "missing"),
+            "--dataset",
+            "emodb",
+            "--arch",
+            "mel_cnn",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "EmoDB root folder not found" in err and "Traceback" not in err
 
 
 def test_outputs_never_go_inside_the_data_folder(corpus, capsys):
     manifest, _ = corpus
-    code = main(["train-victim", "--data", str(manifest), "--arch", "mel_cnn", "--out", str(manifest.parent / "run"), "--quiet"])
+    code = main(
+        ["train-victim", "--data", str(manifest), "--arch", "mel_cnn", "--out", str(manifest.parent / "run"), "--quiet"]
+    )
     assert code == 2 and "never written to" in capsys.readouterr().err
     assert not (manifest.parent / "run").exists()
 
@@ -45,7 +71,20 @@ def test_a_run_folder_is_reused_only_with_resume_or_force(corpus, tmp_path, caps
 
     manifest, _ = corpus
     out = tmp_path / "run"
-    args = ["train-victim", "--data", str(manifest), "--arch", "mel_cnn", "--epochs", "1", "--clip-seconds", "1", "--out", str(out), "--quiet"]
+    args = [
+        "train-victim",
+        "--data",
+        str(manifest),
+        "--arch",
+        "mel_cnn",
+        "--epochs",
+        "1",
+        "--clip-seconds",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     first = json.loads((out / "metrics.json").read_text())
     (out / "notes.txt").write_text("mine")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from staa.corpus import EMOTIONS, SENTENCES, CorpusConfig, build_corpus, loudness_normalise
+from staa.datasets.synthetic.corpus import EMOTIONS, SENTENCES, CorpusConfig, build_corpus, loudness_normalise
 
 
 def _rows(manifest):
@@ -15,7 +15,9 @@ def _rows(manifest):
 
 
 def _hashes(root):
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.wav"))}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.wav"))
+    }
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
@@ -129,7 +131,7 @@ def test_kill_9_of_the_parent_leaves_no_orphaned_synthesis_workers(tmp_path):
     import sys
     import time
 
-    code = f"from staa.corpus import CorpusConfig, build_corpus; build_corpus({str(tmp_path / 'c')!r}, CorpusConfig(n_clips=400), progress=False)"
+    code = f"from staa.datasets.synthetic.corpus import CorpusConfig, build_corpus; build_corpus({str(tmp_path / 'c')!r}, CorpusConfig(n_clips=400), progress=False)"
     parent = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 120
     while len(workers := _children(parent.pid)) < 2 and time.time() < deadline:

@@ -16,7 +16,13 @@ def _by_name(records):
 
 
 def make_iemocap(root):
-    dialogs = {1: ["Ses01F_impro01", "Ses01M_script01_1"], 2: ["Ses02F_impro02"], 3: ["Ses03M_impro03"], 4: ["Ses04F_impro04"], 5: ["Ses05M_impro05"]}
+    dialogs = {
+        1: ["Ses01F_impro01", "Ses01M_script01_1"],
+        2: ["Ses02F_impro02"],
+        3: ["Ses03M_impro03"],
+        4: ["Ses04F_impro04"],
+        5: ["Ses05M_impro05"],
+    }
     codes = ["neu", "exc", "ang", "sad", "fru", "hap"]
     for s, names in dialogs.items():
         sess = root / f"Session{s}"
@@ -26,7 +32,11 @@ def make_iemocap(root):
             for i, code in enumerate(codes):
                 utt = f"{d}_{'FM'[i % 2]}{i:03d}"
                 write_wav(sess / "sentences" / "wav" / d / f"{utt}.wav", tone(seed=i))
-                lines += [f"[{i}.0000 - {i + 1}.5000]\t{utt}\t{code}\t[2.5000, 3.0000, 3.0000]", "C-E1:\tNeutral;\t()", ""]
+                lines += [
+                    f"[{i}.0000 - {i + 1}.5000]\t{utt}\t{code}\t[2.5000, 3.0000, 3.0000]",
+                    "C-E1:\tNeutral;\t()",
+                    "",
+                ]
             (sess / "dialog" / "EmoEvaluation" / f"{d}.txt").write_text("\n".join(lines))
     return root
 
@@ -112,7 +122,13 @@ def test_ravdess(tmp_path):
 
 def make_cremad(root):
     for actor in (1001, 1002, 1003, 1004, 1005):
-        for sent, emo, lvl in (("DFA", "ANG", "XX"), ("IEO", "HAP", "LO"), ("TIE", "NEU", "XX"), ("IOM", "SAD", "HI"), ("ITS", "FEA", "MD")):
+        for sent, emo, lvl in (
+            ("DFA", "ANG", "XX"),
+            ("IEO", "HAP", "LO"),
+            ("TIE", "NEU", "XX"),
+            ("IOM", "SAD", "HI"),
+            ("ITS", "FEA", "MD"),
+        ):
             write_wav(root / "AudioWAV" / f"{actor}_{sent}_{emo}_{lvl}.wav")
     return root
 

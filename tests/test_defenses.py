@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from defenses import DEFENSES, Chain, parse_defense, through
-from eval.metrics import perceptual_scores, snr_db
+from defenses import DEFENSES, Chain, parse_defense
+from staa.metrics.perceptual import perceptual_scores
+from staa.metrics.perturbation import snr_db
 from tests.conftest import tone
 
 RATE = 16_000
@@ -55,7 +56,9 @@ def test_low_pass_family_removes_6khz_and_keeps_500hz(spec):
 def test_lower_mp3_and_opus_bitrates_cost_more_quality():
     x = _batch(seconds=3.0, odd=False)[:1]
     x = x + 0.1 * torch.from_numpy(tone(3.0, freq=1700, seed=5))[None]  # richer than one tone
-    pesq = {s: perceptual_scores(x, parse_defense(s)(x, RATE), RATE, workers=1)[0]["pesq"] for s in ["mp3:8", "mp3:128"]}
+    pesq = {
+        s: perceptual_scores(x, parse_defense(s)(x, RATE), RATE, workers=1)[0]["pesq"] for s in ["mp3:8", "mp3:128"]
+    }
     assert pesq["mp3:8"] < pesq["mp3:128"] - 0.5
     err = {k: float((parse_defense(f"opus:{k}")(x, RATE) - x).pow(2).mean()) for k in (8, 64)}
     assert err[8] > err[64]
@@ -81,13 +84,17 @@ def test_median_removes_isolated_spikes_that_sparse_attacks_add():
 
 def test_wiener_and_spectral_gates_reduce_noise():
     clean = torch.from_numpy(tone(2.0, freq=300, seed=0, amp=0.3))
-    clean[RATE // 2:] = 0  # the second part is silence, where only noise remains
+    clean[RATE // 2 :] = 0  # the second part is silence, where only noise remains
     noisy = (clean + 0.02 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)))[None]
     for spec in ["wiener:5", "spectral_gate:1", "torch_gate:1"]:
         y = parse_defense(spec)(noisy, RATE)[0]
         residual = y[RATE:].pow(2).mean() / noisy[0, RATE:].pow(2).mean()
         kept = (y[: RATE // 2] * clean[: RATE // 2]).sum() / clean[: RATE // 2].pow(2).sum()
-        assert residual < 0.25 and kept > 0.2, (spec, float(residual), float(kept))  # noise down >= 6 dB, the tone stays
+        assert residual < 0.25 and kept > 0.2, (
+            spec,
+            float(residual),
+            float(kept),
+        )  # noise down >= 6 dB, the tone stays
 
 
 @pytest.mark.parametrize("prop_decrease", [1.0, 0.6])
@@ -101,7 +108,9 @@ def test_separable_torch_gate_equals_noisereduce_torch_gate(prop_decrease):
     ref = TorchGate(RATE, prop_decrease=prop_decrease)(x)
     fast = SeparableTorchGate(RATE, prop_decrease=prop_decrease)(x)
     assert fast.shape == ref.shape
-    assert (ref - x[:, : ref.shape[-1]]).abs().max() > 1e-3  # the gate did something to compare (istft drops the last partial hop)
+    assert (
+        ref - x[:, : ref.shape[-1]]
+    ).abs().max() > 1e-3  # the gate did something to compare (istft drops the last partial hop)
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)  # mask edges included: zero padding as conv2d's "same"
 
 
@@ -133,17 +142,50 @@ def test_a_chain_equals_the_composition():
 
 def test_bpda_passes_the_identity_gradient_through_non_differentiable_defenses():
     x = _batch().requires_grad_(True)
-    y = through(parse_defense("mp3:32"), x, RATE)
-    assert torch.allclose(y.detach(), parse_defense("mp3:32")(x.detach(), RATE), atol=1e-6)
+    y = parse_defense("mp3:32").bpda(x, RATE)
+    assert torch.equal(y.detach(), parse_defense("mp3:32")(x.detach(), RATE))  # forward is the real defense
     (y * 3).sum().backward()
     assert torch.allclose(x.grad, torch.full_like(x, 3.0))
     x.grad = None
-    (through(parse_defense("lowpass:2000"), x, RATE)).pow(2).sum().backward()  # a real gradient, not the identity
+    parse_defense("lowpass:2000").bpda(x, RATE).pow(2).sum().backward()  # a real gradient, not the identity
     assert not torch.allclose(x.grad, 2 * x.detach())
 
 
-@pytest.mark.parametrize("bad", ["", "foo", "mp3:33", "mp3:32:7", "lowpass:-1", "noise:abc", "median:4", "quantize:1",
-                                 "resample:0", "opus:300", "noise:500", "shift:0", "spectral_gate:0", "mp3+"])
+def test_a_chain_keeps_the_real_gradient_of_its_differentiable_parts_and_a_defense_may_supply_its_own():
+    x = _batch().requires_grad_(True)
+    lowpass, chain = parse_defense("lowpass:2000"), parse_defense("mp3:32+lowpass:2000")
+    chain.bpda(x, RATE).sum().backward()
+    real = torch.autograd.grad(lowpass(x, RATE).sum(), x)[0]  # identity through mp3, then the low-pass's own
+    assert torch.allclose(x.grad, real, atol=1e-6) and not torch.allclose(x.grad, torch.ones_like(x))
+
+    class Halving(type(parse_defense("mp3:32"))):
+        def gradient(self, x, grad):
+            return grad / 2
+
+    x.grad = None
+    Halving(32).bpda(x, RATE).sum().backward()
+    assert torch.allclose(x.grad, torch.full_like(x, 0.5))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "foo",
+        "mp3:33",
+        "mp3:32:7",
+        "lowpass:-1",
+        "noise:abc",
+        "median:4",
+        "quantize:1",
+        "resample:0",
+        "opus:300",
+        "noise:500",
+        "shift:0",
+        "spectral_gate:0",
+        "mp3+",
+    ],
+)
 def test_bad_specs_are_clear_errors(bad):
     with pytest.raises(ValueError):
         parse_defense(bad)
@@ -169,10 +211,22 @@ def test_digital_silence_stays_finite_through_every_defense():
 
 
 # every registered defense with parameters away from their defaults (seeds included), to catch a spec that drops one
-NON_DEFAULT = {"none": "none", "mp3": "mp3:64", "opus": "opus:24", "vorbis": "vorbis:0.5", "resample": "resample:11025",
-               "lowpass": "lowpass:3000.5:taps=101", "median": "median:5", "wiener": "wiener:7", "quantize": "quantize:10",
-               "spectral_gate": "spectral_gate:0.7", "torch_gate": "torch_gate:0.6", "griffin_lim": "griffin_lim:64:iterations=4:n_fft=256",
-               "noise": "noise:25.5:seed=7", "shift": "shift:0.05:seed=3"}
+NON_DEFAULT = {
+    "none": "none",
+    "mp3": "mp3:64",
+    "opus": "opus:24",
+    "vorbis": "vorbis:0.5",
+    "resample": "resample:11025",
+    "lowpass": "lowpass:3000.5:taps=101",
+    "median": "median:5",
+    "wiener": "wiener:7",
+    "quantize": "quantize:10",
+    "spectral_gate": "spectral_gate:0.7",
+    "torch_gate": "torch_gate:0.6",
+    "griffin_lim": "griffin_lim:64:iterations=4:n_fft=256",
+    "noise": "noise:25.5:seed=7",
+    "shift": "shift:0.05:seed=3",
+}
 
 
 def test_every_defense_spec_rebuilds_an_equal_defense():

@@ -1,4 +1,5 @@
 """The whole pipeline at toy size: it runs end to end, and kill -9 at random moments loses nothing."""
+
 import json
 import os
 import random
@@ -11,12 +12,14 @@ import pytest
 import torch
 
 # Every step of the real demo, at a size that runs in seconds: two victims, a generator, generator AT, a grid, a report.
-TINY = ("DemoPlan(n_clips=60, victims=('emo18', 'mel_cnn'), victim_epochs=2, generator_epochs=2, at_epochs=1, eval_clips=8, "
-        "defenses=('none', 'quantize:8'), perceptual=False, clip_seconds=1.0)")
+TINY = (
+    "DemoPlan(n_clips=60, victims=('emo18', 'mel_cnn'), victim_epochs=2, generator_epochs=2, at_epochs=1, eval_clips=8, "
+    "defenses=('none', 'quantize:8'), perceptual=False, clip_seconds=1.0)"
+)
 
 
 def _demo(out):
-    code = f"from pathlib import Path; from staa.demo import DemoPlan, run_demo; run_demo(Path({str(out)!r}), plan={TINY}, progress=False)"
+    code = f"from pathlib import Path; from staa.cli.demo import DemoPlan, run_demo; run_demo(Path({str(out)!r}), plan={TINY}, progress=False)"
     return [sys.executable, "-c", code]
 
 
@@ -65,4 +68,8 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_numbers(tmp
     for a, b in zip(got, want):
         assert a.keys() == b.keys()
         for k in a:
-            assert a[k] == (pytest.approx(b[k], rel=1e-6, abs=1e-9) if isinstance(b[k], float) else b[k]), (a["victim"], a["attack"], k)
+            assert a[k] == (pytest.approx(b[k], rel=1e-6, abs=1e-9) if isinstance(b[k], float) else b[k]), (
+                a["victim"],
+                a["attack"],
+                k,
+            )

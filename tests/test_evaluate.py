@@ -10,10 +10,10 @@ from eval.config import EvalConfig, load_config
 from eval.harness import run_grid
 from eval.report import build_report, fmt
 from staa.cli import main
-from staa.corpus import EMOTIONS
 from staa.datasets import load_records
-from staa.generator_training import AttackTrainConfig, train_generator
-from staa.train import TrainConfig, train_victim
+from staa.datasets.synthetic.corpus import EMOTIONS
+from staa.generator.training import AttackTrainConfig, train_generator
+from staa.training.victim import TrainConfig, train_victim
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +25,37 @@ def setup(corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("grid")
     # a tiny transformer: no batch norm, so after two epochs it already tells clips apart (a constant classifier can't be fooled)
     tiny = {"d_model": 16, "layers": 1, "heads": 2, "n_mels": 32}
-    train_victim(TrainConfig(arch="mel_transformer", classes=list(EMOTIONS), epochs=2, batch_size=16, clip_seconds=1.0, model=tiny),
-                 train, root / "victim", progress=False)
-    gen_cfg = AttackTrainConfig(generator={"channels": 4, "levels": 3}, epochs=1, batch_size=16, clip_seconds=0.5, eval_clip_seconds=1.0)
+    train_victim(
+        TrainConfig(
+            arch="mel_transformer", classes=list(EMOTIONS), epochs=2, batch_size=16, clip_seconds=1.0, model=tiny
+        ),
+        train,
+        root / "victim",
+        progress=False,
+    )
+    gen_cfg = AttackTrainConfig(
+        generator={"channels": 4, "levels": 3}, epochs=1, batch_size=16, clip_seconds=0.5, eval_clip_seconds=1.0
+    )
     train_generator(gen_cfg, [root / "victim" / "best.pt"], train, root / "gen", progress=False)
     return manifest, root
 
 
 def _config(setup, **kw):
     manifest, root = setup
-    base = dict(data=str(manifest), victims={"tiny": str(root / "victim" / "best.pt")},
-                attacks={"staa": f"staa:generator={root / 'gen' / 'best.pt'}", "fgsm": "fgsm:eps=0.01", "bpda": "adaptive_pgd:steps=2:eot=2"},
-                defenses=["none", "quantize:8", "noise:30"], max_clips=8, clip_seconds=1.0, workers=1, batch_size=4)
+    base = dict(
+        data=str(manifest),
+        victims={"tiny": str(root / "victim" / "best.pt")},
+        attacks={
+            "staa": f"staa:generator={root / 'gen' / 'best.pt'}",
+            "fgsm": "fgsm:eps=0.01",
+            "bpda": "adaptive_pgd:steps=2:eot=2",
+        },
+        defenses=["none", "quantize:8", "noise:30"],
+        max_clips=8,
+        clip_seconds=1.0,
+        workers=1,
+        batch_size=4,
+    )
     return EvalConfig(**{**base, **kw})
 
 
@@ -74,7 +93,9 @@ def test_cells_follow_from_the_per_clip_rows(grid):
         assert c["success_rate"] == pytest.approx(len(ok) / 8)
         survived = sum(r["defended_fooled"] == "True" for r in ok) / len(ok) if ok else None
         assert c["survival"] == (pytest.approx(survived) if ok else None)
-        assert c["defended_adversarial_accuracy"] == pytest.approx(sum(r["defended_adv_pred"] == r["label"] for r in mine) / 8)
+        assert c["defended_adversarial_accuracy"] == pytest.approx(
+            sum(r["defended_adv_pred"] == r["label"] for r in mine) / 8
+        )
         if c["defense"] == "none":  # no defense: the defended system is the victim itself
             assert c["defended_clean_accuracy"] == c["clean_accuracy"]
             assert c["survival"] in (None, 1.0)
@@ -87,18 +108,35 @@ def test_cells_follow_from_the_per_clip_rows(grid):
 
 def test_perceptual_scores_on_a_seeded_sample_of_clips_the_same_for_every_attack(setup, grid, tmp_path):
     results, full_out = grid
-    cfg = _config(setup, attacks={"staa": _config(setup).attacks["staa"], "fgsm": "fgsm:eps=0.01"}, defenses=["none"], perceptual_clips=3)
+    cfg = _config(
+        setup,
+        attacks={"staa": _config(setup).attacks["staa"], "fgsm": "fgsm:eps=0.01"},
+        defenses=["none"],
+        perceptual_clips=3,
+    )
     sampled = run_grid(cfg, tmp_path / "sampled", progress=False)["cells"]
     rows, full = _rows(tmp_path / "sampled"), _rows(full_out)
-    scored = {a: [r["clip"] for r in rows if r["attack"] == a and r["pesq_error"] != "not sampled"] for a in ("staa", "fgsm")}
+    scored = {
+        a: [r["clip"] for r in rows if r["attack"] == a and r["pesq_error"] != "not sampled"] for a in ("staa", "fgsm")
+    }
     assert len(scored["staa"]) == 3 and scored["staa"] == scored["fgsm"]
     for c in sampled:
         assert c["perceptual_n"] == 3 and c["pesq_failures"] == 0
-        same = [r for r in full if (r["attack"], r["defense"]) == (c["attack"], "none") and r["clip"] in scored[c["attack"]]]
+        same = [
+            r for r in full if (r["attack"], r["defense"]) == (c["attack"], "none") and r["clip"] in scored[c["attack"]]
+        ]
         assert c["stoi"] == pytest.approx(sum(float(r["stoi"]) for r in same) / 3)  # the mean is over the sample only
     assert all(c["perceptual_n"] == 8 for c in results["cells"])
-    skipped = run_grid(_config(setup, attacks={"fgsm": "fgsm:eps=0.01"}, defenses=["none"], perceptual=False), tmp_path / "off", progress=False)
-    assert skipped["cells"][0]["perceptual_n"] == 0 and skipped["cells"][0]["pesq_failures"] == 0 and skipped["cells"][0]["pesq"] is None
+    skipped = run_grid(
+        _config(setup, attacks={"fgsm": "fgsm:eps=0.01"}, defenses=["none"], perceptual=False),
+        tmp_path / "off",
+        progress=False,
+    )
+    assert (
+        skipped["cells"][0]["perceptual_n"] == 0
+        and skipped["cells"][0]["pesq_failures"] == 0
+        and skipped["cells"][0]["pesq"] is None
+    )
 
 
 def test_rerun_skips_finished_cells_and_redoes_a_missing_one(grid, setup, monkeypatch):
@@ -111,7 +149,9 @@ def test_rerun_skips_finished_cells_and_redoes_a_missing_one(grid, setup, monkey
     again = run_grid(_config(setup), out, progress=False)
     assert calls == [] and again["cells"] == results["cells"]
     (out / "cells" / "tiny" / "fgsm.json").unlink()
-    assert _same_numbers(run_grid(_config(setup), out, progress=False)["cells"], results["cells"])  # same seed, same numbers
+    assert _same_numbers(
+        run_grid(_config(setup), out, progress=False)["cells"], results["cells"]
+    )  # same seed, same numbers
     assert calls == ["fgsm"]
     with pytest.raises(ValueError, match="another config"):
         run_grid(_config(setup, max_clips=4), out, progress=False)
@@ -158,10 +198,26 @@ def test_report_numbers_equal_results_and_it_renders_in_chromium(grid, tmp_path)
     if not browser:
         pytest.skip("no chromium on this machine (.ci/run installs it)")
     shot = tmp_path / "report.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400", f"--screenshot={shot}",
-                    (out / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,2400",
+            f"--screenshot={shot}",
+            (out / "report.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     import matplotlib.image
 
     pixels = matplotlib.image.imread(shot)
@@ -171,17 +227,21 @@ def test_report_numbers_equal_results_and_it_renders_in_chromium(grid, tmp_path)
 def test_config_file_and_its_errors(setup, tmp_path):
     manifest, root = setup
     good = tmp_path / "grid.toml"
-    good.write_text(f'data = "{manifest}"\ndefenses = ["none", "mp3:32"]\n[victims]\ntiny = "{root / "victim" / "best.pt"}"\n'
-                    f'[attacks]\npgd = {{type = "pgd", steps = 3}}\n')
+    good.write_text(
+        f'data = "{manifest}"\ndefenses = ["none", "mp3:32"]\n[victims]\ntiny = "{root / "victim" / "best.pt"}"\n'
+        f'[attacks]\npgd = {{type = "pgd", steps = 3}}\n'
+    )
     cfg = load_config(good)
     assert cfg.attack_specs["pgd"].params == {"steps": 3} and cfg.defenses == ["none", "mp3:32"]
-    bad = {"unknown keys": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\nepsilon = 3\n',
-           "unknown type": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsmm"}\n',
-           "eps must be": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm:eps=-1"}\n',
-           "listed twice": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\ndefenses = ["none", "none"]\n',
-           "bitrate": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\ndefenses = ["mp3:0"]\n',
-           "not valid TOML": "data = \n",
-           "needs generator": 'data = "x"\nvictims = {a = "b"}\nattacks = {s = "staa"}\n'}
+    bad = {
+        "unknown keys": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\nepsilon = 3\n',
+        "unknown type": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsmm"}\n',
+        "eps must be": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm:eps=-1"}\n',
+        "listed twice": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\ndefenses = ["none", "none"]\n',
+        "bitrate": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\ndefenses = ["mp3:0"]\n',
+        "not valid TOML": "data = \n",
+        "needs generator": 'data = "x"\nvictims = {a = "b"}\nattacks = {s = "staa"}\n',
+    }
     for message, text in bad.items():
         path = tmp_path / "bad.toml"
         path.write_text(text)
@@ -192,8 +252,18 @@ def test_config_file_and_its_errors(setup, tmp_path):
 def test_cli_refuses_to_reuse_a_run_folder_without_resume_or_force(grid, setup, capsys):
     _, out = grid
     manifest, root = setup
-    args = ["evaluate", "--data", str(manifest), "--victim", f"tiny={root / 'victim' / 'best.pt'}", "--attack", "f=fgsm",
-            "--out", str(out), "--quiet"]
+    args = [
+        "evaluate",
+        "--data",
+        str(manifest),
+        "--victim",
+        f"tiny={root / 'victim' / 'best.pt'}",
+        "--attack",
+        "f=fgsm",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 2
     assert "--resume" in capsys.readouterr().err
 
@@ -205,12 +275,33 @@ def test_kill_9_mid_grid_then_resume_gives_the_uninterrupted_numbers(setup, tmp_
     import time
 
     manifest, root = setup
-    args = [sys.executable, "-m", "staa", "evaluate", "--data", str(manifest), "--victim", f"tiny={root / 'victim' / 'best.pt'}",
-            "--attack", "fgsm=fgsm", "--attack", "slow=pgd:steps=300", "--defense", "none", "--defense", "quantize:8",
-            "--max-clips", "8", "--no-perceptual", "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "staa",
+        "evaluate",
+        "--data",
+        str(manifest),
+        "--victim",
+        f"tiny={root / 'victim' / 'best.pt'}",
+        "--attack",
+        "fgsm=fgsm",
+        "--attack",
+        "slow=pgd:steps=300",
+        "--defense",
+        "none",
+        "--defense",
+        "quantize:8",
+        "--max-clips",
+        "8",
+        "--no-perceptual",
+        "--quiet",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*args, "--out", str(tmp_path / "whole")], check=True, env=env, capture_output=True, timeout=300)
-    proc = subprocess.Popen([*args, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     first = tmp_path / "killed" / "cells" / "tiny" / "fgsm.json"
     deadline = time.time() + 240
     while not first.is_file() and time.time() < deadline and proc.poll() is None:
@@ -222,7 +313,9 @@ def test_kill_9_mid_grid_then_resume_gives_the_uninterrupted_numbers(setup, tmp_
         if f.is_file() and not f.name.startswith("."):  # temp files are hidden; anything under a final name is whole
             if f.suffix == ".json":
                 json.loads(f.read_text())
-    resumed = subprocess.run([*args, "--out", str(tmp_path / "killed"), "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [*args, "--out", str(tmp_path / "killed"), "--resume"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())["cells"]
     again = json.loads((tmp_path / "killed" / "results.json").read_text())["cells"]
@@ -231,8 +324,12 @@ def test_kill_9_mid_grid_then_resume_gives_the_uninterrupted_numbers(setup, tmp_
 
 def test_the_grid_reports_where_its_time_went_to_the_caller_only(setup, tmp_path):
     times = {}
-    run_grid(_config(setup, perceptual=False, attacks={"fgsm": "fgsm"}), tmp_path / "timed", progress=False, times=times)
+    run_grid(
+        _config(setup, perceptual=False, attacks={"fgsm": "fgsm"}), tmp_path / "timed", progress=False, times=times
+    )
     assert set(times) == {"attack", "model", "defense"} and all(v > 0 for v in times.values())
     import eval.harness as harness
 
-    assert not [k for k, v in vars(harness).items() if isinstance(v, dict) and not k.startswith("__")]  # no process-wide tally
+    assert not [
+        k for k, v in vars(harness).items() if isinstance(v, dict) and not k.startswith("__")
+    ]  # no process-wide tally

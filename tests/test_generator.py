@@ -3,8 +3,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from staa.generator import PRESETS, GeneratorConfig, STAAGenerator
-from staa.losses import adversarial_loss, cw_margin, magnitude_loss, quality_loss, sparsity_loss
+from staa.generator.losses import adversarial_loss, cw_margin, magnitude_loss, quality_loss, sparsity_loss
+from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator
 
 TINY = GeneratorConfig(channels=4, levels=3, eps=0.03)
 
@@ -42,7 +42,7 @@ def test_training_mask_mixes_soft_and_hard_values():
     x = 0.2 * torch.randn(4, 4096)
     _, m, m_soft = gen.perturbation(x)
     soft = torch.isclose(m, m_soft)
-    hard = (m == (m_soft >= 0.5).float())
+    hard = m == (m_soft >= 0.5).float()
     assert (soft | hard).all()
     share_soft = (soft & ~hard).float().mean().item()
     assert 0.4 < share_soft < 0.6  # about half the elements keep the soft value
@@ -123,7 +123,7 @@ def test_each_loss_decreases_on_a_tiny_overfit_run():
 
 
 def test_sparsity_warmup_leaves_the_sparsity_loss_out_of_early_epochs():
-    from staa.generator_training import AttackTrainConfig, generator_loss
+    from staa.generator.training import AttackTrainConfig, generator_loss
 
     victim = torch.nn.Linear(256, 3).requires_grad_(False)
     x = 0.3 * torch.randn(2, 256)
@@ -136,7 +136,7 @@ def test_sparsity_warmup_leaves_the_sparsity_loss_out_of_early_epochs():
 
 
 def test_a_sparsity_budget_penalises_only_the_share_above_it():
-    from staa.generator_training import AttackTrainConfig, generator_loss
+    from staa.generator.training import AttackTrainConfig, generator_loss
 
     torch.manual_seed(0)
     victim = torch.nn.Linear(256, 3).requires_grad_(False)
@@ -150,7 +150,9 @@ def test_a_sparsity_budget_penalises_only_the_share_above_it():
         losses[target], parts = generator_loss(cfg, gen, [victim], x)
     share = parts["spa"]
     assert 0.1 < share < 0.99
-    assert torch.isclose(losses[0.0] - losses[0.99], torch.tensor(2.0 * share), atol=1e-5)  # under the budget: no penalty
+    assert torch.isclose(
+        losses[0.0] - losses[0.99], torch.tensor(2.0 * share), atol=1e-5
+    )  # under the budget: no penalty
     assert torch.isclose(losses[0.1] - losses[0.99], torch.tensor(2.0 * (share - 0.1)), atol=1e-5)
     with pytest.raises(ValueError, match="spa_target"):
         AttackTrainConfig(spa_target=1.0)
@@ -174,8 +176,11 @@ def _offset_clips(n: int, seed: int) -> torch.Tensor:
 def _fooling_after_training(conditional: bool) -> float:
     torch.manual_seed(0)
     victim = _SignOfMean()
-    gen = STAAGenerator(GeneratorConfig(channels=4, levels=2, eps=0.03, train_mask="straight_through",
-                                        num_classes=2 if conditional else 0)).train()
+    gen = STAAGenerator(
+        GeneratorConfig(
+            channels=4, levels=2, eps=0.03, train_mask="straight_through", num_classes=2 if conditional else 0
+        )
+    ).train()
     opt = torch.optim.Adam(gen.parameters(), lr=1e-2)
     x = _offset_clips(64, 1)
     y = victim(x).argmax(1)

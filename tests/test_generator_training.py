@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from staa.attacks import STAA
-from staa.checkpoint import CheckpointError
-from staa.corpus import EMOTIONS
 from staa.datasets import AudioDataset, load_records
-from staa.generator_training import AttackTrainConfig, load_generator, parse_eps_schedule, train_generator
-from staa.train import TrainConfig, train_victim
+from staa.datasets.synthetic.corpus import EMOTIONS
+from staa.generator import AttackTrainConfig, load_generator, parse_eps_schedule, train_generator
+from staa.io.checkpoint import CheckpointError
+from staa.training.victim import TrainConfig, train_victim
 
 
 @pytest.fixture(scope="module")
@@ -15,12 +15,28 @@ def tiny(corpus, tmp_path_factory):
     recs = load_records("manifest", manifest)
     recs = [r for r in recs if r.split == "train"][:32] + [r for r in recs if r.split == "val"][:8]
     out = tmp_path_factory.mktemp("victim")
-    train_victim(TrainConfig(arch="mel_cnn", classes=list(EMOTIONS), epochs=1, batch_size=16, clip_seconds=1.0, model={"width": 4}), recs, out, progress=False)
+    train_victim(
+        TrainConfig(
+            arch="mel_cnn", classes=list(EMOTIONS), epochs=1, batch_size=16, clip_seconds=1.0, model={"width": 4}
+        ),
+        recs,
+        out,
+        progress=False,
+    )
     return recs, out / "best.pt"
 
 
 def _cfg(**kw):
-    return AttackTrainConfig(**{"generator": {"channels": 4, "levels": 3}, "epochs": 3, "batch_size": 16, "clip_seconds": 0.5, "eval_clip_seconds": 1.0, **kw})
+    return AttackTrainConfig(
+        **{
+            "generator": {"channels": 4, "levels": 3},
+            "epochs": 3,
+            "batch_size": 16,
+            "clip_seconds": 0.5,
+            "eval_clip_seconds": 1.0,
+            **kw,
+        }
+    )
 
 
 def test_resume_matches_uninterrupted_and_eps_schedule_applies(tiny, tmp_path, monkeypatch):
@@ -73,11 +89,15 @@ def test_ensemble_of_surrogates_and_bad_settings(tiny, tmp_path):
 
 def test_defense_aware_training_measures_the_defended_surrogate(tiny, tmp_path):
     recs, victim = tiny
-    report = train_generator(_cfg(epochs=1, defenses=["mp3:32", "resample:8000"]), [victim], recs, tmp_path / "aware", progress=False)
+    report = train_generator(
+        _cfg(epochs=1, defenses=["mp3:32", "resample:8000"]), [victim], recs, tmp_path / "aware", progress=False
+    )
     h = report["history"][0]
     assert set(h["val_defended_fooling_rate"]) == {"mp3:32", "resample:8000"}
     assert all(0.0 <= r <= 1.0 for r in h["val_defended_fooling_rate"].values())
-    assert h["val_score"] == pytest.approx(0.5 * (h["val_mean_fooling_rate"] + sum(h["val_defended_fooling_rate"].values()) / 2))
+    assert h["val_score"] == pytest.approx(
+        0.5 * (h["val_mean_fooling_rate"] + sum(h["val_defended_fooling_rate"].values()) / 2)
+    )
     with pytest.raises(ValueError, match="unknown defense"):
         _cfg(defenses=["mp4:32"])
 
@@ -122,13 +142,27 @@ def test_a_run_can_start_from_a_trained_generator(tiny, tmp_path):
     train_generator(_cfg(epochs=1), [victim], recs, tmp_path / "plain", progress=False)
     start = load_generator(tmp_path / "plain" / "best.pt").state_dict()
     # a learning rate too small to move a weight: what comes out is what went in, not a fresh initialisation
-    train_generator(_cfg(epochs=1, lr=1e-12, seed=5, init=str(tmp_path / "plain" / "best.pt")), [victim], recs, tmp_path / "warm", progress=False)
+    train_generator(
+        _cfg(epochs=1, lr=1e-12, seed=5, init=str(tmp_path / "plain" / "best.pt")),
+        [victim],
+        recs,
+        tmp_path / "warm",
+        progress=False,
+    )
     warm = load_generator(tmp_path / "warm" / "best.pt").state_dict()
     assert all(torch.allclose(warm[k], start[k], atol=1e-9) for k in start)
     train_generator(_cfg(epochs=1, lr=1e-12, seed=5), [victim], recs, tmp_path / "cold", progress=False)
     cold = load_generator(tmp_path / "cold" / "best.pt").state_dict()
     assert not all(torch.allclose(cold[k], start[k], atol=1e-3) for k in start)
     with pytest.raises(CheckpointError, match="plain/best.pt: cannot start from this generator, its shape differs"):
-        train_generator(_cfg(epochs=1, conditional=True, init=str(tmp_path / "plain" / "best.pt")), [victim], recs, tmp_path / "cond", progress=False)
+        train_generator(
+            _cfg(epochs=1, conditional=True, init=str(tmp_path / "plain" / "best.pt")),
+            [victim],
+            recs,
+            tmp_path / "cond",
+            progress=False,
+        )
     with pytest.raises(CheckpointError, match="nothing.pt"):
-        train_generator(_cfg(epochs=1, init=str(tmp_path / "nothing.pt")), [victim], recs, tmp_path / "none", progress=False)
+        train_generator(
+            _cfg(epochs=1, init=str(tmp_path / "nothing.pt")), [victim], recs, tmp_path / "none", progress=False
+        )

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from staa.inference import InferenceModel
 from staa.models import MODELS, build_model
+from staa.models.inference import InferenceModel
 
 
 def _with_batch_norm_statistics(model: nn.Module) -> nn.Module:

@@ -1,10 +1,39 @@
-"""The import graph of the project's own modules: no cycle, and nothing below the command line imports it."""
+"""The import graph of the project's own modules: no cycle, imports point down the layers, nothing imports the CLI."""
+
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("staa", "defenses", "eval")
-APPLICATION = {"staa.cli", "staa.__main__", "staa.demo"}  # the top layer: the command line and the demo it runs
+APPLICATION = ("staa.cli", "staa.__main__")  # the top layer: the command line, its run folders and the demo it runs
+# the layers, lowest first (docs/design.md): a module may import its own layer and the ones below, never one above
+LAYERS = [
+    ("staa.specs",),
+    ("staa.io",),
+    ("defenses", "staa.metrics", "staa.datasets"),
+    ("staa.models",),
+    ("staa.generator",),
+    ("staa.attacks",),
+    ("staa.training",),
+    ("staa",),
+    ("eval",),
+    APPLICATION,
+]
+
+
+def layer(module: str) -> int:
+    """The rank of `module`: its longest matching layer prefix (`staa` alone is the package's public API)."""
+    best, rank = "", None
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > len(best):
+                best, rank = p, i
+    assert rank is not None, f"{module} is in no layer"
+    return rank
+
+
+def is_application(module: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in APPLICATION)
 
 
 def _module(path: Path) -> str:
@@ -25,8 +54,12 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                    )
+                # `from pkg import module` imports that module; `from module import name`, the module itself (parent
+                # packages run first in both cases, as for any import, and count as no edge)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
             else:
                 continue
             for t in targets:  # the longest prefix that is one of our modules
@@ -75,15 +108,32 @@ def test_the_project_has_no_import_cycle():
 
 
 def test_library_code_never_imports_the_application_layer():
-    bad = {m: sorted(d & APPLICATION) for m, d in import_graph().items() if m not in APPLICATION and d & APPLICATION}
-    assert bad == {}
+    graph = import_graph()
+    bad = {m: sorted(x for x in d if is_application(x)) for m, d in graph.items() if not is_application(m)}
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_imports_point_down_the_layers():
+    upward = {m: sorted(x for x in d if layer(x) > layer(m)) for m, d in import_graph().items()}
+    assert {m: d for m, d in upward.items() if d} == {}
 
 
 def test_defenses_import_nothing_from_eval():
-    assert {m: d for m, d in import_graph().items() if m.startswith("defenses") and any(x.startswith("eval") for x in d)} == {}
+    assert {
+        m: d for m, d in import_graph().items() if m.startswith("defenses") and any(x.startswith("eval") for x in d)
+    } == {}
 
 
 def test_the_checks_see_a_cycle_and_a_layer_breach():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"staa.cli"}}
     assert cycles(graph) == [["a", "b", "c"]]
     assert "staa" in import_graph() and "staa.cli" in import_graph()["staa.__main__"]
+    assert "staa.cli.commands" in import_graph()["staa.cli"]  # imports inside a package resolve to its modules
+    assert (
+        layer("staa.io.atomic")
+        < layer("defenses.mp3")
+        < layer("staa.models.victim")
+        < layer("staa.attacks.pgd")
+        < layer("eval.harness")
+    )
+    assert is_application("staa.cli.demo") and not is_application("staa.cli_tools")

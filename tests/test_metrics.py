@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from eval.metrics import accuracy, distortion_db, fooling_rate, l0_count, l0_ratio, perceptual_scores, seg_snr_db, snr_db
+from staa.metrics.classification import accuracy, fooling_rate
+from staa.metrics.perceptual import perceptual_scores
+from staa.metrics.perturbation import distortion_db, l0_count, l0_ratio, seg_snr_db, snr_db
 from tests.conftest import tone
 
 
@@ -24,7 +26,11 @@ def test_pesq_stoi_of_a_clip_with_itself_are_the_maximum_and_drop_with_noise():
     x = _speechlike()[None]
     noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     same, degraded = perceptual_scores(torch.cat([x, x]), torch.cat([x, noisy]), 16_000, workers=1)
-    assert same["pesq"] > 4.5 and same["stoi"] == pytest.approx(1.0, abs=1e-6) and same["estoi"] == pytest.approx(1.0, abs=1e-6)
+    assert (
+        same["pesq"] > 4.5
+        and same["stoi"] == pytest.approx(1.0, abs=1e-6)
+        and same["estoi"] == pytest.approx(1.0, abs=1e-6)
+    )
     assert degraded["pesq"] < same["pesq"] - 1 and degraded["stoi"] < same["stoi"]
 
 
@@ -43,7 +49,9 @@ def test_the_pool_gives_the_in_process_numbers_and_other_rates_are_resampled():
     pooled, local = perceptual_scores(clean, adv, 16_000, workers=2), perceptual_scores(clean, adv, 16_000, workers=1)
     for p, q in zip(pooled, local):  # equal up to the last bits (BLAS threading differs between processes)
         assert p["pesq_error"] == q["pesq_error"]
-        assert [p[k] for k in ("pesq", "stoi", "estoi")] == pytest.approx([q[k] for k in ("pesq", "stoi", "estoi")], rel=1e-9)
+        assert [p[k] for k in ("pesq", "stoi", "estoi")] == pytest.approx(
+            [q[k] for k in ("pesq", "stoi", "estoi")], rel=1e-9
+        )
     import scipy.signal
 
     up_c = torch.from_numpy(scipy.signal.resample_poly(clean[:1].numpy(), 3, 1, axis=-1).astype(np.float32))

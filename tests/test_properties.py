@@ -1,4 +1,5 @@
 """Property-based tests (hypothesis) over defenses and metrics: shapes, ranges, no NaN out for finite in."""
+
 import math
 
 import numpy as np
@@ -7,10 +8,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from defenses import parse_defense
-from eval.metrics import distortion_db, l0_ratio, linf, seg_snr_db, snr_db
+from staa.metrics.perturbation import distortion_db, l0_ratio, linf, seg_snr_db, snr_db
 
-FAST_SPECS = ["none", "mp3:64", "opus:32", "vorbis:0.5", "resample:8000", "lowpass:4000", "median:3", "wiener:5", "quantize:8",
-              "spectral_gate:1", "torch_gate:1", "griffin_lim:40", "noise:20", "shift:0.05", "resample:8000+quantize:10"]
+FAST_SPECS = [
+    "none",
+    "mp3:64",
+    "opus:32",
+    "vorbis:0.5",
+    "resample:8000",
+    "lowpass:4000",
+    "median:3",
+    "wiener:5",
+    "quantize:8",
+    "spectral_gate:1",
+    "torch_gate:1",
+    "griffin_lim:40",
+    "noise:20",
+    "shift:0.05",
+    "resample:8000+quantize:10",
+]
 
 
 @st.composite

@@ -1,5 +1,6 @@
 """Run folders: --force removes only what a command wrote, inputs are never inside --out, one run per folder,
 --resume refuses changed inputs, and a generator finds its own surrogate wherever the run tree goes."""
+
 import csv
 import json
 import os
@@ -13,15 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from staa.atomic import atomic_open, write_json
-from staa.checkpoint import CheckpointError, save_checkpoint
 from staa.cli import main
-from staa.corpus import EMOTIONS
-from staa.generator import PRESETS, GeneratorConfig, STAAGenerator
-from staa.generator_training import surrogate_refs
+from staa.cli.run_dir import RunDir, RunDirError
+from staa.datasets.synthetic.corpus import EMOTIONS
+from staa.generator import load_generator, save_generator
+from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator
+from staa.io.atomic import atomic_open, write_json
+from staa.io.checkpoint import CheckpointError
 from staa.models import build_model
-from staa.run_dir import RunDir, RunDirError
-from staa.victim import save_victim
+from staa.models.victim import save_victim
 
 
 def victim_file(path: Path, seed: int = 0) -> Path:
@@ -34,14 +35,28 @@ def victim_file(path: Path, seed: int = 0) -> Path:
 def conditional_generator(path: Path, surrogate: Path) -> Path:
     torch.manual_seed(0)
     gen = STAAGenerator(GeneratorConfig(**{**asdict(PRESETS["cpu"]), "num_classes": len(EMOTIONS)}))
-    save_checkpoint(path, "generator", {"config": gen.config, "state_dict": gen.state_dict(), "sample_rate": 16_000,
-                                        "classes": list(EMOTIONS), **surrogate_refs(path, [surrogate])})
+    save_generator(path, gen, sample_rate=16_000, classes=EMOTIONS, surrogates=[surrogate])
     return path
 
 
 def evaluate_args(manifest, victim, out, *extra):
-    return ["evaluate", "--data", str(manifest), "--victim", f"v={victim}", "--attack", "f=fgsm", "--max-clips", "4",
-            "--no-perceptual", "--no-report", "--out", str(out), "--quiet", *extra]
+    return [
+        "evaluate",
+        "--data",
+        str(manifest),
+        "--victim",
+        f"v={victim}",
+        "--attack",
+        "f=fgsm",
+        "--max-clips",
+        "4",
+        "--no-perceptual",
+        "--no-report",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def err_line(capsys) -> str:
@@ -52,12 +67,25 @@ def err_line(capsys) -> str:
 
 # ---- data loss: --force and inputs inside --out -------------------------------------------------------------
 
+
 def test_force_never_deletes_the_surrogate_it_reads(corpus, tmp_path, capsys):
     manifest, _ = corpus
     shared = tmp_path / "shared"
     surrogate = victim_file(shared / "best.pt")
     before = surrogate.read_bytes()
-    code = main(["train-attack", "--data", str(manifest), "--surrogate", str(surrogate), "--out", str(shared), "--force", "--quiet"])
+    code = main(
+        [
+            "train-attack",
+            "--data",
+            str(manifest),
+            "--surrogate",
+            str(surrogate),
+            "--out",
+            str(shared),
+            "--force",
+            "--quiet",
+        ]
+    )
     assert code == 2 and "holds the input" in err_line(capsys)
     assert surrogate.read_bytes() == before
 
@@ -77,7 +105,9 @@ def test_absolute_audio_paths_inside_out_are_refused(corpus, tmp_path, capsys):
     manifest, _ = corpus
     out = tmp_path / "out"
     shutil.copytree(manifest.parent / "test", out / "audio")
-    rows = [{"path": str(p), "label": p.stem.split("_")[1], "split": "test"} for p in sorted((out / "audio").glob("*.wav"))]
+    rows = [
+        {"path": str(p), "label": p.stem.split("_")[1], "split": "test"} for p in sorted((out / "audio").glob("*.wav"))
+    ]
     elsewhere = tmp_path / "lists" / "m.csv"
     elsewhere.parent.mkdir()
     with elsewhere.open("w", newline="") as fh:
@@ -108,7 +138,9 @@ def test_force_removes_exactly_what_the_command_wrote(corpus, tmp_path, capsys):
     args[args.index("f=fgsm")] = "g=fgsm:eps=0.01"  # another grid: the first run's cells must go
     assert main(args) == 0
     assert not (out / "cells" / "v" / "f.json").exists() and (out / "cells" / "v" / "g.json").is_file()
-    assert (out / "cells" / "notes.txt").read_text() == "mine" and (out / "examples" / "keep" / "a.txt").read_text() == "mine too"
+    assert (out / "cells" / "notes.txt").read_text() == "mine" and (
+        out / "examples" / "keep" / "a.txt"
+    ).read_text() == "mine too"
 
 
 def test_force_refuses_a_folder_staa_did_not_make_or_of_another_command(corpus, tmp_path, capsys):
@@ -121,8 +153,26 @@ def test_force_refuses_a_folder_staa_did_not_make_or_of_another_command(corpus, 
     assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]  # not even a lock file is left in a folder not ours
     other = tmp_path / "other"
     assert main(evaluate_args(manifest, victim, other)) == 0
-    assert main(["attack", "--data", str(manifest), "--victim", str(victim), "--attack", "fgsm", "--limit", "2", "--out", str(other),
-                 "--force", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "attack",
+                "--data",
+                str(manifest),
+                "--victim",
+                str(victim),
+                "--attack",
+                "fgsm",
+                "--limit",
+                "2",
+                "--out",
+                str(other),
+                "--force",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "is a `staa evaluate` run folder" in err_line(capsys) and (other / "results.json").is_file()
 
 
@@ -138,7 +188,11 @@ def test_the_journal_survives_a_crash_and_force_clears_it(tmp_path):
         RunDir.claim(tmp_path / "r", "attack")
     with RunDir.claim(tmp_path / "r", "attack", force=True):
         pass
-    files = [p.relative_to(tmp_path / "r").as_posix() for p in (tmp_path / "r").rglob("*") if p.is_file() and ".staa-run" not in p.parts]
+    files = [
+        p.relative_to(tmp_path / "r").as_posix()
+        for p in (tmp_path / "r").rglob("*")
+        if p.is_file() and ".staa-run" not in p.parts
+    ]
     assert files == ["mine.txt"]
 
 
@@ -168,7 +222,7 @@ def test_outputs_follow_the_umask(tmp_path):
 
 # ---- one run per folder --------------------------------------------------------------------------------------
 
-HOLD = "import sys, time; from staa.lock import FolderLock; FolderLock(sys.argv[1], 'attack'); print('held', flush=True); time.sleep(60)"
+HOLD = "import sys, time; from staa.io.lock import FolderLock; FolderLock(sys.argv[1], 'attack'); print('held', flush=True); time.sleep(60)"
 
 
 def test_a_second_run_into_a_held_folder_is_refused_and_a_dead_holder_is_taken_over(corpus, tmp_path, capsys, caplog):
@@ -189,8 +243,27 @@ def test_a_second_run_into_a_held_folder_is_refused_and_a_dead_holder_is_taken_o
 def test_two_commands_started_together_one_is_refused(corpus, tmp_path):
     manifest, _ = corpus
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "staa", "train-victim", "--data", str(manifest), "--arch", "mel_cnn", "--epochs", "1", "--clip-seconds", "0.5",
-           "--model-options", '{"width": 4}', "--threads", "1", "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "staa",
+        "train-victim",
+        "--data",
+        str(manifest),
+        "--arch",
+        "mel_cnn",
+        "--epochs",
+        "1",
+        "--clip-seconds",
+        "0.5",
+        "--model-options",
+        '{"width": 4}',
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(code for code, _ in results) == [0, 2], results
@@ -201,6 +274,7 @@ def test_two_commands_started_together_one_is_refused(corpus, tmp_path):
 
 
 # ---- --resume checks its inputs ---------------------------------------------------------------------------------
+
 
 def test_resume_refuses_a_replaced_victim(corpus, tmp_path, capsys):
     manifest, _ = corpus
@@ -217,7 +291,9 @@ def test_the_harness_itself_refuses_cells_of_another_victim_file(corpus, tmp_pat
 
     manifest, _ = corpus
     victim = victim_file(tmp_path / "v.pt")
-    cfg = EvalConfig(data=str(manifest), victims={"v": str(victim)}, attacks={"f": "fgsm"}, max_clips=4, perceptual=False, workers=1)
+    cfg = EvalConfig(
+        data=str(manifest), victims={"v": str(victim)}, attacks={"f": "fgsm"}, max_clips=4, perceptual=False, workers=1
+    )
     run_grid(cfg, tmp_path / "run", progress=False)
     victim_file(victim, seed=1)
     with pytest.raises(ValueError, match="not the victim file"):
@@ -225,6 +301,7 @@ def test_the_harness_itself_refuses_cells_of_another_victim_file(corpus, tmp_pat
 
 
 # ---- a generator finds its own surrogate ---------------------------------------------------------------------
+
 
 def test_a_generator_loads_the_surrogate_it_records_from_any_working_directory(tmp_path, monkeypatch, caplog):
     from staa.attacks import STAA
@@ -253,6 +330,44 @@ def test_a_generator_loads_the_surrogate_it_records_from_any_working_directory(t
     assert "using the surrogate" in caplog.text
 
 
+def test_a_copied_run_folder_attacks_from_another_working_directory(corpus, tmp_path, monkeypatch, capsys):
+    manifest, _ = corpus
+    run = tmp_path / "run"
+    surrogate = victim_file(run / "victims" / "mel_cnn" / "best.pt")
+    conditional_generator(run / "attacks" / "mel_cnn" / "best.pt", surrogate)
+    shutil.copytree(run, tmp_path / "moved" / "run")
+    shutil.rmtree(run)
+    saved = load_generator(tmp_path / "moved" / "run" / "attacks" / "mel_cnn" / "best.pt")
+    assert saved.surrogates == [os.path.join("..", "..", "victims", "mel_cnn", "best.pt")]  # relative to the checkpoint
+    monkeypatch.chdir(tmp_path / "moved")
+    args = [
+        "attack",
+        "--data",
+        str(manifest),
+        "--victim",
+        "run/victims/mel_cnn/best.pt",
+        "--attack",
+        "staa",
+        "--generator",
+        "run/attacks/mel_cnn/best.pt",
+        "--limit",
+        "3",
+        "--out",
+        "out",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    rows = list(csv.DictReader((tmp_path / "moved" / "out" / "clips.csv").open()))
+    assert len(rows) == 3 and len(list((tmp_path / "moved" / "out" / "adv").glob("*.wav"))) == 3
+    # the same folder under the spec form, and a gradient attack by spec
+    common = [*args[:5], "--limit", "3", "--quiet"]
+    assert main([*common, "--attack", "staa:generator=run/attacks/mel_cnn/best.pt", "--out", "out2"]) == 0
+    assert main([*common, "--attack", "pgd:steps=2", "--out", "out3"]) == 0
+    assert "pgd:steps=2: fooling 0.000 of 3" in capsys.readouterr().out
+    assert main([*common, "--attack", "fgsm", "--generator", "g.pt", "--out", "out4"]) == 2
+    assert "go with --attack staa" in capsys.readouterr().err
+
+
 def test_an_old_generator_without_a_surrogate_hash_needs_an_explicit_surrogate(tmp_path):
     from staa.attacks import STAA
 
@@ -267,7 +382,7 @@ def test_an_old_generator_without_a_surrogate_hash_needs_an_explicit_surrogate(t
 
 
 def test_a_corpus_build_cleans_up_after_a_killed_one(tmp_path):
-    from staa.corpus import CorpusConfig, build_corpus
+    from staa.datasets.synthetic.corpus import CorpusConfig, build_corpus
 
     root = tmp_path / "c"
     stale = root / "train" / ".000000_neutral.wav.abcd1234.tmp"
@@ -278,8 +393,8 @@ def test_a_corpus_build_cleans_up_after_a_killed_one(tmp_path):
 
 
 def test_a_held_corpus_folder_is_refused(tmp_path):
-    from staa.corpus import CorpusConfig, build_corpus
-    from staa.lock import FolderLock, LockError
+    from staa.datasets.synthetic.corpus import CorpusConfig, build_corpus
+    from staa.io.lock import FolderLock, LockError
 
     with FolderLock(tmp_path / "c", "corpus"), pytest.raises(LockError, match="another staa run"):
         build_corpus(tmp_path / "c", CorpusConfig(n_clips=12), workers=1, progress=False)
@@ -290,15 +405,22 @@ def test_ctrl_c_in_corpus_is_one_line_and_keeps_the_finished_clips(tmp_path):
 
     root = tmp_path / "c"
     cmd = [sys.executable, "-m", "staa", "corpus", "--out", str(root), "--clips", "3000", "--workers", "2", "--quiet"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not list(root.rglob("*.wav")) and time.monotonic() < deadline:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130 and "Traceback" not in err, err
-    assert err.strip().splitlines() == ["staa corpus: interrupted; rerun the same command to continue (finished clips are kept)"]
+    assert err.strip().splitlines() == [
+        "staa corpus: interrupted; rerun the same command to continue (finished clips are kept)"
+    ]
     assert not (root / "manifest.csv").exists() and list(root.rglob("*.wav"))
 
 

@@ -3,11 +3,11 @@ import pickle
 import pytest
 import torch
 
-from staa.checkpoint import CheckpointError, save_checkpoint
-from staa.corpus import EMOTIONS
 from staa.datasets import AudioDataset, load_records
-from staa.train import TrainConfig, train_victim
-from staa.victim import load_victim
+from staa.datasets.synthetic.corpus import EMOTIONS
+from staa.io.checkpoint import CheckpointError, save_checkpoint
+from staa.models.victim import load_victim
+from staa.training.victim import TrainConfig, train_victim
 
 
 def _tiny(corpus):
@@ -21,7 +21,17 @@ def _tiny(corpus):
 
 
 def _cfg(**kw):
-    return TrainConfig(**{"arch": "mel_cnn", "classes": list(EMOTIONS), "epochs": 3, "batch_size": 16, "clip_seconds": 1.0, "model": {"width": 4}, **kw})
+    return TrainConfig(
+        **{
+            "arch": "mel_cnn",
+            "classes": list(EMOTIONS),
+            "epochs": 3,
+            "batch_size": 16,
+            "clip_seconds": 1.0,
+            "model": {"width": 4},
+            **kw,
+        }
+    )
 
 
 def test_training_writes_metrics_and_a_loadable_best_checkpoint(corpus, tmp_path):

@@ -1,6 +1,6 @@
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from staa.workers import worker_pool
+from staa.io.workers import worker_pool
 
 
 def _blas_threads():
@@ -25,12 +25,24 @@ def test_a_worker_whose_parent_died_before_it_asked_for_sigkill_exits():
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-c", "import os; from staa.workers import _init_worker; _init_worker(os.getppid() + 1); print('alive')"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import os; from staa.io.workers import _init_worker; _init_worker(os.getppid() + 1); print('alive')",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1 and "alive" not in done.stdout
     kept = subprocess.run(
-        [sys.executable, "-c", "import os; from staa.workers import _init_worker; _init_worker(os.getppid()); print('alive')"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import os; from staa.io.workers import _init_worker; _init_worker(os.getppid()); print('alive')",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert kept.returncode == 0 and "alive" in kept.stdout

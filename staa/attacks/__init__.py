@@ -1,11 +1,28 @@
-"""Attacks on waveform victims, all called as `attack(x, y=None) -> x_adv`."""
+"""Attacks on waveform victims, all called as `attack(x, y=None) -> x_adv`; `parse_attack(spec)` builds one from a spec."""
+
 from __future__ import annotations
 
-from staa.attacks.adaptive import AdaptivePGD, Defended
+from staa.attacks.adaptive_pgd import AdaptivePGD, Defended
 from staa.attacks.base import Attack
 from staa.attacks.cw import CW
-from staa.attacks.gradient import FGSM, PGD
-from staa.attacks.sparse import SparsePGD
-from staa.attacks.staa import STAA
+from staa.attacks.fgsm import FGSM
+from staa.attacks.pgd import PGD
+from staa.attacks.registry import ALIASES, ATTACKS, AttackSpec, build_attack, parse_attack
+from staa.attacks.sparse_pgd import SparsePGD
+from staa.attacks.staa_net import STAA
 
-__all__ = ["AdaptivePGD", "Attack", "Defended", "CW", "FGSM", "PGD", "STAA", "SparsePGD"]
+__all__ = [
+    "ALIASES",
+    "ATTACKS",
+    "AdaptivePGD",
+    "Attack",
+    "AttackSpec",
+    "CW",
+    "Defended",
+    "FGSM",
+    "PGD",
+    "STAA",
+    "SparsePGD",
+    "build_attack",
+    "parse_attack",
+]

@@ -1,4 +1,5 @@
 """The attack call shape shared by every attack: `attack(x, y=None) -> x_adv` (torchattacks-style)."""
+
 from __future__ import annotations
 
 import torch
@@ -15,9 +16,17 @@ def check_batch(x: torch.Tensor) -> None:
 
 
 def check_eps(eps: float) -> float:
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+    """An l-inf budget for waveforms in [-1, 1]: in (0, 1]."""
+    if not 0 < eps <= 1:
+        raise ValueError(f"eps must be > 0 and <= 1, got {eps}")
     return float(eps)
+
+
+def check_count(name: str, value: int, hi: int) -> int:
+    """Steps, restarts, EOT draws: they bound the work (victim passes per clip)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+        raise ValueError(f"{name} must be within 1-{hi}, got {value!r}")
+    return value
 
 
 class Attack:

@@ -1,10 +1,11 @@
 """Carlini-Wagner l2: minimise ||delta||_2^2 + c * max(margin, -kappa) with Adam in tanh space."""
+
 from __future__ import annotations
 
 import torch
 
-from staa.attacks.base import Attack
-from staa.losses import cw_margin
+from staa.attacks.base import Attack, check_count
+from staa.generator.losses import cw_margin
 
 
 class CW(Attack):
@@ -15,8 +16,9 @@ class CW(Attack):
 
     def __init__(self, model, c: float = 1.0, kappa: float = 0.0, steps: int = 100, lr: float = 0.01, **kw):
         super().__init__(model, **kw)
-        if not c > 0 or steps < 1 or not lr > 0:
-            raise ValueError(f"C&W needs c > 0, steps >= 1, lr > 0 (got c={c}, steps={steps}, lr={lr})")
+        if not c > 0 or not lr > 0:
+            raise ValueError(f"C&W needs c > 0 and lr > 0 (got c={c}, lr={lr})")
+        check_count("steps", steps, 10_000)
         self.c, self.kappa, self.steps, self.lr = c, kappa, steps, lr
 
     def perturb(self, x, y):

@@ -1,4 +1,5 @@
 """Dataset loaders: each turns a dataset folder (in its own layout) into a list of `Record`s."""
+
 from __future__ import annotations
 
 from staa.datasets.audio_dataset import AudioDataset

@@ -1,4 +1,5 @@
 """A torch Dataset over `Record`s: fixed-length float32 waveforms and integer labels."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from staa.audio import load_audio
 from staa.datasets.records import DatasetError, Record
+from staa.io.audio import load_audio
 
 
 class AudioDataset(Dataset):

@@ -2,6 +2,7 @@
 
 Layout: ROOT/AudioWAV/<actor>_<sentence>_<emotion>_<intensity>.wav, e.g. 1001_DFA_ANG_XX.wav.
 """
+
 from __future__ import annotations
 
 import re

@@ -3,6 +3,7 @@
 Layout: ROOT/wav/<ss><text><e><v>.wav, e.g. 03a01Fa.wav: speaker 03, text a01, emotion F
 (Freude), version a. Emotion letters are German initials.
 """
+
 from __future__ import annotations
 
 import re

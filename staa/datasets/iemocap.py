@@ -6,6 +6,7 @@ ROOT/Session{n}/dialog/EmoEvaluation/<dialog>.txt as lines
 The usual 4-class set merges excitement into happiness. Folds are by session: the test session's
 female speaker is validation and its male speaker test (leave-one-session-out, no speaker overlap).
 """
+
 from __future__ import annotations
 
 import re
@@ -13,14 +14,25 @@ import re
 from staa.datasets.records import Record, Scan, map_label, require_dir
 
 CODES = {
-    "neu": "neutral", "ang": "angry", "hap": "happy", "exc": "happy", "sad": "sad",
-    "fru": "frustrated", "sur": "surprised", "fea": "fearful", "dis": "disgusted", "oth": "other", "xxx": "none",
+    "neu": "neutral",
+    "ang": "angry",
+    "hap": "happy",
+    "exc": "happy",
+    "sad": "sad",
+    "fru": "frustrated",
+    "sur": "surprised",
+    "fea": "fearful",
+    "dis": "disgusted",
+    "oth": "other",
+    "xxx": "none",
 }
 FOUR_CLASS = {"neutral", "angry", "happy", "sad"}
 _LINE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\t(Ses0(\d)[FM]_\S+_([FM])\d+)\t(\w+)\t")
 
 
-def load_iemocap(root, *, classes=FOUR_CLASS, test_session: int = 5, on_error: str = "raise", verify: bool = True) -> list[Record]:
+def load_iemocap(
+    root, *, classes=FOUR_CLASS, test_session: int = 5, on_error: str = "raise", verify: bool = True
+) -> list[Record]:
     root = require_dir(root, "IEMOCAP root")
     if test_session not in range(1, 6):
         raise ValueError(f"test_session must be 1-5, got {test_session}")
@@ -29,8 +41,10 @@ def load_iemocap(root, *, classes=FOUR_CLASS, test_session: int = 5, on_error: s
     sessions = {}  # check every folder first: fail before a long scan, not after it
     for session in range(1, 6):
         sdir = require_dir(root / f"Session{session}", f"IEMOCAP Session{session}")
-        sessions[session] = (require_dir(sdir / "dialog" / "EmoEvaluation", "IEMOCAP EmoEvaluation"),
-                             require_dir(sdir / "sentences" / "wav", "IEMOCAP sentences/wav"))
+        sessions[session] = (
+            require_dir(sdir / "dialog" / "EmoEvaluation", "IEMOCAP EmoEvaluation"),
+            require_dir(sdir / "sentences" / "wav", "IEMOCAP sentences/wav"),
+        )
     for session, (label_dir, wav_dir) in sessions.items():
         for txt in sorted(label_dir.glob("*.txt")):
             for line in txt.read_text(errors="replace").splitlines():

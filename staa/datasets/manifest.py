@@ -4,6 +4,7 @@ Columns: `path` (absolute, or relative to the CSV's folder) and `label` are requ
 `split` (train/val/test) are optional. Without `split`, speakers are split at random (seeded); without
 `speaker` there is no speaker-independent split and the file is refused unless `split` is given.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,7 +24,9 @@ def load_manifest(path, *, classes=None, seed: int = 0, on_error: str = "raise",
         if missing:
             raise DatasetError(f"{path}: manifest lacks column(s) {', '.join(sorted(missing))}")
         if not {"speaker", "split"} & columns:
-            raise DatasetError(f"{path}: manifest needs a 'speaker' or a 'split' column for a speaker-independent split")
+            raise DatasetError(
+                f"{path}: manifest needs a 'speaker' or a 'split' column for a speaker-independent split"
+            )
         rows = list(reader)
     scan = Scan(f"manifest {path}", on_error)
     keep = set(classes) if classes is not None else None

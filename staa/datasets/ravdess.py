@@ -3,13 +3,23 @@
 Layout: ROOT/Actor_NN/MM-VV-EE-II-SS-RR-AA.wav (modality, vocal channel, emotion, intensity,
 statement, repetition, actor). Only audio-only speech (03-01) is used; song and video files are ignored.
 """
+
 from __future__ import annotations
 
 import re
 
 from staa.datasets.records import DatasetError, Record, Scan, map_label, require_dir, with_speaker_splits
 
-CODES = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful", "07": "disgusted", "08": "surprised"}
+CODES = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgusted",
+    "08": "surprised",
+}
 _NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 
 

@@ -1,4 +1,5 @@
 """What every dataset loader returns: a list of `Record`s, plus the shared checks and split rules."""
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from staa.audio import AudioError, load_audio
+from staa.io.audio import AudioError, load_audio
 
 log = logging.getLogger(__name__)
 

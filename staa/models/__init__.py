@@ -1,4 +1,5 @@
 """The victim zoo: SER models mapping waveforms `[B, T]` to logits `[B, C]`, features inside."""
+
 from __future__ import annotations
 
 import inspect
@@ -6,8 +7,8 @@ import typing
 
 from torch import nn
 
+from staa.io.validate import check_type, in_range
 from staa.models.mel_cnn import CRNN, MelCNN
-from staa.validate import check_type, in_range
 from staa.models.mel_transformer import MelTransformer
 from staa.models.raw_cnn_lstm import Emo18, Zhao19
 

@@ -1,4 +1,5 @@
 """Differentiable feature front ends that live inside the victims, so attacks run end to end on waveforms."""
+
 from __future__ import annotations
 
 import torch

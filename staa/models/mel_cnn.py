@@ -1,4 +1,5 @@
 """Log-mel spectrogram victims: a 2-D CNN and a CRNN (CNN + GRU over time)."""
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,9 @@ class MelCNN(nn.Module):
         self.config = {"n_mels": n_mels, "width": width}
         self.features = LogMel(sample_rate, n_mels)
         w = width
-        self.body = nn.Sequential(_conv_block(1, w, 2), _conv_block(w, 2 * w, 2), _conv_block(2 * w, 4 * w, 2), _conv_block(4 * w, 4 * w, 2))
+        self.body = nn.Sequential(
+            _conv_block(1, w, 2), _conv_block(w, 2 * w, 2), _conv_block(2 * w, 4 * w, 2), _conv_block(4 * w, 4 * w, 2)
+        )
         self.head = nn.Linear(4 * w, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -35,7 +38,9 @@ class CRNN(nn.Module):
         self.config = {"n_mels": n_mels, "width": width, "hidden": hidden}
         self.features = LogMel(sample_rate, n_mels)
         w = width
-        self.body = nn.Sequential(_conv_block(1, w, (2, 2)), _conv_block(w, 2 * w, (4, 2)), _conv_block(2 * w, 2 * w, (4, 1)))
+        self.body = nn.Sequential(
+            _conv_block(1, w, (2, 2)), _conv_block(w, 2 * w, (4, 2)), _conv_block(2 * w, 2 * w, (4, 1))
+        )
         self.gru = nn.GRU(2 * w * (n_mels // 32), hidden, batch_first=True, bidirectional=True)
         self.head = nn.Linear(2 * hidden, n_classes)
 

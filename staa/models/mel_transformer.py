@@ -1,4 +1,5 @@
 """A small transformer encoder over log-mel frames (an attention model, unlike the conv/recurrent victims)."""
+
 from __future__ import annotations
 
 import math
@@ -10,14 +11,24 @@ from staa.models.features import LogMel
 
 
 class MelTransformer(nn.Module):
-    def __init__(self, n_classes: int, sample_rate: int = 16_000, n_mels: int = 64, d_model: int = 96, layers: int = 2, heads: int = 4,
-                 dropout: float = 0.1):
+    def __init__(
+        self,
+        n_classes: int,
+        sample_rate: int = 16_000,
+        n_mels: int = 64,
+        d_model: int = 96,
+        layers: int = 2,
+        heads: int = 4,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.config = {"n_mels": n_mels, "d_model": d_model, "layers": layers, "heads": heads, "dropout": dropout}
         self.features = LogMel(sample_rate, n_mels)
         # A strided conv halves the frame rate: attention cost is quadratic in the number of frames.
         self.embed = nn.Sequential(nn.Conv1d(n_mels, d_model, kernel_size=3, stride=2, padding=1), nn.GELU())
-        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=2 * d_model, dropout=dropout, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model, heads, dim_feedforward=2 * d_model, dropout=dropout, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, n_classes)

@@ -1,4 +1,5 @@
 """Raw-waveform CNN + LSTM victims after Emo18 (Tzirakis et al., 2018) and Zhao19 (Zhao et al., 2019)."""
+
 from __future__ import annotations
 
 import torch
@@ -26,11 +27,17 @@ class Emo18(_CnnLstm):
     def __init__(self, n_classes: int, sample_rate: int = 16_000, channels: int = 64, hidden: int = 64):
         self.config = {"channels": channels, "hidden": hidden}
         blocks = nn.Sequential(
-            nn.Conv1d(1, channels // 2, kernel_size=80, stride=4, padding=38), nn.BatchNorm1d(channels // 2), nn.ReLU(),
+            nn.Conv1d(1, channels // 2, kernel_size=80, stride=4, padding=38),
+            nn.BatchNorm1d(channels // 2),
+            nn.ReLU(),
             nn.MaxPool1d(4),
-            nn.Conv1d(channels // 2, channels, kernel_size=7, padding=3), nn.BatchNorm1d(channels), nn.ReLU(),
+            nn.Conv1d(channels // 2, channels, kernel_size=7, padding=3),
+            nn.BatchNorm1d(channels),
+            nn.ReLU(),
             nn.MaxPool1d(4),
-            nn.Conv1d(channels, channels, kernel_size=7, padding=3), nn.BatchNorm1d(channels), nn.ReLU(),
+            nn.Conv1d(channels, channels, kernel_size=7, padding=3),
+            nn.BatchNorm1d(channels),
+            nn.ReLU(),
             nn.MaxPool1d(4),
         )
         super().__init__(blocks, channels, n_classes, hidden)
@@ -45,6 +52,10 @@ class Zhao19(_CnnLstm):
         layers = []
         for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:])):
             stride = 4 if i == 0 else 1
-            layers += [nn.Conv1d(c_in, c_out, kernel_size=9 if i == 0 else 3, stride=stride, padding=4 if i == 0 else 1),
-                       nn.BatchNorm1d(c_out), nn.ELU(), nn.MaxPool1d(4)]
+            layers += [
+                nn.Conv1d(c_in, c_out, kernel_size=9 if i == 0 else 3, stride=stride, padding=4 if i == 0 else 1),
+                nn.BatchNorm1d(c_out),
+                nn.ELU(),
+                nn.MaxPool1d(4),
+            ]
         super().__init__(nn.Sequential(*layers), channels, n_classes, hidden)

@@ -1,0 +1,127 @@
+"""The attack registry: every command names an attack by a spec of `staa.specs`' grammar, bound to the attack's
+constructor (`pgd:steps=10`, `fgsm:eps=0.01`, `staa:generator=G.pt`, `adaptive_pgd:steps=10:eot=4`), or by a TOML
+table (`{type = "pgd", steps = 10}`). `pgd10` and `pgd100` are aliases of `pgd:steps=10` and `pgd:steps=100`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from staa import specs
+from staa.attacks.adaptive_pgd import AdaptivePGD
+from staa.attacks.base import Attack, check_eps
+from staa.attacks.cw import CW
+from staa.attacks.fgsm import FGSM
+from staa.attacks.pgd import PGD
+from staa.attacks.sparse_pgd import SparsePGD
+from staa.attacks.staa_net import STAA
+
+
+def staa_attack(
+    model,
+    generator: str,
+    eps: float | None = None,
+    surrogate: str | None = None,
+    *,
+    device="cpu",
+    sample_rate: int | None = None,
+) -> STAA:
+    """STAA-Net from a trained generator checkpoint; `eps` overrides its budget, `surrogate` the surrogate it records."""
+    return STAA.from_checkpoint(generator, model, device=device, eps=eps, sample_rate=sample_rate, surrogate=surrogate)
+
+
+ATTACKS = {
+    "staa": staa_attack,
+    "fgsm": FGSM,
+    "pgd": PGD,
+    "cw": CW,
+    "sparse_pgd": SparsePGD,
+    "adaptive_pgd": AdaptivePGD,
+}
+ALIASES = {"pgd10": "pgd:steps=10", "pgd100": "pgd:steps=100"}
+# what the caller supplies, not the spec: the victim, the defense an adaptive attack runs through, where it runs
+CONTEXT = ("model", "defense", "sample_rate", "device")
+PATHS = ("generator", "surrogate")  # may hold `{victim}`, for a generator trained per victim
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    type: str
+    params: dict
+    text: str
+
+    @property
+    def adaptive(self) -> bool:
+        """Made anew against each defense (the defense is part of the attacked system)."""
+        return self.type == "adaptive_pgd"
+
+    def build(
+        self,
+        model: nn.Module,
+        *,
+        eps: float | None = None,
+        seed: int | None = None,
+        defense=None,
+        sample_rate: int | None = None,
+        device="cpu",
+        victim: str = "",
+    ) -> Attack:
+        """The attack on `model`. `eps` and `seed` are defaults for attacks that take them and whose spec sets none
+        (STAA keeps its generator's own budget unless its spec gives one)."""
+        fn = ATTACKS[self.type]
+        names = {p.name for p in specs.parameters(fn)}
+        kw = {k: str(v).replace("{victim}", victim) if k in PATHS else v for k, v in self.params.items()}
+        for key, default in (("eps", eps), ("seed", seed)):
+            if default is not None and key in names and key not in kw and self.type != "staa":
+                kw[key] = default
+        context = {"defense": defense, "sample_rate": sample_rate, "device": device}
+        kw |= {k: v for k, v in context.items() if k in names}
+        if self.adaptive and defense is None:
+            raise ValueError(f"attack {self.text!r}: an adaptive attack runs through a defense; none was given")
+        return fn(model, **kw)
+
+
+def parse_attack(spec, name: str | None = None) -> AttackSpec:
+    """An attack spec (`"pgd:steps=10"`, an alias, or a TOML table `{type = "pgd", steps = 10}`), checked: unknown
+    attacks and parameters, wrong types and out-of-range values are a ValueError naming `name` (or the spec)."""
+    label = f"attack {name!r} =" if name else "attack"
+    if isinstance(spec, dict):
+        params = dict(spec)
+        kind, positional, keyword = params.pop("type", None), [], params
+        text = ":".join([str(kind)] + [f"{k}={specs.text(v)}" for k, v in params.items()])
+    elif isinstance(spec, str):
+        text = ALIASES.get(spec.strip(), spec.strip())
+        kind, positional, keyword = specs.split(text, label)
+    else:
+        raise ValueError(f"{label} {spec!r}: expected a spec string or a table")
+    if kind not in ATTACKS:
+        raise ValueError(
+            f"{label} {text!r}: unknown type {kind!r}; choose from {', '.join(ATTACKS)} (aliases: {', '.join(ALIASES)})"
+        )
+    try:
+        params = specs.bind(text, label, ATTACKS[kind], positional, keyword, skip=CONTEXT)
+        _check(kind, params)
+    except ValueError as err:
+        msg = str(err)
+        raise ValueError(msg if msg.startswith(label) else f"{label} {text!r}: {msg}") from None
+    return AttackSpec(kind, params, text)
+
+
+def _check(kind: str, params: dict) -> None:
+    """The ranges the constructor checks, without a victim: built on a stand-in model (STAA loads nothing here)."""
+    if kind == "staa":
+        if params.get("eps") is not None:
+            check_eps(params["eps"])
+        return
+    if kind == "adaptive_pgd":
+        from defenses import Identity
+
+        ATTACKS[kind](nn.Identity(), Identity(), 16000, **params)
+    else:
+        ATTACKS[kind](nn.Identity(), **params)
+
+
+def build_attack(spec, model: nn.Module, **context) -> Attack:
+    """`parse_attack(spec).build(model, **context)`."""
+    return parse_attack(spec).build(model, **context)

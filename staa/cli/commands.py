@@ -1,0 +1,848 @@
+"""The `staa` command line: one subcommand per step of the pipeline, and `demo` for all of them."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+from staa import specs
+from staa.cli.run_dir import RunDir, RunDirError, check_inputs
+from staa.datasets import LOADERS, DatasetError
+from staa.io.audio import AudioError
+from staa.io.checkpoint import CheckpointError
+from staa.io.lock import LockError
+
+log = logging.getLogger("staa")
+MAX_SEED = 2**63 - 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (`staa CMD: error: ...`), not a usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def integer(lo: int, hi: int | None = None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(
+                f"{value} is not within {lo}-{hi}" if hi is not None else f"{value} is not >= {lo}"
+            )
+        return value
+
+    return parse
+
+
+def number(lo: float, hi: float | None = None, *, above: bool = False):
+    """A finite float within [lo, hi] (`above`: strictly greater than lo)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < lo or (above and value == lo) or (hi is not None and value > hi):
+            low = f"> {lo:g}" if above else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(f"{text} is not {low}" + (f" and <= {hi:g}" if hi is not None else ""))
+        return value
+
+    return parse
+
+
+def device(text: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise argparse.ArgumentTypeError(f"{text}: no such CUDA device here ({torch.cuda.device_count()} visible)")
+    if dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text}: only cpu and cuda devices are supported")
+    return text
+
+
+def class_list(text: str) -> list[str]:
+    names = [c.strip() for c in text.split(",")]
+    if len(names) < 2 or not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give two or more distinct class names, comma-separated")
+    return names
+
+
+SEED = integer(0, MAX_SEED)
+EPS = number(0, 1, above=True)
+SECONDS = number(0, 600, above=True)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument("--device", default="cpu", type=device, help="torch device, e.g. cpu or cuda (default: cpu)")
+
+
+def _data_dirs(data, records) -> list[Path]:
+    """The folders a command reads audio from: the dataset root (or the manifest's folder) and every audio file's folder."""
+    data = Path(data)
+    return sorted({data if data.is_dir() else data.parent} | {Path(r.path).parent for r in records})
+
+
+def _claim(a, records=(), inputs: dict | None = None):
+    """Check that --out holds none of the inputs and lies in no data folder, then claim it for this command (lock,
+    --resume / --force rules; see staa.cli.run_dir). Under torchrun only rank 0 claims: the others never write."""
+    inputs = {k: v for k, v in (inputs or {}).items() if v}
+    data = getattr(a, "data", None)
+    check_inputs(a.out, [*inputs.values(), *(r.path for r in records)], _data_dirs(data, records) if data else ())
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return RunDir.claim(a.out, a.command, resume=a.resume, force=a.force, inputs=inputs)
+
+
+def cmd_corpus(a) -> None:
+    from staa.datasets.synthetic.corpus import CorpusConfig, build_corpus
+
+    cfg = CorpusConfig(n_clips=a.clips, seed=a.seed, clip_seconds=a.clip_seconds or None)
+    manifest = build_corpus(a.out, cfg, workers=a.workers, progress=not a.quiet)
+    print(manifest)
+
+
+def _records(a):
+    """The dataset's records, every file decoded and checked before any work (bad ones skipped with --skip-bad)."""
+    from staa.datasets import load_records
+
+    options = {"on_error": "skip" if a.skip_bad else "raise"}
+    if a.classes:
+        options["classes"] = a.classes
+    records = load_records(a.dataset, a.data, **options)
+    missing = [c for c in a.classes or [] if c not in {r.label for r in records}]
+    if missing:
+        raise DatasetError(
+            f"{a.data}: no clips of class(es) {', '.join(missing)} (found: {', '.join(sorted({r.label for r in records}))})"
+        )
+    return records
+
+
+def _json_option(text: str | None, flag: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text) if text else {}
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{flag} is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return value
+
+
+def cmd_train_victim(a) -> None:
+    import torch
+
+    from staa.training.victim import TrainConfig, train_victim
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    records = _records(a)
+    classes = a.classes or sorted({r.label for r in records})
+    cfg = TrainConfig(
+        arch=a.arch,
+        classes=classes,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        seed=a.seed,
+        clip_seconds=a.clip_seconds,
+        model=_json_option(a.model_options, "--model-options"),
+    )
+    with _claim(a, records, {"data": a.data}):
+        report = train_victim(cfg, records, a.out, device=a.device, progress=not a.quiet)
+    if not report:  # a torchrun rank other than 0: rank 0 reports
+        return
+    test = report.get("test")
+    print(
+        f"{a.arch}: best val UA {report['best_val_ua']:.3f}"
+        + (f", test UA {test['ua']:.3f} WA {test['wa']:.3f}" if test else "")
+    )
+    print(Path(a.out) / "best.pt")
+
+
+def _split_dataset(a, classes, sample_rate):
+    from staa.datasets import AudioDataset
+
+    records = [r for r in _records(a) if r.split == a.split and r.label in classes]
+    if not records:
+        raise DatasetError(f"{a.data}: no clips of split {a.split!r} with the classes {', '.join(classes)}")
+    if a.limit:
+        records = records[: a.limit]
+    return AudioDataset(records, classes, sample_rate=sample_rate, clip_seconds=a.clip_seconds)
+
+
+# train-attack flags a recipe sets, and the AttackTrainConfig field each one overrides
+RECIPE_FLAGS = {
+    "recipe_preset": "preset",
+    "recipe_lr": "lr",
+    "recipe_lr_halving": "lr_halving_epochs",
+    "recipe_w_mag": "w_mag",
+    "recipe_w_spa": "w_spa",
+    "recipe_spa_target": "spa_target",
+    "recipe_conditional": "conditional",
+    "recipe_crop_seconds": "clip_seconds",
+}
+
+
+def _recipe(a) -> dict:
+    """The recipe's settings, with every recipe flag given on the command line in its place."""
+    from staa.generator.recipes import recipe
+
+    settings = recipe(a.recipe)
+    settings |= {field: getattr(a, flag) for flag, field in RECIPE_FLAGS.items() if getattr(a, flag, None) is not None}
+    mask = getattr(a, "recipe_train_mask", None)
+    if mask is not None:
+        # the paper's mask stays implicit, so runs started before the option existed still resume
+        settings["generator"] = {k: v for k, v in settings["generator"].items() if k != "train_mask"}
+        if mask != "stochastic":
+            settings["generator"]["train_mask"] = mask
+    return settings
+
+
+def cmd_train_attack(a) -> None:
+    from staa.generator.training import AttackTrainConfig, parse_eps_schedule, train_generator
+
+    cfg = AttackTrainConfig(
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        eps_schedule=parse_eps_schedule(a.eps),
+        kappa=a.kappa,
+        w_qua=a.w_qua,
+        targeted=a.target is not None,
+        target=a.target,
+        seed=a.seed,
+        spa_warmup_epochs=a.spa_warmup,
+        defenses=a.defense or [],
+        init=a.init,
+        **_recipe(a),
+    )
+    records = _records(a)
+    inputs = {"data": a.data, "init": a.init, **{f"surrogate {i + 1}": p for i, p in enumerate(a.surrogate)}}
+    with _claim(a, records, inputs):
+        report = train_generator(cfg, a.surrogate, records, a.out, device=a.device, progress=not a.quiet)
+    last = report["history"][-1]
+    print(f"generator: val fooling {last['val_mean_fooling_rate']:.3f}, l0 ratio {last['val_l0_ratio']:.3f}")
+    print(Path(a.out) / "best.pt")
+
+
+def _eval_config(a):
+    from eval.config import EvalConfig, load_config
+
+    if a.config:
+        if a.data or a.victim or a.attack or a.defense or a.skip_bad:
+            raise ValueError("give either --config or --data/--victim/--attack/--defense/--skip-bad, not both")
+        return load_config(a.config)
+    if not (a.data and a.victim and a.attack):
+        raise ValueError("without --config, --data, --victim and --attack are required")
+    return EvalConfig(
+        data=a.data,
+        dataset=a.dataset,
+        victims=specs.pairs(a.victim, "--victim"),
+        attacks=specs.pairs(a.attack, "--attack"),
+        defenses=a.defense or ["none"],
+        split=a.split,
+        max_clips=a.max_clips or None,
+        eps=a.eps,
+        perceptual=not a.no_perceptual,
+        perceptual_clips=a.perceptual_clips,
+        seed=a.seed,
+        skip_bad=a.skip_bad,
+    )
+
+
+def _run_dir_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in OUT from its last checkpoint (finished work is kept)"
+    )
+    p.add_argument("--force", action="store_true", help="discard this command's outputs in OUT and start over")
+
+
+def cmd_evaluate(a) -> None:
+    from eval.harness import load_grid_records, run_grid
+    from eval.report import build_report
+
+    cfg = _eval_config(a)
+    out = Path(a.out)
+    a.data = cfg.data
+    records = load_grid_records(cfg)
+    generators = {
+        f"{k} of {n} for {v}": spec.params[k].replace("{victim}", v)
+        for n, spec in cfg.attack_specs.items()
+        for v in cfg.victims
+        for k in ("generator", "surrogate")
+        if k in spec.params
+    }
+    inputs = {"data": cfg.data, "config": a.config, **{f"victim {k}": v for k, v in cfg.victims.items()}, **generators}
+    with _claim(a, records, inputs):
+        results = run_grid(cfg, out, device=a.device, progress=not a.quiet, records=records)
+        if not a.no_report:
+            build_report(out)
+    print(f"{'victim':<12}{'attack':<16}{'defense':<20}{'success':>8}{'survival':>9}{'def.acc':>8}{'pesq':>7}")
+    for c in results["cells"]:
+        f = lambda v: "  –" if v is None else f"{v:.3f}"
+        print(
+            f"{c['victim']:<12}{c['attack']:<16}{c['defense']:<20}{f(c['success_rate']):>8}{f(c['survival']):>9}"
+            f"{f(c['defended_adversarial_accuracy']):>8}{f(c['pesq']):>7}"
+        )
+    print(out / ("results.json" if a.no_report else "report.html"))
+
+
+def cmd_report(a) -> None:
+    from eval.report import build_report
+
+    report = build_report(a.run_dir)
+    print("\n".join(report["summary"]))
+    print(Path(a.run_dir) / "report.html")
+
+
+def cmd_adv_train(a) -> None:
+    from staa.training.adversarial import AdvTrainConfig, adv_train
+
+    records = _records(a)
+    if a.classes:
+        classes = a.classes
+    elif a.init_victim:  # fine-tuning keeps the victim's classes, in its order
+        from staa.models.victim import load_victim
+
+        classes = load_victim(a.init_victim).classes
+    else:
+        classes = sorted({r.label for r in records})
+    generator = _recipe(a) | _json_option(
+        a.generator_options, "--generator-options"
+    )  # the JSON, for experts, has the last word
+    model = _json_option(a.model_options, "--model-options")
+    cfg = AdvTrainConfig(
+        arch=a.arch,
+        classes=classes,
+        method=a.method,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        seed=a.seed,
+        clip_seconds=a.clip_seconds,
+        model=model,
+        eps=a.eps,
+        adv_ratio=a.adv_ratio,
+        pgd_steps=a.pgd_steps,
+        trades_beta=a.trades_beta,
+        generator=generator,
+        gen_updates=a.gen_updates,
+        gen_crop_seconds=a.gen_crop_seconds,
+        init_victim=a.init_victim,
+        init_generator=a.init_generator,
+        defenses=a.defense or [],
+        checkpoint_every=a.checkpoint_every,
+    )
+    with _claim(a, records, {"data": a.data, "init-victim": a.init_victim, "init-generator": a.init_generator}):
+        report = adv_train(cfg, records, a.out, device=a.device, progress=not a.quiet)
+    last = report["history"][-1]
+    if "val_ua" in last:
+        print(f"{a.method} AT: val UA {last['val_ua']:.3f}, val FGSM accuracy {last['val_fgsm_accuracy']:.3f}")
+    print(Path(a.out) / "victim.pt")
+
+
+def _attack_spec(a):
+    """--attack SPEC; --generator / --surrogate complete a staa spec (any path, colons included)."""
+    from staa.attacks import parse_attack
+
+    flags = {k: v for k, v in (("generator", a.generator), ("surrogate", a.surrogate)) if v}
+    if not flags:
+        return parse_attack(a.attack)
+    name, positional, keyword = specs.split(a.attack, "attack")
+    if name != "staa" or positional:
+        raise ValueError(f"--generator and --surrogate go with --attack staa[:key=value...], not {a.attack!r}")
+    return parse_attack({"type": "staa", **keyword, **flags})
+
+
+def cmd_attack(a) -> None:
+    from staa.attacks.runner import run_attack
+    from staa.models.victim import load_victim
+
+    spec = _attack_spec(a)
+    victim = load_victim(a.victim, device=a.device)
+    dataset = _split_dataset(a, victim.classes, victim.sample_rate)
+    attack = spec.build(victim.model, eps=a.eps, device=a.device, sample_rate=victim.sample_rate)
+    paths = {k: spec.params.get(k) for k in ("generator", "surrogate")}
+    with _claim(a, dataset.records, {"data": a.data, "victim": a.victim, **paths}):
+        s = run_attack(attack, victim.model, dataset, a.out, device=a.device, progress=not a.quiet)
+    dist = f"{s['distortion_db']:.1f} dB" if s["distortion_db"] is not None else "n/a"
+    print(
+        f"{a.attack}: fooling {s['fooling_rate']:.3f} of {s['n']}, l0 ratio {s['l0_ratio']:.3f}, distortion {dist}, {s['seconds_per_clip'] * 1000:.1f} ms/clip"
+    )
+    print(Path(a.out) / "clips.csv")
+
+
+def _labels(paths: list[str]) -> dict[str, str]:
+    """A short label per checkpoint for the matrix: its folder's name where that tells the files apart, else the path."""
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"a checkpoint is listed twice in {' '.join(paths)}")
+    short = [Path(p).parent.name or p for p in paths]
+    return dict(zip(short if len(set(short)) == len(short) else paths, paths))
+
+
+def cmd_transfer(a) -> None:
+    from staa.attacks import STAA
+    from staa.attacks.runner import transfer_matrix
+    from staa.io.atomic import write_json
+    from staa.models.victim import load_victim
+
+    victims = {name: load_victim(p, device=a.device) for name, p in _labels(a.victims).items()}
+    first = next(iter(victims.values()))
+    dataset = _split_dataset(a, first.classes, first.sample_rate)
+    attacks = {name: STAA.from_checkpoint(p, device=a.device) for name, p in _labels(a.generators).items()}
+    result = transfer_matrix(
+        attacks, {k: v.model for k, v in victims.items()}, dataset, device=a.device, progress=not a.quiet
+    )
+    width = max(map(len, result["rows"])) + 2
+    print("fooling rate: rows = generator (its surrogate run), columns = victim")
+    print(" " * width + "".join(f"{c:>18}" for c in result["columns"]))
+    for r in result["rows"]:
+        print(f"{r:<{width}}" + "".join(f"{result['fooling_rate'][r][c]:>18.3f}" for c in result["columns"]))
+    if a.out:
+        write_json(a.out, result)
+
+
+def cmd_bench(a) -> None:
+    from eval.bench import bench_attacks
+
+    a.limit = a.limit or 32
+    bench_attacks(
+        a.victim,
+        a.generator,
+        lambda classes, rate: _split_dataset(a, classes, rate),
+        threads=a.threads,
+        batch_size=a.batch_size,
+        device=a.device,
+        out=a.out,
+        progress=not a.quiet,
+    )
+
+
+def cmd_demo(a) -> None:
+    from staa.cli.demo import run_demo
+
+    with _claim(a):
+        run_demo(Path(a.out), quick=a.quick, progress=not a.quiet, device=a.device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="staa",
+        description="Sparse adversarial attacks, defenses and robustness reports for speech emotion recognition.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser(
+        "corpus",
+        help="build the synthetic emotional-speech corpus (espeak-ng)",
+        description="Build the built-in synthetic corpus: 4 emotions, held-out voices and sentences, 16 kHz WAV + manifest.csv. Reused if it exists with the same settings.",
+    )
+    p.add_argument("--out", default="data/corpus", help="corpus folder (default: data/corpus)")
+    p.add_argument(
+        "--clips", type=integer(12, 1_000_000), default=2000, help="number of clips, 12-1000000 (default: 2000)"
+    )
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument(
+        "--clip-seconds",
+        type=number(0, 30),
+        default=3.0,
+        help="fixed clip length, 0.5-30 s; 0 keeps each utterance's length",
+    )
+    p.add_argument(
+        "--workers", type=integer(1), default=2, help="processes for synthesis, at most one per CPU (default: 2)"
+    )
+    _common(p)
+    p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser(
+        "train-victim",
+        help="train a victim SER model from the zoo",
+        description="Train a zoo architecture on a dataset; writes best.pt, last.pt (resume with --resume) and metrics.json to --out. "
+        "Runs under torchrun --nproc_per_node=N with DDP.",
+    )
+    p.add_argument("--data", required=True, help="dataset root folder, or the manifest CSV for --dataset manifest")
+    p.add_argument(
+        "--dataset",
+        default="manifest",
+        choices=sorted(LOADERS),
+        help="dataset layout (default: manifest; the built-in corpus is a manifest)",
+    )
+    p.add_argument("--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer")
+    p.add_argument("--out", required=True, help="output folder for checkpoints and metrics")
+    p.add_argument(
+        "--classes",
+        type=class_list,
+        default=None,
+        help="comma-separated class names to keep (default: all in the data)",
+    )
+    p.add_argument("--epochs", type=integer(1, 10_000), default=12)
+    p.add_argument("--batch-size", type=integer(1, 4096), default=32)
+    p.add_argument("--lr", type=number(0, 1, above=True), default=2e-3)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--clip-seconds", type=SECONDS, default=3.0)
+    p.add_argument(
+        "--model-options",
+        default=None,
+        help='JSON of architecture options, e.g. {"width": 16} (integer sizes 1-4096, dropout 0-0.95)',
+    )
+    p.add_argument("--threads", type=integer(0, 1024), default=0, help="torch CPU threads (default 0: torch's choice)")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip and count unreadable files or unknown labels instead of stopping"
+    )
+    _run_dir_flags(p)
+    _common(p)
+    p.set_defaults(func=cmd_train_victim)
+
+    def recipe_args(p, flags: bool = True):
+        from staa.generator.recipes import RECIPES
+
+        g = p.add_argument_group(
+            "generator recipe", "a named recipe sets these; a flag given overrides its value" if flags else None
+        )
+        g.add_argument(
+            "--recipe",
+            default="default",
+            choices=sorted(RECIPES),
+            help="generator training settings. default: the best "
+            "measured ones; paper: the authors' (see docs/design.md)",
+        )
+        if not flags:
+            return
+        g.add_argument(
+            "--preset",
+            dest="recipe_preset",
+            metavar="NAME",
+            default=None,
+            help="generator size: cpu (lean), cpu-fold (cpu folded by 16: "
+            "no full-rate layer, about 3x faster), cpu-fine or paper (the authors' size)",
+        )
+        g.add_argument(
+            "--lr", dest="recipe_lr", metavar="LR", type=number(0, 1, above=True), default=None, help="learning rate"
+        )
+        g.add_argument(
+            "--lr-halving",
+            dest="recipe_lr_halving",
+            metavar="EPOCHS",
+            type=integer(1),
+            default=None,
+            help="halve the learning rate every this many epochs",
+        )
+        g.add_argument(
+            "--w-mag",
+            dest="recipe_w_mag",
+            metavar="W",
+            type=number(0),
+            default=None,
+            help="weight of the magnitude loss",
+        )
+        g.add_argument(
+            "--w-spa",
+            dest="recipe_w_spa",
+            metavar="W",
+            type=number(0),
+            default=None,
+            help="weight of the sparsity loss (share of perturbed samples)",
+        )
+        g.add_argument(
+            "--spa-target",
+            dest="recipe_spa_target",
+            metavar="SHARE",
+            type=number(0, 0.999),
+            default=None,
+            help="sparsity budget: penalise "
+            "only the share of perturbed samples above it (0: the paper's plain penalty)",
+        )
+        g.add_argument(
+            "--train-mask",
+            dest="recipe_train_mask",
+            default=None,
+            choices=["stochastic", "straight_through"],
+            help="mask binarisation in training: the paper's stochastic mix, or straight-through (hard forward, soft gradient)",
+        )
+        g.add_argument(
+            "--conditional",
+            dest="recipe_conditional",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="tell the generator each clip's class (its surrogate's prediction; the attack loads that surrogate too)",
+        )
+        g.add_argument(
+            "--crop-seconds",
+            dest="recipe_crop_seconds",
+            metavar="SECONDS",
+            type=SECONDS,
+            default=None,
+            help="length of the training crops",
+        )
+
+    def data_args(p, split=True):
+        p.add_argument("--data", required=True, help="dataset root folder, or the manifest CSV for --dataset manifest")
+        p.add_argument(
+            "--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest)"
+        )
+        p.add_argument("--classes", type=class_list, default=None, help="comma-separated class names to keep")
+        p.add_argument("--skip-bad", action="store_true", help="skip and count bad files instead of stopping")
+        if split:
+            p.add_argument(
+                "--split",
+                default="test",
+                choices=["train", "val", "test"],
+                help="which split to attack (default: test)",
+            )
+            p.add_argument(
+                "--limit", type=integer(0), default=0, help="attack at most this many clips (default 0: all)"
+            )
+            p.add_argument("--clip-seconds", type=SECONDS, default=3.0)
+
+    p = sub.add_parser(
+        "train-attack",
+        help="train a STAA-Net generator against surrogate victims",
+        description="Train the STAA generator against one or more frozen surrogates (repeat --surrogate for an ensemble). Writes best.pt, last.pt (resume) and metrics.json.",
+    )
+    data_args(p, split=False)
+    p.add_argument(
+        "--surrogate", action="append", required=True, help="victim checkpoint to attack; repeat for an ensemble"
+    )
+    p.add_argument("--out", required=True)
+    recipe_args(p)
+    p.add_argument("--epochs", type=integer(1, 10_000), default=10)
+    p.add_argument("--batch-size", type=integer(1, 4096), default=16)
+    p.add_argument("--eps", default="0.03", help="l-inf budget, or a schedule like 0:0.03,10:0.01")
+    p.add_argument("--kappa", type=number(0), default=2.0, help="C&W confidence margin")
+    p.add_argument("--w-qua", type=number(0), default=1e-6)
+    p.add_argument(
+        "--target", type=integer(0), default=None, help="class index for a targeted attack (default: untargeted)"
+    )
+    p.add_argument("--spa-warmup", type=integer(0), default=0, help="epochs without the sparsity loss at the start")
+    p.add_argument(
+        "--defense",
+        action="append",
+        help="defense-aware STAA: train through this defense spec (e.g. mp3:32, resample:8000); repeat for several",
+    )
+    p.add_argument(
+        "--init",
+        help="start from this trained generator's weights (same preset), e.g. to make a plain "
+        "generator defense-aware in a few epochs",
+    )
+    p.add_argument("--seed", type=SEED, default=0)
+    _run_dir_flags(p)
+    _common(p)
+    p.set_defaults(func=cmd_train_attack)
+
+    p = sub.add_parser(
+        "attack",
+        help="attack a dataset split; write adversarial WAVs and a per-clip CSV",
+        description="Run an attack against a victim on a dataset split. Writes OUT/adv/*.wav, OUT/clips.csv and OUT/summary.json; inputs are only read.",
+    )
+    data_args(p)
+    p.add_argument("--victim", required=True, help="victim checkpoint")
+    p.add_argument(
+        "--attack",
+        required=True,
+        help="attack spec: fgsm, pgd:steps=10 (alias pgd10), pgd100, cw:steps=100, "
+        "sparse_pgd:l0_ratio=0.1, staa:generator=G.pt, ...",
+    )
+    p.add_argument(
+        "--generator", default=None, help="generator checkpoint for --attack staa (the same as staa:generator=PATH)"
+    )
+    p.add_argument(
+        "--surrogate",
+        default=None,
+        help="a class-conditional generator's surrogate, instead of the one its checkpoint records",
+    )
+    p.add_argument("--eps", type=EPS, default=0.03, help="l-inf budget of the gradient attacks, in (0, 1]")
+    p.add_argument("--out", required=True)
+    _run_dir_flags(p)
+    _common(p)
+    p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser(
+        "transfer",
+        help="transfer matrix: generators x victims fooling rates",
+        description="Score the examples of each generator on every victim (all pairs).",
+    )
+    data_args(p)
+    p.add_argument("--generators", nargs="+", required=True, help="generator checkpoints (rows)")
+    p.add_argument("--victims", nargs="+", required=True, help="victim checkpoints (columns)")
+    p.add_argument("--out", default=None, help="write the matrix as JSON here")
+    _common(p)
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser(
+        "adv-train",
+        help="adversarial training: STAA generator on the fly, or PGD / FGSM / TRADES baselines",
+        description="Train (or fine-tune with --init-victim) a zoo victim on adversarial batches. --method generator updates a STAA "
+        "generator against the current victim at every step (a min-max game); pgd, fgsm (fast AT with random start), "
+        "trades and clean are the baselines. Writes OUT/victim.pt, OUT/generator.pt, OUT/last.pt (resumes mid-epoch), "
+        "OUT/metrics.json. Runs under torchrun --nproc_per_node=N with DDP.",
+    )
+    data_args(p, split=False)
+    p.add_argument("--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer")
+    p.add_argument("--method", default="generator", choices=["clean", "generator", "pgd", "fgsm", "trades"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=integer(1, 10_000), default=5)
+    p.add_argument(
+        "--batch-size", type=integer(1, 4096), default=32, help="global batch size (split across torchrun processes)"
+    )
+    p.add_argument("--lr", type=number(0, 1, above=True), default=5e-4)
+    p.add_argument("--eps", type=EPS, default=0.03)
+    p.add_argument(
+        "--adv-ratio", type=number(0, 1), default=0.5, help="share of each batch replaced by adversarial clips"
+    )
+    p.add_argument(
+        "--pgd-steps", type=integer(1, 1000), default=10, help="steps of PGD-AT and of TRADES' inner maximisation"
+    )
+    p.add_argument("--trades-beta", type=number(0), default=6.0)
+    p.add_argument("--gen-updates", type=integer(1, 100), default=1, help="generator steps per victim step")
+    p.add_argument(
+        "--gen-crop-seconds",
+        type=number(0, 600),
+        default=1.0,
+        help="the generator learns on crops this long (0: whole clips)",
+    )
+    recipe_args(p, flags=False)
+    p.add_argument(
+        "--generator-options",
+        default=None,
+        help="JSON of generator training options over the recipe, for experts, "
+        'e.g. {"kappa": 1.0, "generator": {"depth": 4}}',
+    )
+    p.add_argument("--model-options", default=None, help='JSON of architecture options, e.g. {"width": 16}')
+    p.add_argument("--init-victim", default=None, help="fine-tune this trained victim")
+    p.add_argument("--init-generator", default=None, help="start from this trained generator")
+    p.add_argument("--defense", action="append", help="augment training batches with this defense spec; repeat")
+    p.add_argument("--checkpoint-every", type=integer(1), default=25, help="steps between mid-epoch checkpoints")
+    p.add_argument("--clip-seconds", type=SECONDS, default=3.0)
+    p.add_argument("--seed", type=SEED, default=0)
+    _run_dir_flags(p)
+    _common(p)
+    p.set_defaults(func=cmd_adv_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="grid of victims x attacks x defenses: success, survival, perceptual scores",
+        description="Evaluate every victim x attack x defense on a dataset split (from --config FILE.toml, or from flags). "
+        "Writes OUT/results.json, OUT/clips.csv, OUT/cells/ (per victim x attack, for resuming) and the report.",
+    )
+    p.add_argument("--config", default=None, help="TOML grid config (see eval/config.py for the keys)")
+    p.add_argument("--data", default=None, help="dataset root folder, or a manifest CSV")
+    p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS))
+    p.add_argument("--victim", action="append", help="NAME=CHECKPOINT; repeat")
+    p.add_argument(
+        "--attack",
+        action="append",
+        help="NAME=SPEC, e.g. pgd10=pgd:steps=10, staa=staa:generator=G.pt, bpda=adaptive_pgd:steps=10:eot=4; repeat",
+    )
+    p.add_argument(
+        "--defense",
+        action="append",
+        help="defense spec (mp3:32, resample:8000, lowpass:4000, a+b chains); repeat; none = no defense",
+    )
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--max-clips", type=integer(0), default=200, help="clips per victim (default: 200; 0: all)")
+    p.add_argument("--eps", type=EPS, default=0.03)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad audio files instead of stopping")
+    p.add_argument("--no-perceptual", action="store_true", help="skip PESQ / STOI (the slow part)")
+    p.add_argument(
+        "--perceptual-clips",
+        type=integer(1),
+        default=None,
+        metavar="N",
+        help="score PESQ / STOI on a seeded sample of N clips per victim x attack (default: every clip)",
+    )
+    p.add_argument("--no-report", action="store_true", help="write results.json only")
+    p.add_argument("--out", required=True)
+    _run_dir_flags(p)
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "report",
+        help="write report.html and report.json for an evaluation run",
+        description="Build the self-contained HTML report (plots, audio examples, all numbers) and report.json from RUN_DIR/results.json.",
+    )
+    p.add_argument("run_dir")
+    _common(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks (attacks: speed and strength of every attack side by side)",
+        description="Benchmark the attacks on the same clips and victim in one process: time per clip, fooling rate, l0 ratio, distortion, and each one's slowdown relative to STAA.",
+    )
+    p.add_argument("what", choices=["attacks"])
+    data_args(p)
+    p.add_argument("--victim", required=True)
+    p.add_argument("--generator", required=True)
+    p.add_argument("--threads", type=integer(1, 1024), default=2)
+    p.add_argument("--batch-size", type=integer(1, 4096), default=16)
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    _common(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole pipeline on the built-in corpus",
+        description="The whole pipeline on the built-in corpus: corpus, victims (3 architectures), STAA (plain and defense-aware), white-box and transfer rates, generator adversarial training, a grid of attacks x defenses, report.html. --quick: a smaller first look. Interrupted runs continue with --resume.",
+    )
+    p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    p.add_argument("--quick", action="store_true", help="a smaller corpus and fewer epochs, for a first look")
+    _run_dir_flags(p)
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:  # "PATH: Permission denied", not "[Errno 13] ..."
+        text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())[:2000]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        args.func(args)
+    except (
+        AudioError,
+        DatasetError,
+        CheckpointError,
+        RunDirError,
+        LockError,
+        FileExistsError,
+        ValueError,
+        OSError,
+        ArithmeticError,
+    ) as err:
+        print(f"staa {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = (
+            "; rerun the same command with --resume to continue"
+            if hasattr(args, "resume")
+            else "; rerun the same command to continue (finished clips are kept)"
+            if args.command == "corpus"
+            else ""
+        )
+        print(f"staa {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,201 @@
+"""`staa demo`: the pipeline on the built-in corpus, each step resuming from what is already on disk.
+
+corpus -> victims -> class-conditional STAA generator (plain, and in the full demo a defense-aware fine-tune of
+it) -> white-box and transfer fooling rates -> generator adversarial training of the surrogate -> a grid of attacks
+x defenses over every victim (the hardened one included, for before/after) through the evaluation harness ->
+report.html.
+
+Every step writes its results atomically and is skipped when they are already there, and every random draw
+is seeded, so a run killed at any moment and started again ends with the numbers of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from eval.harness import timed
+from staa.attacks import STAA
+from staa.attacks.runner import run_attack, transfer_matrix
+from staa.datasets import AudioDataset, load_records
+from staa.datasets.synthetic.corpus import EMOTIONS, CorpusConfig, build_corpus
+from staa.generator import AttackTrainConfig, recipe, train_generator
+from staa.models.victim import load_victim
+from staa.training.adversarial import AdvTrainConfig, adv_train
+from staa.training.victim import TrainConfig, train_victim
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    n_clips: int
+    # the first is the surrogate: the generator trains against it, AT hardens it. mel_cnn: against emo18 the conditional
+    # generator stays dense (l0 0.5-0.7 under the 0.2 budget; docs/results.md)
+    victims: tuple = ("mel_cnn", "emo18", "crnn")
+    victim_epochs: int = 8
+    generator_epochs: int = 8
+    aware_epochs: int = 0  # 0: no defense-aware generator; else epochs of defense-aware fine-tuning of the plain one
+    aware_of: tuple = ("mp3:32", "resample:8000")
+    at_epochs: int = 1  # generator adversarial training (fine-tuning the surrogate); 0: none
+    attacks: dict = field(default_factory=lambda: {"fgsm": "fgsm"})  # grid attacks besides the STAA generators
+    defenses: tuple = ("none", "mp3:32", "resample:8000", "quantize:8")
+    eval_clips: int = 40
+    perceptual: bool = True
+    clip_seconds: float = 3.0
+
+
+# Sized for 2 CPU cores: quick about 3.5 minutes, full about 19 (measured: docs/results.md). Adaptive PGD costs k x EOT victim
+# gradients per clip and *per defense*, so the demo leaves it to `staa evaluate` (attack type adaptive_pgd).
+PLANS = {
+    "quick": DemoPlan(
+        n_clips=600, victims=("mel_cnn", "emo18"), victim_epochs=4, generator_epochs=5, at_epochs=1, eval_clips=40
+    ),
+    "full": DemoPlan(
+        n_clips=1200,
+        victim_epochs=8,
+        generator_epochs=12,
+        aware_epochs=4,
+        attacks={"fgsm": "fgsm", "pgd10": "pgd:steps=10"},
+        defenses=("none", "mp3:32", "resample:8000", "quantize:8", "lowpass:4000", "noise:30"),
+        eval_clips=100,
+    ),
+}
+
+
+def _grid(
+    out: Path, plan: DemoPlan, manifest: Path, victim_paths: dict, generators: dict, progress: bool, device: str
+) -> dict:
+    from eval.config import EvalConfig
+    from eval.harness import run_grid
+    from eval.report import build_report
+
+    attacks = {name: f"staa:generator={path}" for name, path in generators.items()} | dict(plan.attacks)
+    cfg = EvalConfig(
+        data=str(manifest),
+        victims={k: str(v) for k, v in victim_paths.items()},
+        attacks=attacks,
+        defenses=list(plan.defenses),
+        max_clips=plan.eval_clips,
+        perceptual=plan.perceptual,
+        clip_seconds=plan.clip_seconds,
+    )
+    run_grid(cfg, out / "eval", device=device, progress=progress)
+    return build_report(out / "eval")
+
+
+def _print_robust_table(table: dict) -> None:
+    attacks = [k for k in next(iter(table.values())) if k != "clean"]
+    print("\naccuracy under attack, no defense (" + ", ".join(attacks) + ")")
+    print(f"{'victim':<16}{'clean':>8}" + "".join(f"{a[:12]:>13}" for a in attacks))
+    for victim, row in table.items():
+        print(f"{victim:<16}{row['clean']:>8.3f}" + "".join(f"{row[a]:>13.3f}" for a in attacks))
+
+
+def run_demo(
+    out: Path, *, quick: bool = False, plan: DemoPlan | None = None, progress: bool = True, device: str = "cpu"
+) -> dict:
+    plan = plan or PLANS["quick" if quick else "full"]
+    seconds: dict = {}  # wall time per phase of this run (a resumed run counts only what it redid)
+    with timed("corpus", seconds):
+        manifest = build_corpus(
+            out / "corpus", CorpusConfig(n_clips=plan.n_clips, clip_seconds=plan.clip_seconds), progress=progress
+        )
+    records = load_records("manifest", manifest)
+    results = {"seconds": seconds}
+    with timed("victims", seconds):
+        for arch in plan.victims:
+            cfg = TrainConfig(
+                arch=arch, classes=list(EMOTIONS), epochs=plan.victim_epochs, clip_seconds=plan.clip_seconds
+            )
+            results[arch] = train_victim(cfg, records, out / "victims" / arch, device=device, progress=progress)
+    print(f"\n{'victim':<18}{'val UA':>8}{'test UA':>9}{'test WA':>9}")
+    for arch in plan.victims:
+        print(
+            f"{arch:<18}{results[arch]['best_val_ua']:>8.3f}{results[arch]['test']['ua']:>9.3f}{results[arch]['test']['wa']:>9.3f}"
+        )
+    print(f"(synthetic corpus, speaker- and sentence-held-out test split; chance is {1 / len(EMOTIONS):.2f})")
+
+    surrogate = plan.victims[0]
+    victim_paths = {arch: out / "victims" / arch / "best.pt" for arch in plan.victims}
+    # the default recipe, its budget from the first step: with a sparsity warm-up the mask on this small corpus is fully
+    # on by the time the budget starts, and the budget then switches it off almost entirely (docs/design.md)
+    attack_cfg = AttackTrainConfig(
+        epochs=plan.generator_epochs, eval_clip_seconds=plan.clip_seconds, **recipe("default")
+    )
+    generators = {"staa": out / "attacks" / surrogate / "best.pt"}
+    with timed("generators", seconds):
+        train_generator(
+            attack_cfg, [victim_paths[surrogate]], records, generators["staa"].parent, device=device, progress=progress
+        )
+        if plan.aware_epochs:
+            # fine-tuned from the plain generator: trained from scratch through the defenses, it never beat it (docs/results.md)
+            aware_cfg = replace(
+                attack_cfg,
+                epochs=plan.aware_epochs,
+                defenses=list(plan.aware_of),
+                init=str(generators["staa"]),
+                lr=1e-3,
+            )
+            generators["staa_aware"] = out / "attacks" / f"{surrogate}_aware" / "best.pt"
+            train_generator(
+                aware_cfg,
+                [victim_paths[surrogate]],
+                records,
+                generators["staa_aware"].parent,
+                device=device,
+                progress=progress,
+            )
+    with timed("white-box and transfer", seconds):
+        _white_box_and_transfer(
+            out, plan, records, victim_paths, generators["staa"], attack_cfg.eps_at(0), results, device, progress
+        )
+
+    if plan.at_epochs:
+        at_cfg = AdvTrainConfig(
+            arch=surrogate,
+            classes=list(EMOTIONS),
+            method="generator",
+            epochs=plan.at_epochs,
+            clip_seconds=plan.clip_seconds,
+            init_victim=str(victim_paths[surrogate]),
+            init_generator=str(generators["staa"]),
+            generator=recipe("default"),
+            gen_crop_seconds=0,
+        )
+        with timed("adversarial training", seconds):
+            results["adv_train"] = adv_train(
+                at_cfg, records, out / "hardened" / surrogate, device=device, progress=progress
+            )
+        victim_paths[f"{surrogate}_at"] = out / "hardened" / surrogate / "victim.pt"
+
+    with timed("grid and report", seconds):
+        report = _grid(out, plan, manifest, victim_paths, generators, progress, device)
+    results["report"] = report
+    print("\n" + "\n".join(report["summary"]))
+    _print_robust_table(report["robust_accuracy"])
+    print(
+        "\nwall time: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        + f"; total {sum(seconds.values()):.0f} s"
+    )
+    print(f"report: {out / 'eval' / 'report.html'}")
+    return results
+
+
+def _white_box_and_transfer(out, plan, records, victim_paths, generator, eps, results, device, progress) -> None:
+    surrogate = plan.victims[0]
+    victims = {arch: load_victim(p, device=device).model for arch, p in victim_paths.items()}
+    test = AudioDataset([r for r in records if r.split == "test"], list(EMOTIONS), clip_seconds=plan.clip_seconds)
+    staa = STAA.from_checkpoint(generator, device=device)
+    white = run_attack(
+        staa, victims[surrogate], test, out / "attacks" / surrogate / "test", device=device, progress=progress
+    )
+    matrix = transfer_matrix({surrogate: staa}, victims, test, device=device, progress=progress)
+    dist = f"{white['distortion_db']:.1f} dB" if white["distortion_db"] is not None else "n/a (no success)"
+    print(
+        f"\nSTAA trained against {surrogate} (eps {eps}): mean l0 ratio {white['l0_ratio']:.3f}, "
+        f"distortion {dist}, {white['seconds_per_clip'] * 1000:.1f} ms per clip"
+    )
+    for arch, rate in matrix["fooling_rate"][surrogate].items():
+        kind = "white-box" if arch == surrogate else "transfer"
+        print(f"  fooling rate on {arch:<16}{rate:.3f}  ({kind}, {matrix['n']} test clips)")
+    results["white_box"], results["transfer"] = white, matrix

@@ -1,0 +1,231 @@
+"""Run folders: what a command wrote there, who is writing there now, and what it was run on.
+
+`OUT/.staa-run/` holds
+- `run.json`: the command, and the SHA-256 of every input file (checkpoints, manifests, configs) it was given;
+  `--resume` refuses when one of them has changed since;
+- `written`: the folder-relative path of every file the command wrote, one per line, appended before each file
+  takes its final name; `--force` removes exactly these and nothing else the folder holds;
+- `lock`: held for the whole run (`staa.io.lock`), so a second run into the folder is refused.
+
+A folder is a run folder only if staa-ser made it: `--resume` and `--force` refuse a non-empty folder without
+`.staa-run/`, and every command refuses an output folder that holds one of its inputs or lies inside a data folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+from staa.io.atomic import recording, remove_stale_temp_files, write_json
+from staa.io.checkpoint import file_sha256
+from staa.io.lock import META, FolderLock, LockError
+
+log = logging.getLogger(__name__)
+
+
+class RunDirError(ValueError):
+    """An output folder that cannot be used for this run; the message names it and says why."""
+
+
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as err:  # a symlink loop: RuntimeError before Python 3.13, OSError after
+        raise RunDirError(f"{path}: cannot be resolved ({err})") from None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or path.is_relative_to(folder)
+
+
+def check_inputs(out: str | os.PathLike, inputs: Iterable = (), data_dirs: Iterable = ()) -> None:
+    """Refuse an output folder that holds one of `inputs` (files the command reads) or that lies inside, or holds,
+    one of `data_dirs`; paths are compared resolved, through symlinks."""
+    out_path = Path(out)
+    target = _resolve(out_path)
+    for d in data_dirs:
+        folder = _resolve(Path(d))
+        if _inside(target, folder):
+            raise RunDirError(
+                f"{out_path}: outputs may not go inside the data folder {d}; a data folder is never written to"
+            )
+        if _inside(folder, target):
+            raise RunDirError(f"{out_path}: holds the data folder {d}; choose an output folder outside your data")
+    for p in inputs:
+        if _inside(_resolve(Path(p)), target):
+            raise RunDirError(f"{out_path}: holds the input {p}; choose an output folder outside your inputs")
+
+
+class RunDir:
+    """An output folder claimed by one command: `with RunDir.claim(...) as run:` holds its lock and records every
+    atomic write inside it until the block ends."""
+
+    def __init__(self, path: Path, command: str, lock: FolderLock):
+        self.path, self.command, self._lock = path, command, lock
+        self._root = path.resolve()
+        self._meta = path / META
+        self._recording = None
+
+    @classmethod
+    def claim(
+        cls,
+        out: str | os.PathLike,
+        command: str,
+        *,
+        resume: bool = False,
+        force: bool = False,
+        inputs: dict[str, str | os.PathLike] | None = None,
+    ) -> "RunDir":
+        """Lock `out` for `command`; `--force` clears what an earlier run of it wrote, `--resume` checks that the
+        `inputs` (label -> file) are the files that run read. A non-empty folder needs one of the two."""
+        path = Path(out)
+        _resolve(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path}: exists and is not a folder")
+        if path.is_dir() and not (path / META).is_dir() and any(path.iterdir()):
+            cls._refuse_foreign(path, resume or force)  # before the lock: nothing is written into a folder not ours
+        try:
+            lock = FolderLock(path, command)
+        except LockError as err:
+            raise RunDirError(str(err)) from None
+        run = cls(path, command, lock)
+        try:
+            run._prepare(resume, force, {k: str(v) for k, v in (inputs or {}).items()})
+        except BaseException:
+            lock.release()
+            raise
+        return run
+
+    def _contents(self) -> list[Path]:
+        return [p for p in self.path.iterdir() if p.name != META]
+
+    def _info(self) -> dict | None:
+        f = self._meta / "run.json"
+        if not f.is_file():
+            return None
+        try:
+            info = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            info = None
+        if (
+            not isinstance(info, dict)
+            or not isinstance(info.get("command"), str)
+            or not isinstance(info.get("inputs"), dict)
+            or not all(isinstance(v, dict) for v in info["inputs"].values())
+        ):
+            raise RunDirError(f"{f}: is damaged; move the folder aside and start a new run")
+        return info
+
+    @staticmethod
+    def _refuse_foreign(path: Path, asked: bool) -> None:
+        if asked:
+            raise RunDirError(
+                f"{path}: was not made by staa-ser (no {META}/), so --resume and --force do not touch it; choose another --out"
+            )
+        raise RunDirError(
+            f"{path}: exists, is not empty and was not made by a staa-ser command (no {META}/); choose another "
+            "--out (--resume and --force work only on staa-ser run folders)"
+        )
+
+    def _prepare(self, resume: bool, force: bool, inputs: dict[str, str]) -> None:
+        info = self._info()
+        contents = self._contents()
+        if contents and info is None:
+            self._refuse_foreign(self.path, resume or force)
+        if stale := remove_stale_temp_files(self.path):
+            log.info("%s: removed %d temp file(s) of an interrupted write", self.path, stale)
+        contents = self._contents()
+        if info is not None and info["command"] != self.command and (contents or resume):
+            raise RunDirError(
+                f"{self.path}: is a `staa {info['command']}` run folder, not one of `staa {self.command}`; choose another --out"
+            )
+        if contents and not (resume or force):
+            raise RunDirError(
+                f"{self.path}: exists and is not empty; pass --resume to continue that run or --force to start over"
+            )
+        hashes = {label: self._hash(p) for label, p in inputs.items()}
+        if resume and info is not None:
+            for label, digest in hashes.items():
+                old = info["inputs"].get(label)
+                if old is not None and old.get("sha256") != digest["sha256"]:
+                    raise RunDirError(
+                        f"{digest['path']}: changed since this run started ({label}); --resume would mix results of "
+                        "two inputs. Rerun with --force to start over"
+                    )
+            hashes = {**info["inputs"], **hashes}
+        if force and info is not None:
+            self._remove_written()
+        write_json(self._meta / "run.json", {"tool": "staa-ser", "command": self.command, "inputs": hashes})
+
+    @staticmethod
+    def _hash(path: str) -> dict:
+        p = Path(path)
+        if p.is_dir():  # a dataset folder: its listing (names and sizes), not gigabytes of audio
+            h = hashlib.sha256()
+            for f in sorted(q for q in p.rglob("*") if q.is_file()):
+                h.update(f"{f.relative_to(p).as_posix()}\t{f.stat().st_size}\n".encode())
+            return {"path": path, "sha256": h.hexdigest()}
+        if not p.is_file():
+            return {"path": path, "sha256": None}  # the command reports a missing input in its own words
+        return {"path": path, "sha256": file_sha256(p)}
+
+    def written(self) -> list[Path]:
+        """The files this folder's command wrote (those still there), as paths under the folder."""
+        journal = self._meta / "written"
+        if not journal.is_file():
+            return []
+        out = []
+        for line in dict.fromkeys(journal.read_text(encoding="utf-8", errors="replace").splitlines()):
+            p = self.path / line
+            # a hand-edited journal must not reach outside the folder (through "..", an absolute path or a link)
+            if (
+                line
+                and not Path(line).is_absolute()
+                and ".." not in Path(line).parts
+                and _inside(p.parent.resolve(), self._root)
+            ):
+                if p.is_file() or p.is_symlink():
+                    out.append(p)
+        return out
+
+    def _remove_written(self) -> None:
+        files = self.written()
+        for p in files:
+            p.unlink(missing_ok=True)
+        for folder in sorted(
+            {q for p in files for q in p.parents if _inside(q.resolve(), self._root) and q != self.path},
+            key=lambda q: len(q.parts),
+            reverse=True,
+        ):
+            try:
+                folder.rmdir()  # only folders the removal left empty
+            except OSError:
+                pass
+        (self._meta / "written").unlink(missing_ok=True)
+        log.info("%s: --force removed %d file(s) of the earlier run", self.path, len(files))
+
+    def record(self, path: Path) -> None:
+        try:
+            rel = path.resolve().relative_to(self._root)
+        except ValueError:
+            return  # written outside the run folder: not this folder's business
+        with open(self._meta / "written", "a", encoding="utf-8") as fh:
+            fh.write(f"{rel.as_posix()}\n")
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> "RunDir":
+        self._recording = recording(self.record)
+        self._recording.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._recording.__exit__(*exc)
+        finally:
+            self.release()

@@ -1,0 +1,1 @@
+"""The built-in synthetic emotional-speech corpus, spoken by espeak-ng."""

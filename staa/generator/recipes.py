@@ -1,0 +1,44 @@
+"""Named generator-training recipes: settings of `AttackTrainConfig`, chosen by `train-attack --recipe NAME` and
+`adv-train --recipe NAME`; any flag given explicitly overrides its recipe value.
+
+- `default`: the best measured recipe (docs/results.md), used by the demo. A straight-through mask and a sparsity
+  budget of 20%: with the stochastic mask and the plain L1 penalty, short runs collapse the mask to nothing.
+  Class-conditional: an unconditional generator pushes every clip towards one class and stalls near 70% fooling.
+  Constant learning rate and whole 3 s clips.
+- `paper`: the authors' settings (the `paper` network size, Adam at 1e-3 halved every 5 epochs, the stochastic mask
+  with a plain sparsity penalty, unconditional, on 1 s crops); docs/design.md says where the defaults depart from it.
+"""
+
+from __future__ import annotations
+
+RECIPES: dict[str, dict] = {
+    "default": {
+        "preset": "cpu",
+        "generator": {"train_mask": "straight_through"},
+        "lr": 2e-3,
+        "lr_halving_epochs": 100,
+        "w_mag": 0.0,
+        "w_spa": 5.0,
+        "spa_target": 0.2,
+        "conditional": True,
+        "clip_seconds": 3.0,
+    },
+    "paper": {
+        "preset": "paper",
+        "generator": {},
+        "lr": 1e-3,
+        "lr_halving_epochs": 5,
+        "w_mag": 0.0,
+        "w_spa": 1.0,
+        "spa_target": 0.0,
+        "conditional": False,
+        "clip_seconds": 1.0,
+    },
+}
+
+
+def recipe(name: str) -> dict:
+    """A fresh copy of the recipe's settings (safe to update)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in RECIPES[name].items()}

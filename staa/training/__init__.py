@@ -1,0 +1,1 @@
+"""Training victims, clean (`victim`) and adversarially (`adversarial`), in one process or under torchrun."""

@@ -1,0 +1,370 @@
+"""Adversarial training of a victim (`staa adv-train`): STAA generator on the fly, or the PGD / fast FGSM /
+TRADES baselines, or clean training, all in one loop so that they differ only in how a batch is attacked.
+
+With the generator (a min-max game): each step first updates the generator against the current victim
+(`gen_updates` Adam steps on STAA's loss), then replaces `adv_ratio` of the batch by the generator's hard-mask
+adversarial clips and updates the victim on the mix. The attack keeps up as the model hardens, at the price
+of one generator forward/backward per step instead of PGD's k victim forward/backwards.
+
+`OUT/last.pt` (weights, optimisers, RNG, position in the epoch) is rewritten every `checkpoint_every` steps
+and at each epoch's end, so a killed run continues mid-epoch and ends where an uninterrupted one would.
+`OUT/victim.pt` is the trained victim (a victim checkpoint), `OUT/generator.pt` the generator it trained
+against, `OUT/metrics.json` the history. Under torchrun each rank takes its share of every global batch and
+DDP averages the gradients; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from staa.attacks import FGSM, PGD
+from staa.datasets import AudioDataset, Record
+from staa.generator.checkpoint import load_generator, save_generator
+from staa.generator.network import STAAGenerator
+from staa.generator.training import AttackTrainConfig, generator_loss
+from staa.io.atomic import write_json
+from staa.io.checkpoint import CheckpointError, check_loop_state, load_checkpoint, resume_guard, save_checkpoint
+from staa.io.validate import check_fields, in_range
+from staa.metrics.classification import classification_scores
+from staa.models import build_model
+from staa.models.inference import predict
+from staa.models.victim import load_victim, save_victim
+from staa.training import distributed
+
+METHODS = ("clean", "generator", "pgd", "fgsm", "trades")
+
+
+@dataclass
+class AdvTrainConfig:
+    arch: str
+    classes: list[str]
+    method: str = "generator"
+    epochs: int = 5
+    batch_size: int = 32  # the global batch: under torchrun each of N ranks takes batch_size / N
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    seed: int = 0
+    sample_rate: int = 16_000
+    clip_seconds: float = 3.0
+    model: dict = field(default_factory=dict)
+    eps: float = 0.03
+    adv_ratio: float = 0.5  # share of each batch replaced by adversarial clips (TRADES uses every clip twice)
+    pgd_steps: int = 10
+    trades_beta: float = 6.0
+    generator: dict = field(default_factory=dict)  # AttackTrainConfig fields for the on-the-fly generator
+    gen_updates: int = 1  # generator steps per victim step
+    gen_crop_seconds: float = 1.0  # the generator learns on crops (it is fully convolutional), then attacks whole clips
+    init_victim: str | None = None  # warm start (fine-tune) from a trained victim
+    init_generator: str | None = None  # warm start from a trained generator
+    defenses: list = field(default_factory=list)  # augmentation: each batch through one of these, drawn at random
+    checkpoint_every: int = 25  # steps
+
+    def __post_init__(self):
+        check_fields(self)
+        in_range("epochs", self.epochs, 1, 10_000)
+        in_range("batch_size", self.batch_size, 1, 4096)
+        in_range("pgd_steps", self.pgd_steps, 1, 1000)
+        in_range("gen_updates", self.gen_updates, 1, 100)
+        in_range("eps", self.eps, 1e-6, 1.0)
+        in_range("lr", self.lr, 0, 1)
+        in_range("clip_seconds", self.clip_seconds, 0.1, 600)
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if (
+            self.epochs < 1
+            or self.batch_size < 1
+            or self.pgd_steps < 1
+            or self.gen_updates < 1
+            or self.checkpoint_every < 1
+        ):
+            raise ValueError("epochs, batch_size, pgd_steps, gen_updates and checkpoint_every must be >= 1")
+        if not self.lr > 0 or not self.eps > 0:
+            raise ValueError(f"lr and eps must be > 0, got lr {self.lr}, eps {self.eps}")
+        if not 0.0 <= self.adv_ratio <= 1.0:
+            raise ValueError(f"adv_ratio must be within [0, 1], got {self.adv_ratio}")
+        if self.gen_crop_seconds < 0:
+            raise ValueError(f"gen_crop_seconds must be >= 0 (0: whole clips), got {self.gen_crop_seconds}")
+        if self.trades_beta < 0:
+            raise ValueError(f"trades_beta must be >= 0, got {self.trades_beta}")
+        self.attack_config()
+        from defenses import parse_defense
+
+        for spec in self.defenses:
+            parse_defense(spec).check(self.sample_rate)
+
+    def attack_config(self) -> AttackTrainConfig:
+        return AttackTrainConfig(**{"eps_schedule": [[0, self.eps]], **self.generator})
+
+
+def _seed(cfg, epoch, step) -> int:
+    return cfg.seed * 1_000_003 + epoch * 10_007 + step
+
+
+def _mix(x, x_adv, ratio):
+    k = round(ratio * len(x))
+    return torch.cat([x_adv[:k], x[k:]])
+
+
+class Step:
+    """One training step of any method on a (rank-local) batch; returns the victim's loss."""
+
+    def __init__(self, cfg: AdvTrainConfig, model, ddp_model, opt, gen=None, gen_opt=None, d=distributed.Dist()):
+        self.cfg, self.model, self.ddp_model, self.opt, self.gen, self.gen_opt, self.d = (
+            cfg,
+            model,
+            ddp_model,
+            opt,
+            gen,
+            gen_opt,
+            d,
+        )
+        self.attack_cfg = cfg.attack_config()
+
+    def __call__(self, x, y, epoch: int, step: int) -> float:
+        cfg = self.cfg
+        x = self._augment(x, epoch, step)
+        if cfg.method == "trades":
+            loss = self._trades(x, y, _seed(cfg, epoch, step))
+        else:
+            if cfg.method == "generator":
+                x = _mix(x, self._generator(x, y, _seed(cfg, epoch, step)), cfg.adv_ratio)
+            elif cfg.method in ("pgd", "fgsm"):
+                attack = (
+                    PGD(self.model, eps=cfg.eps, steps=cfg.pgd_steps, seed=_seed(cfg, epoch, step))
+                    if cfg.method == "pgd"
+                    else PGD(self.model, eps=cfg.eps, steps=1, alpha=1.25 * cfg.eps, seed=_seed(cfg, epoch, step))
+                )  # Wong et al.'s fast AT
+                x = _mix(x, attack(x, y), cfg.adv_ratio)
+            self.model.train()
+            loss = F.cross_entropy(self.ddp_model(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+    def _augment(self, x, epoch, step):
+        if not self.cfg.defenses:
+            return x
+        from defenses import parse_defense
+
+        g = torch.Generator().manual_seed(_seed(self.cfg, epoch, step))
+        spec = self.cfg.defenses[int(torch.randint(len(self.cfg.defenses), (1,), generator=g))]
+        defense = parse_defense(spec)
+        if defense.random:
+            defense = parse_defense(f"{spec}:seed={_seed(self.cfg, epoch, step)}")
+        with torch.no_grad():
+            return defense(x, self.cfg.sample_rate).clamp(-1, 1)
+
+    def _generator(self, x, y, seed):
+        """Update the generator against the frozen current victim, then attack with it. Only the share of the batch
+        that will be replaced is used, and the update runs on a `gen_crop_seconds` crop of those clips (as
+        `train-attack` does): this is what keeps generator-AT near the cost of clean training."""
+        k = round(self.cfg.adv_ratio * len(x))
+        if k == 0:
+            return x[:0]
+        xs, ys = x[:k], y[:k]
+        crop = int(self.cfg.gen_crop_seconds * self.cfg.sample_rate)
+        if 0 < crop < xs.shape[-1]:
+            start = int(torch.randint(xs.shape[-1] - crop + 1, (1,), generator=torch.Generator().manual_seed(seed)))
+            train_on = xs[:, start : start + crop]
+        else:
+            train_on = xs
+        self.model.eval().requires_grad_(False)
+        self.gen.train()
+        for _ in range(self.cfg.gen_updates):
+            loss, _, x_adv = generator_loss(
+                self.attack_cfg, self.gen, [self.model], train_on, labels=ys, with_adversarial=True
+            )
+            self.gen_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            distributed.average_gradients(self.gen, self.d)
+            self.gen_opt.step()
+        self.model.requires_grad_(True)
+        if train_on is not xs:
+            self.gen.eval()
+            with torch.no_grad():
+                x_adv = self.gen(xs, ys if self.gen.conditional else None)
+        return x_adv
+
+    def _trades(self, x, y, seed):
+        """TRADES (Zhang et al., 2019): CE on clean + beta * KL(f(x_adv) || f(x)), x_adv maximising the KL by PGD."""
+        cfg, model = self.cfg, self.model
+        model.eval()
+        with torch.no_grad():
+            p_clean = F.softmax(model(x), dim=1)
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
+        x_adv = (x + 0.001 * noise).clamp(-1, 1)
+        alpha = 2.5 * cfg.eps / cfg.pgd_steps
+        for _ in range(cfg.pgd_steps):
+            x_adv.requires_grad_(True)
+            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_clean, reduction="sum")
+            (grad,) = torch.autograd.grad(kl, x_adv)
+            x_adv = (x + (x_adv.detach() + alpha * grad.sign() - x).clamp(-cfg.eps, cfg.eps)).clamp(-1, 1)
+        model.train()
+        logits = self.ddp_model(torch.cat([x, x_adv]))  # one forward for both halves: one DDP gradient sync
+        clean, adv = logits[: len(x)], logits[len(x) :]
+        return F.cross_entropy(clean, y) + cfg.trades_beta * F.kl_div(
+            F.log_softmax(adv, dim=1), F.softmax(clean, dim=1), reduction="batchmean"
+        )
+
+
+def _build(cfg: AdvTrainConfig, device):
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, len(cfg.classes), cfg.sample_rate, **cfg.model).to(device)
+    if cfg.init_victim:
+        start = load_victim(cfg.init_victim, sample_rate=cfg.sample_rate)
+        if start.arch != cfg.arch or start.classes != list(cfg.classes):
+            raise CheckpointError(
+                f"{cfg.init_victim}: is a {start.arch} over {start.classes}, not a {cfg.arch} over {list(cfg.classes)}"
+            )
+        model = start.model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = gen_opt = None
+    if cfg.method == "generator":
+        acfg = cfg.attack_config()
+        gen = (
+            load_generator(cfg.init_generator, device=device)
+            if cfg.init_generator
+            else STAAGenerator(acfg.generator_config(len(cfg.classes))).to(device)
+        )
+        gen.set_eps(cfg.eps)
+        gen_opt = torch.optim.Adam(gen.parameters(), lr=acfg.lr)
+    return model, opt, gen, gen_opt
+
+
+def _save(out: Path, cfg, model, opt, gen, gen_opt, state):
+    payload = {
+        "train_config": asdict(cfg),
+        "state_dict": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": torch.get_rng_state(),
+        "state": state,
+    }
+    if gen is not None:
+        payload |= {"generator": gen.state_dict(), "generator_optimizer": gen_opt.state_dict()}
+    save_checkpoint(out / "last.pt", "adv-train", payload)
+
+
+def _save_models(out: Path, cfg, model, gen):
+    save_victim(out / "victim.pt", model, cfg.arch, cfg.classes, cfg.sample_rate, adv_train=asdict(cfg))
+    if gen is not None:  # its surrogate is the victim it trained against, saved beside it
+        save_generator(
+            out / "generator.pt", gen, sample_rate=cfg.sample_rate, classes=cfg.classes, surrogates=[out / "victim.pt"]
+        )
+
+
+def _resume(out: Path, cfg, model, opt, gen, gen_opt, state):
+    last = out / "last.pt"
+    if not last.is_file():
+        return state
+    ckpt = load_checkpoint(last, "adv-train", ("train_config", "state_dict", "optimizer", "rng", "state"))
+    if ckpt["train_config"] != asdict(cfg):
+        raise CheckpointError(f"{last}: was written with other settings; use another output folder")
+    return resume_guard(last, lambda: _restore(ckpt, model, opt, gen, gen_opt, state))
+
+
+def _restore(ckpt, model, opt, gen, gen_opt, fresh):
+    model.load_state_dict(ckpt["state_dict"])
+    opt.load_state_dict(ckpt["optimizer"])
+    if gen is not None:
+        gen.load_state_dict(ckpt["generator"])
+        gen_opt.load_state_dict(ckpt["generator_optimizer"])
+    torch.set_rng_state(ckpt["rng"])
+    return check_loop_state(ckpt["state"], fresh)
+
+
+@torch.no_grad()
+def _batch(dataset, indices, device):
+    xs, ys = zip(*(dataset[i] for i in indices))
+    return torch.stack(xs).to(device), torch.tensor(ys, device=device)
+
+
+def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cpu", progress: bool = True) -> dict:
+    d = distributed.init(device)
+    if cfg.batch_size % d.world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {d.world}")
+    out = Path(out_dir)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+    model, opt, gen, gen_opt = _build(cfg, device)
+    state = _resume(out, cfg, model, opt, gen, gen_opt, {"epoch": 0, "step": 0, "history": []})
+    step_fn = Step(cfg, model, distributed.wrap(model, d), opt, gen, gen_opt, d)
+    make = lambda split, crop: AudioDataset(
+        [r for r in records if r.split == split],
+        cfg.classes,
+        sample_rate=cfg.sample_rate,
+        clip_seconds=cfg.clip_seconds,
+        crop=crop,
+        seed=cfg.seed,
+    )
+    train_set = make("train", "random")
+    val_set = make("val", "center") if any(r.split == "val" for r in records) else None
+    n_steps = len(train_set) // cfg.batch_size
+    if n_steps == 0:
+        raise ValueError(f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}")
+    for epoch in range(state["epoch"], cfg.epochs):
+        train_set.set_epoch(epoch)
+        order = torch.randperm(
+            len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        ).tolist()
+        started, losses = time.perf_counter(), []
+        bar = tqdm(
+            range(state["step"], n_steps),
+            desc=f"{cfg.method} AT epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not (progress and d.main),
+        )
+        for step in bar:
+            x, y = _batch(train_set, d.shard(order[step * cfg.batch_size : (step + 1) * cfg.batch_size]), device)
+            losses.append(step_fn(x, y, epoch, step))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            state["step"] = step + 1
+            if state["step"] % cfg.checkpoint_every == 0 and state["step"] < n_steps and d.main:
+                _save(out, cfg, model, opt, gen, gen_opt, state)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": sum(losses) / max(1, len(losses)),
+            "seconds": time.perf_counter() - started,
+        }
+        if val_set is not None and d.main:
+            record |= _validate(model, val_set, cfg, device)
+        state["history"].append(record)
+        state["epoch"], state["step"] = epoch + 1, 0
+        if d.main:
+            if progress:
+                tqdm.write(
+                    f"{cfg.method} AT epoch {epoch + 1}: loss {record['train_loss']:.3f}"
+                    + (
+                        f", val UA {record['val_ua']:.3f}, val FGSM accuracy {record['val_fgsm_accuracy']:.3f}"
+                        if "val_ua" in record
+                        else ""
+                    )
+                )
+            _save_models(out, cfg, model, gen)
+            _save(out, cfg, model, opt, gen, gen_opt, state)
+        d.barrier()
+    report = {"method": cfg.method, "config": asdict(cfg), "history": state["history"], "processes": d.world}
+    if d.main:
+        write_json(out / "metrics.json", report)
+    distributed.shutdown(d)
+    return report
+
+
+def _validate(model, val_set, cfg, device) -> dict:
+    """Clean UA and WA on val, and accuracy under FGSM at the training eps (a cheap robustness reading)."""
+    scores = classification_scores(*predict(model, val_set, device=device), len(cfg.classes))
+    correct = n = 0
+    fgsm = FGSM(model, eps=cfg.eps)
+    for i in range(0, len(val_set), 32):
+        x, y = _batch(val_set, range(i, min(i + 32, len(val_set))), device)
+        x_adv = fgsm(x, y)
+        with torch.no_grad():
+            correct += int((model(x_adv).argmax(1) == y).sum())
+        n += len(y)
+    return {"val_ua": scores["ua"], "val_wa": scores["wa"], "val_fgsm_accuracy": correct / n}

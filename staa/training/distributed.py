@@ -1,0 +1,64 @@
+"""torchrun / DistributedDataParallel plumbing: which rank this is, and each rank's share of a global batch.
+
+Under `torchrun --nproc_per_node=N` the environment holds RANK and WORLD_SIZE; the process group uses gloo
+on CPU and nccl on GPUs. Without them everything runs as a single process (rank 0 of 1).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Only the main rank writes checkpoints, logs and progress bars."""
+        return self.rank == 0
+
+    def shard(self, batch: list[int]) -> list[int]:
+        """This rank's part of a global batch: every world-th index, so the ranks together see the whole batch."""
+        return batch[self.rank :: self.world]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def init(device: str = "cpu") -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def wrap(module: torch.nn.Module, d: Dist) -> torch.nn.Module:
+    """DDP-wrap a module when there are several ranks (its gradients are then averaged across them)."""
+    if d.world == 1:
+        return module
+    return torch.nn.parallel.DistributedDataParallel(module)
+
+
+def shutdown(d: Dist) -> None:
+    if d.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def average_gradients(module: torch.nn.Module, d: Dist) -> None:
+    """Average a module's gradients over the ranks by hand: for the STAA generator, whose loss is not computed
+    through a DDP-wrapped forward (it calls `perturbation`), so DDP's hooks would not see it."""
+    if d.world == 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= d.world
