@@ -320,9 +320,11 @@ def cmd_adv_train(a) -> None:
         classes = load_victim(a.init_victim).classes
     else:
         classes = sorted({r.label for r in records})
-    generator = _recipe(a) | _json_option(
-        a.generator_options, "--generator-options"
-    )  # the JSON, for experts, has the last word
+    # the JSON, for experts, has the last word; its "generator" network options add to the recipe's
+    generator, expert = _recipe(a), _json_option(a.generator_options, "--generator-options")
+    if not isinstance(expert.get("generator", {}), dict):
+        raise ValueError(f'--generator-options: "generator" must be a JSON object, got {expert["generator"]!r}')
+    generator |= {**expert, "generator": {**generator["generator"], **expert.get("generator", {})}}
     model = _json_option(a.model_options, "--model-options")
     cfg = AdvTrainConfig(
         arch=a.arch,
