@@ -8,7 +8,6 @@ its own generator, seeded at construction, so a run is reproducible.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
@@ -56,7 +55,7 @@ class Defense:
     def spec(self) -> str:
         """The registry spec that rebuilds this defense, derived from its constructor's arguments (each stored under its
         own name): the first always, as in `mp3:32`; the others as `key=value` where they differ from their default."""
-        params = [p for p in inspect.signature(type(self)).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        params = specs.parameters(type(self))  # the ones `parse_defense` binds a spec to
         parts = [self.name]
         for i, p in enumerate(params):
             value = getattr(self, p.name)
