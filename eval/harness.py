@@ -32,13 +32,13 @@ from staa.attacks.registry import AttackSpec
 from staa.datasets import AudioDataset, load_records
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
-from staa.io.checkpoint import file_sha256
 from staa.io.provenance import machine
 from staa.metrics.classification import fooled
 from staa.metrics.perceptual import perceptual_scores
 from staa.metrics.perturbation import perturbation_scores
+from staa.models.checks import flags
 from staa.models.inference import InferenceModel
-from staa.models.victim import Victim, load_victim
+from staa.models.victim import Victim, fingerprint, load_victim
 
 CLIP_FIELDS = [
     "victim",
@@ -339,10 +339,17 @@ def run_grid(
     write_json(saved, cfg.to_dict())
     records = records if records is not None else load_grid_records(cfg)
     torch.manual_seed(cfg.seed)
-    cells, all_rows, classes = [], [], {}
+    cells, all_rows, classes, victims = [], [], {}, {}
     for victim_name, path in cfg.victims.items():
-        victim = load_victim(path, device=device)
-        victim_sha = file_sha256(path)
+        victim = load_victim(path, device=device, check=True)
+        victim_sha = fingerprint(path)
+        victims[victim_name] = {
+            "source": str(path),
+            "arch": victim.arch,
+            "sample_rate": victim.sample_rate,
+            "checks": victim.checks,
+            "flags": flags(victim.checks),
+        }
         for (
             spec_text
         ) in cfg.defenses:  # before any work: a defense that cannot run at this rate fails now, not after the attacks
@@ -414,6 +421,7 @@ def run_grid(
         "config": cfg.to_dict(),
         "machine": machine(),
         "classes": classes,
+        "victims": victims,
         "cells": cells,
     }
     write_json(out / "results.json", results)

@@ -326,6 +326,24 @@ def _check_cells(path, cells) -> None:
             raise ValueError(f"{path}: cell {i} has no clean_accuracy")
 
 
+def victim_flags(path, results: dict) -> dict[str, list[str]]:
+    """The failed self-checks of each victim (`staa.models.checks`), from results.json."""
+    victims = results.get("victims", {})
+    if not isinstance(victims, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("flags", []), list) and all(isinstance(f, str) for f in v["flags"])
+        for v in victims.values()
+    ):
+        raise ValueError(f"{path}: its victims entry is not the harness's (name -> checks and flags)")
+    return {name: list(v.get("flags", [])) for name, v in victims.items() if v.get("flags")}
+
+
+def _flags_section(flagged: dict[str, list[str]]) -> str:
+    if not flagged:
+        return ""
+    items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(f)}</li>" for v, fs in flagged.items() for f in fs)
+    return f'<h2>Victim checks</h2><ul class="flags">{items}</ul>'
+
+
 def build_report(run_dir, *, out_dir=None) -> dict:
     run = Path(run_dir)
     results_path = run / "results.json"
@@ -337,6 +355,7 @@ def build_report(run_dir, *, out_dir=None) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{results_path}: not a results file of staa evaluate ({err})") from None
     _check_cells(results_path, cells)
+    flagged = victim_flags(results_path, results)
     out = Path(out_dir) if out_dir else run
     report = {
         "schema": "staa-ser/report/1",
@@ -345,6 +364,7 @@ def build_report(run_dir, *, out_dir=None) -> dict:
         "transfer": transfer_table(cells),
         "defense_cost": defense_cost(cells),
         "robust_accuracy": robust_accuracy(cells),
+        "victim_flags": flagged,
         "config": results.get("config"),
         "machine": results.get("machine"),
     }
@@ -354,6 +374,7 @@ def build_report(run_dir, *, out_dir=None) -> dict:
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>staa-ser robustness report</title><style>{CSS}</style></head><body>
 <h1>Robustness report</h1>
 <ul class="summary">{"".join(f"<li>{html.escape(s)}</li>" for s in report["summary"])}</ul>
+{_flags_section(flagged)}
 <p class="muted">Success: the attack changes the undefended victim's prediction. Survival: share of successes that still change the
 defended victim's prediction (defense applied to clean and adversarial clip alike). Machine: {html.escape(str(m.get("processor", "?")))},
 {html.escape(str(m.get("threads", "?")))} threads, torch {html.escape(str(m.get("torch", "?")))}.</p>

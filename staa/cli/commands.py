@@ -80,6 +80,7 @@ def class_list(text: str) -> list[str]:
     return names
 
 
+VICTIM = "a staa-ser victim checkpoint, or a user's model: hf:DIR, torchscript:FILE, python:module:function"
 SEED = integer(0, MAX_SEED)
 EPS = number(0, 1, above=True)
 SECONDS = number(0, 600, above=True)
@@ -99,9 +100,13 @@ def _data_dirs(data, records) -> list[Path]:
 def _claim(a, records=(), inputs: dict | None = None):
     """Check that --out holds none of the inputs and lies in no data folder, then claim it for this command (lock,
     --resume / --force rules; see staa.cli.run_dir). Under torchrun only rank 0 claims: the others never write."""
-    inputs = {k: v for k, v in (inputs or {}).items() if v}
+    inputs = {k: str(v) for k, v in (inputs or {}).items() if v}
     data = getattr(a, "data", None)
-    check_inputs(a.out, [*inputs.values(), *(r.path for r in records)], _data_dirs(data, records) if data else ())
+    # a user's model folder is theirs like a data folder: nothing goes inside it
+    folders = [Path(v.removeprefix("hf:")) for v in inputs.values() if v.startswith("hf:")]
+    check_inputs(
+        a.out, [*inputs.values(), *(r.path for r in records)], [*(_data_dirs(data, records) if data else ()), *folders]
+    )
     if os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
     return RunDir.claim(a.out, a.command, resume=a.resume, force=a.force, inputs=inputs)
@@ -312,14 +317,14 @@ def cmd_adv_train(a) -> None:
     from staa.training.adversarial import AdvTrainConfig, adv_train
 
     records = _records(a)
-    if a.classes:
-        classes = a.classes
-    elif a.init_victim:  # fine-tuning keeps the victim's classes, in its order
+    start = None
+    if a.init_victim:  # fine-tuning keeps the victim's architecture, classes (in its order) and sample rate
         from staa.models.victim import load_victim
 
-        classes = load_victim(a.init_victim).classes
-    else:
-        classes = sorted({r.label for r in records})
+        start = load_victim(a.init_victim, classes=a.classes)
+    elif not a.arch:
+        raise ValueError("--arch is required unless --init-victim names the model to fine-tune")
+    classes = a.classes or (start.classes if start else sorted({r.label for r in records}))
     # the JSON, for experts, has the last word; its "generator" network options add to the recipe's
     generator, expert = _recipe(a), _json_option(a.generator_options, "--generator-options")
     if not isinstance(expert.get("generator", {}), dict):
@@ -327,8 +332,9 @@ def cmd_adv_train(a) -> None:
     generator |= {**expert, "generator": {**generator["generator"], **expert.get("generator", {})}}
     model = _json_option(a.model_options, "--model-options")
     cfg = AdvTrainConfig(
-        arch=a.arch,
+        arch=a.arch or start.arch,
         classes=classes,
+        sample_rate=start.sample_rate if start else 16_000,
         method=a.method,
         epochs=a.epochs,
         batch_size=a.batch_size,
@@ -374,7 +380,7 @@ def cmd_attack(a) -> None:
     from staa.models.victim import load_victim
 
     spec = _attack_spec(a)
-    victim = load_victim(a.victim, device=a.device)
+    victim = load_victim(a.victim, classes=a.classes, device=a.device, check=True)
     dataset = _split_dataset(a, victim.classes, victim.sample_rate)
     attack = spec.build(victim.model, eps=a.eps, device=a.device, sample_rate=victim.sample_rate)
     paths = {k: spec.params.get(k) for k in ("generator", "surrogate")}
@@ -482,7 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(LOADERS),
         help="dataset layout (default: manifest; the built-in corpus is a manifest)",
     )
-    p.add_argument("--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer")
+    p.add_argument(
+        "--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer, wav2vec2"
+    )
     p.add_argument("--out", required=True, help="output folder for checkpoints and metrics")
     p.add_argument(
         "--classes",
@@ -616,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_args(p, split=False)
     p.add_argument(
-        "--surrogate", action="append", required=True, help="victim checkpoint to attack; repeat for an ensemble"
+        "--surrogate", action="append", required=True, help=f"victim to attack ({VICTIM}); repeat for an ensemble"
     )
     p.add_argument("--out", required=True)
     recipe_args(p)
@@ -650,7 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an attack against a victim on a dataset split. Writes OUT/adv/*.wav, OUT/clips.csv and OUT/summary.json; inputs are only read.",
     )
     data_args(p)
-    p.add_argument("--victim", required=True, help="victim checkpoint")
+    p.add_argument("--victim", required=True, help=VICTIM)
     p.add_argument(
         "--attack",
         required=True,
@@ -678,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_args(p)
     p.add_argument("--generators", nargs="+", required=True, help="generator checkpoints (rows)")
-    p.add_argument("--victims", nargs="+", required=True, help="victim checkpoints (columns)")
+    p.add_argument("--victims", nargs="+", required=True, help=f"victims (columns): {VICTIM}")
     p.add_argument("--out", default=None, help="write the matrix as JSON here")
     _common(p)
     p.set_defaults(func=cmd_transfer)
@@ -692,7 +700,11 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/metrics.json. Runs under torchrun --nproc_per_node=N with DDP.",
     )
     data_args(p, split=False)
-    p.add_argument("--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer")
+    p.add_argument(
+        "--arch",
+        default=None,
+        help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer, wav2vec2 (default: --init-victim's)",
+    )
     p.add_argument("--method", default="generator", choices=["clean", "generator", "pgd", "fgsm", "trades"])
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=integer(1, 10_000), default=5)
@@ -723,7 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
         'e.g. {"kappa": 1.0, "generator": {"depth": 4}}',
     )
     p.add_argument("--model-options", default=None, help='JSON of architecture options, e.g. {"width": 16}')
-    p.add_argument("--init-victim", default=None, help="fine-tune this trained victim")
+    p.add_argument(
+        "--init-victim",
+        default=None,
+        help="fine-tune this victim: a staa-ser checkpoint, hf:DIR, torchscript:FILE or python:module:function; "
+        "hf and torchscript models are also written back in their format (OUT/hf, OUT/victim.torchscript)",
+    )
     p.add_argument("--init-generator", default=None, help="start from this trained generator")
     p.add_argument("--defense", action="append", help="augment training batches with this defense spec; repeat")
     p.add_argument("--checkpoint-every", type=integer(1), default=25, help="steps between mid-epoch checkpoints")
@@ -742,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="TOML grid config (see eval/config.py for the keys)")
     p.add_argument("--data", default=None, help="dataset root folder, or a manifest CSV")
     p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS))
-    p.add_argument("--victim", action="append", help="NAME=CHECKPOINT; repeat")
+    p.add_argument("--victim", action="append", help=f"NAME=VICTIM ({VICTIM}); repeat")
     p.add_argument(
         "--attack",
         action="append",
@@ -788,7 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("what", choices=["attacks"])
     data_args(p)
-    p.add_argument("--victim", required=True)
+    p.add_argument("--victim", required=True, help=VICTIM)
     p.add_argument("--generator", required=True)
     p.add_argument("--threads", type=integer(1, 1024), default=2)
     p.add_argument("--batch-size", type=integer(1, 4096), default=16)

@@ -43,7 +43,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_inputs(out: str | os.PathLike, inputs: Iterable = (), data_dirs: Iterable = ()) -> None:
-    """Refuse an output folder that holds one of `inputs` (files the command reads) or that lies inside, or holds,
+    """Refuse an output folder that holds one of `inputs` (files, folders or victim specs the command reads) or that lies inside, or holds,
     one of `data_dirs`; paths are compared resolved, through symlinks."""
     out_path = Path(out)
     target = _resolve(out_path)
@@ -55,8 +55,11 @@ def check_inputs(out: str | os.PathLike, inputs: Iterable = (), data_dirs: Itera
             )
         if _inside(folder, target):
             raise RunDirError(f"{out_path}: holds the data folder {d}; choose an output folder outside your data")
+    from staa.models.victim import source_path
+
     for p in inputs:
-        if _inside(_resolve(Path(p)), target):
+        path = source_path(p)  # a victim spec's file or folder; any other input is a path already
+        if path is not None and _inside(_resolve(path), target):
             raise RunDirError(f"{out_path}: holds the input {p}; choose an output folder outside your inputs")
 
 
@@ -163,6 +166,11 @@ class RunDir:
 
     @staticmethod
     def _hash(path: str) -> dict:
+        from staa.models.victim import PREFIXES, fingerprint, source_path
+
+        if path.startswith(PREFIXES):  # a user's model (hf:DIR, torchscript:FILE, python:module:function): its files
+            found = source_path(path)
+            return {"path": path, "sha256": fingerprint(path) if found is None or found.exists() else None}
         p = Path(path)
         if p.is_dir():  # a dataset folder: its listing (names and sizes), not gigabytes of audio
             h = hashlib.sha256()

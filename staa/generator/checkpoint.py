@@ -15,10 +15,10 @@ from staa.io.checkpoint import (
     check_fields,
     check_sample_rate,
     check_state_dict,
-    file_sha256,
     load_checkpoint,
     save_checkpoint,
 )
+from staa.models.victim import PREFIXES, fingerprint, source_path
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +39,27 @@ def save_generator(path, gen: STAAGenerator, *, sample_rate: int, classes, surro
     )
 
 
+def _prefix(spec: str) -> str:
+    return next((p for p in PREFIXES if spec.startswith(p)), "")
+
+
 def surrogate_refs(checkpoint, surrogates) -> dict:
-    """How a generator checkpoint at `checkpoint` names its surrogates: relative to its own folder (so a run tree
-    stays valid when moved or copied), absolute as a fallback, and each with its SHA-256."""
+    """How a generator checkpoint at `checkpoint` names its surrogates (victim specs): relative to its own folder (so
+    a run tree stays valid when moved or copied), absolute as a fallback, and each with its SHA-256 (`fingerprint`)."""
     folder = Path(checkpoint).resolve().parent
-    paths = [Path(p).resolve() for p in surrogates]
+    relative, absolute = [], []
+    for spec in map(str, surrogates):
+        path = None if spec.startswith("python:") else source_path(spec)
+        if path is None:  # code, found by its module name wherever the run tree lies
+            relative.append(spec)
+            absolute.append(spec)
+            continue
+        relative.append(_prefix(spec) + os.path.relpath(path.resolve(), folder))
+        absolute.append(_prefix(spec) + str(path.resolve()))
     return {
-        "surrogates": [os.path.relpath(p, folder) for p in paths],
-        "surrogates_absolute": [str(p) for p in paths],
-        "surrogate_sha256": [file_sha256(p) for p in paths],
+        "surrogates": relative,
+        "surrogates_absolute": absolute,
+        "surrogate_sha256": [fingerprint(s) for s in surrogates],
     }
 
 
@@ -88,12 +100,12 @@ def load_generator(path, *, device="cpu") -> STAAGenerator:
     return gen.to(device).eval()
 
 
-def resolve_surrogate(checkpoint, gen: STAAGenerator, override=None) -> Path:
+def resolve_surrogate(checkpoint, gen: STAAGenerator, override=None) -> str:
     """The file of the generator's first surrogate: `override` if given (said in the log), else the file its
     checkpoint records, found relative to the checkpoint (then at its absolute path) and checked by SHA-256."""
     if override:
         log.warning("%s: using the surrogate %s given instead of the one the generator records", checkpoint, override)
-        return Path(override)
+        return str(override)
     hint = "pass the surrogate explicitly (--surrogate, or surrogate=PATH in an attack spec)"
     if not gen.surrogates:
         raise CheckpointError(f"{checkpoint}: records no surrogate; {hint}")
@@ -101,16 +113,20 @@ def resolve_surrogate(checkpoint, gen: STAAGenerator, override=None) -> Path:
         raise CheckpointError(
             f"{checkpoint}: records its surrogate {gen.surrogates[0]} without a hash (an older staa-ser wrote it); {hint}"
         )
-    recorded = Path(gen.surrogates[0])
-    candidates = [recorded] if recorded.is_absolute() else [Path(checkpoint).parent / recorded]
-    candidates += [Path(p) for p in gen.surrogates_absolute[:1]]
-    found = [c for c in candidates if c.is_file()]
+    recorded = gen.surrogates[0]
+    prefix, path = _prefix(recorded), Path(recorded.removeprefix(_prefix(recorded)))
+    if prefix == "python:":
+        candidates = [recorded]
+    else:
+        candidates = [recorded if path.is_absolute() else prefix + str(Path(checkpoint).parent / path)]
+        candidates += gen.surrogates_absolute[:1]
+    found = [c for c in candidates if prefix == "python:" or source_path(c).exists()]
     for c in found:
-        if file_sha256(c) == gen.surrogate_sha256[0]:
+        if fingerprint(c) == gen.surrogate_sha256[0]:
             return c
     if found:
         raise CheckpointError(
             f"{found[0]}: is not the surrogate {checkpoint} was trained against (its SHA-256 differs); {hint}"
         )
-    where = " or ".join(str(c) for c in candidates)
+    where = " or ".join(candidates)
     raise CheckpointError(f"{checkpoint}: its surrogate {recorded} is not there (looked for {where}); {hint}")

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -62,6 +63,29 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A temp folder to fill (a library's `save_pretrained`); it replaces `path` whole only if the block succeeds,
+    and each file in it is reported to the active `recording`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmpdir"))
+    try:
+        yield tmp
+        for f in sorted(q for q in tmp.rglob("*") if q.is_file()):
+            note_written(path / f.relative_to(tmp))
+        if path.is_dir():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmpdir"))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def note_written(path: str | os.PathLike) -> None:
     """Report a file written other than through `atomic_open` (a lock file) to the active `recording`, if any."""
     if (record := _RECORDER.get()) is not None:
@@ -75,6 +99,10 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> int:
     for p in Path(folder).rglob(".*.tmp"):
         if _TEMP_NAME.match(p.name) and p.is_file() and not p.is_symlink():
             p.unlink(missing_ok=True)
+            count += 1
+    for p in list(Path(folder).rglob(".*.tmpdir")):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
             count += 1
     return count
 

@@ -11,6 +11,7 @@ from staa.io.validate import check_type, in_range
 from staa.models.mel_cnn import CRNN, MelCNN
 from staa.models.mel_transformer import MelTransformer
 from staa.models.raw_cnn_lstm import Emo18, Zhao19
+from staa.models.wav2vec2 import Wav2Vec2
 
 MODELS: dict[str, type[nn.Module]] = {
     "emo18": Emo18,
@@ -18,6 +19,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "mel_cnn": MelCNN,
     "crnn": CRNN,
     "mel_transformer": MelTransformer,
+    "wav2vec2": Wav2Vec2,
 }
 
 

@@ -38,6 +38,12 @@ def _safe_sqrt(t: torch.Tensor) -> torch.Tensor:
     return t.clamp_min(1e-12).sqrt()
 
 
+def zero_mean_unit_var(x: torch.Tensor) -> torch.Tensor:
+    """Per clip `(x - mean) / sqrt(var + 1e-7)`: Wav2Vec2FeatureExtractor's `do_normalize`, in torch."""
+    x = x - x.mean(dim=-1, keepdim=True)
+    return x / torch.sqrt(x.var(dim=-1, keepdim=True, unbiased=False) + 1e-7)
+
+
 def standardise_waveform(x: torch.Tensor) -> torch.Tensor:
     """Zero-mean, unit-RMS per clip: raw-waveform models then see no level differences."""
     x = x - x.mean(dim=-1, keepdim=True)

@@ -1,9 +1,18 @@
-"""Saving and loading trained victims: architecture, config, classes and sample rate travel with the weights."""
+"""Victims: a model from waveforms `[B, T]` to logits `[B, C]`, with its classes and sample rate.
+
+`load_victim(SPEC)` takes a staa-ser checkpoint (a path), or a user's own model behind a prefix:
+`hf:DIR` (a Hugging Face audio classifier, `staa.models.huggingface`), `torchscript:FILE` (`staa.models.torchscript`)
+or `python:module:function` (`staa.models.python_victim`). A staa-ser checkpoint of a fine-tuned user model records
+its format in `arch` ("hf", "torchscript", "python:module:function") and loads the same way as a zoo one.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -14,58 +23,166 @@ from staa.io.checkpoint import (
     check_fields,
     check_sample_rate,
     check_state_dict,
+    file_sha256,
     load_checkpoint,
     save_checkpoint,
 )
 from staa.models import MODELS, build_model
 
+log = logging.getLogger(__name__)
 VICTIM_KEYS = ("arch", "config", "classes", "sample_rate", "state_dict")
+PREFIXES = ("hf:", "torchscript:", "python:")
 
 
 @dataclass
 class Victim:
     model: nn.Module
-    arch: str
+    arch: str  # a zoo architecture, or the format of a user's model: hf, torchscript, python:module:function
     classes: list[str]
     sample_rate: int
     config: dict
+    source: str = ""  # what it was loaded from, as the user named it
+    checks: dict = field(default_factory=dict)  # staa.models.checks results, when run
 
 
 def save_victim(path: str | os.PathLike, model: nn.Module, arch: str, classes, sample_rate: int, **extra) -> None:
-    save_checkpoint(
-        path,
-        "victim",
-        {
-            "arch": arch,
-            "config": dict(model.config),
-            "classes": list(classes),
-            "sample_rate": int(sample_rate),
-            "state_dict": model.state_dict(),
-            **extra,
-        },
-    )
+    payload = {"arch": arch, "config": dict(getattr(model, "config", {})), "state_dict": model.state_dict()}
+    if arch == "torchscript":  # the program travels with its weights: there is no class to rebuild it from
+        from staa.models.torchscript import torchscript_bytes
+
+        payload["torchscript"] = torch.frombuffer(bytearray(torchscript_bytes(model)), dtype=torch.uint8)
+    save_checkpoint(path, "victim", {**payload, "classes": list(classes), "sample_rate": int(sample_rate), **extra})
 
 
 def load_victim(
-    path: str | os.PathLike, *, sample_rate: int | None = None, device: str | torch.device = "cpu"
+    spec: str | os.PathLike,
+    *,
+    sample_rate: int | None = None,
+    classes: list[str] | None = None,
+    device: str | torch.device = "cpu",
+    check: bool = False,
 ) -> Victim:
-    """Load a trained victim in eval mode; `sample_rate` (if given) must match the one it was trained at."""
+    """Load a victim in eval mode. `sample_rate`, if given, must be the model's; `classes` and `sample_rate` also
+    stand in for a TorchScript file's missing sidecar. `check` runs the self-checks (`staa.models.checks`)."""
+    text = str(spec)
+    if text.startswith(PREFIXES):
+        model, names, rate, arch = _load_external(text, classes, sample_rate)
+        config = dict(getattr(model, "config", {}))
+    else:
+        model, names, rate, arch, config = _load_checkpoint(text)
+    names = list(check_classes(text, names))
+    if len(names) < 2:
+        raise CheckpointError(f"{text}: a victim needs at least 2 classes, got {names}")
+    check_sample_rate(text, rate)
+    if sample_rate is not None and rate != sample_rate:
+        raise CheckpointError(f"{text}: the victim was trained at {rate} Hz, but the data is at {sample_rate} Hz")
+    model.to(device).eval()
+    victim = Victim(model, arch, names, int(rate), config, source=text)
+    if check:
+        from staa.models.checks import check_victim, flags
+
+        try:
+            victim.checks = check_victim(model, victim.sample_rate, len(names), device=device)
+        except (ValueError, RuntimeError) as err:  # the output's shape, or a model that cannot take a 1 s clip
+            raise CheckpointError(f"{text}: {err}") from None
+        for flag in flags(victim.checks):
+            log.log(
+                logging.WARNING if flag in flags(victim.checks, informative=False) else logging.INFO,
+                "%s: %s",
+                text,
+                flag,
+            )
+    return victim
+
+
+def _load_external(text: str, classes, sample_rate):
+    kind, _, target = text.partition(":")
+    if kind == "hf":
+        from staa.models.huggingface import load_hf
+
+        return (*load_hf(target), "hf")
+    if kind == "torchscript":
+        from staa.models.torchscript import load_torchscript
+
+        return (*load_torchscript(target, classes=classes, sample_rate=sample_rate), "torchscript")
+    from staa.models.python_victim import load_python
+
+    return (*load_python(target), text)
+
+
+def _load_checkpoint(path: str):
     ckpt = load_checkpoint(path, "victim", VICTIM_KEYS)
     check_fields(path, ckpt, {"arch": str, "config": dict})
-    if ckpt["arch"] not in MODELS:
-        raise CheckpointError(f"{path}: unknown architecture {ckpt['arch']!r}")
+    arch = ckpt["arch"]
     check_sample_rate(path, ckpt["sample_rate"])
     if len(check_classes(path, ckpt["classes"])) < 2:
         raise CheckpointError(f"{path}: a victim needs at least 2 classes, got {ckpt['classes']}")
     check_state_dict(path, ckpt["state_dict"])
-    if sample_rate is not None and ckpt["sample_rate"] != sample_rate:
-        raise CheckpointError(
-            f"{path}: the victim was trained at {ckpt['sample_rate']} Hz, but the data is at {sample_rate} Hz"
-        )
     try:
-        model = build_model(ckpt["arch"], len(ckpt["classes"]), ckpt["sample_rate"], **ckpt["config"])
+        if arch in MODELS:
+            model = build_model(arch, len(ckpt["classes"]), ckpt["sample_rate"], **ckpt["config"])
+        elif arch == "hf":
+            from staa.models.huggingface import hf_from_config
+
+            model = hf_from_config(path, ckpt["config"])
+        elif arch == "torchscript" and isinstance(ckpt.get("torchscript"), torch.Tensor):
+            from staa.models.torchscript import torchscript_from_bytes
+
+            model = torchscript_from_bytes(path, ckpt["torchscript"].numpy().tobytes())
+        elif arch.startswith("python:"):
+            from staa.models.python_victim import load_python
+
+            model = load_python(arch.removeprefix("python:"))[0]
+        else:
+            raise CheckpointError(f"{path}: unknown architecture {arch!r}")
         model.load_state_dict(ckpt["state_dict"])
     except (ValueError, RuntimeError, TypeError) as err:
-        raise CheckpointError(f"{path}: weights and config do not fit architecture {ckpt['arch']}: {err}") from None
-    model.to(device).eval()
-    return Victim(model, ckpt["arch"], list(ckpt["classes"]), ckpt["sample_rate"], dict(ckpt["config"]))
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: weights and config do not fit architecture {arch}: {err}") from None
+    return model, ckpt["classes"], ckpt["sample_rate"], arch, dict(ckpt["config"])
+
+
+def source_files(spec: str | os.PathLike) -> list[Path]:
+    """The files a victim spec reads: what run folders hash to notice a changed input."""
+    text = str(spec)
+    kind, _, target = text.partition(":")
+    if kind == "hf" and text.startswith("hf:"):
+        folder = Path(target)
+        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
+    if kind == "torchscript" and text.startswith("torchscript:"):
+        from staa.models.torchscript import sidecar
+
+        return [Path(target)] + ([sidecar(target)] if sidecar(target).is_file() else [])
+    if kind == "python" and text.startswith("python:"):
+        from staa.models.python_victim import module_file
+
+        found = module_file(target)
+        return [found] if found else []
+    return [Path(text)]
+
+
+def source_path(spec: str | os.PathLike) -> Path | None:
+    """The file or folder a victim spec names (None for a python: target whose module is not found)."""
+    text = str(spec)
+    for prefix in ("hf:", "torchscript:"):
+        if text.startswith(prefix):
+            return Path(text.removeprefix(prefix))
+    if text.startswith("python:"):
+        from staa.models.python_victim import module_file
+
+        return module_file(text.removeprefix("python:"))
+    return Path(text)
+
+
+def fingerprint(spec: str | os.PathLike) -> str:
+    """SHA-256 over the victim's files (one file: that file's own SHA-256)."""
+    files = source_files(spec)
+    if len(files) == 1 and not str(spec).startswith("hf:"):
+        return file_sha256(files[0])
+    h = hashlib.sha256()
+    root = source_path(spec)
+    for f in files:
+        name = f.relative_to(root).as_posix() if root and f.is_relative_to(root) else f.name
+        h.update(f"{name}\t{file_sha256(f)}\n".encode())
+    return h.hexdigest()

@@ -8,8 +8,9 @@ of one generator forward/backward per step instead of PGD's k victim forward/bac
 
 `OUT/last.pt` (weights, optimisers, RNG, position in the epoch) is rewritten every `checkpoint_every` steps
 and at each epoch's end, so a killed run continues mid-epoch and ends where an uninterrupted one would.
-`OUT/victim.pt` is the trained victim (a victim checkpoint), `OUT/generator.pt` the generator it trained
-against, `OUT/metrics.json` the history. Under torchrun each rank takes its share of every global batch and
+`OUT/victim.pt` is the trained victim (a victim checkpoint; a Hugging Face or TorchScript model fine-tuned from
+`init_victim` is also written back as `OUT/hf/` or `OUT/victim.torchscript`), `OUT/generator.pt` the generator it
+trained against, `OUT/metrics.json` the history. Under torchrun each rank takes its share of every global batch and
 DDP averages the gradients; only rank 0 writes.
 """
 
@@ -216,7 +217,6 @@ class Step:
 
 def _build(cfg: AdvTrainConfig, device):
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, len(cfg.classes), cfg.sample_rate, **cfg.model).to(device)
     if cfg.init_victim:
         start = load_victim(cfg.init_victim, sample_rate=cfg.sample_rate)
         if start.arch != cfg.arch or start.classes != list(cfg.classes):
@@ -224,6 +224,8 @@ def _build(cfg: AdvTrainConfig, device):
                 f"{cfg.init_victim}: is a {start.arch} over {start.classes}, not a {cfg.arch} over {list(cfg.classes)}"
             )
         model = start.model.to(device)
+    else:
+        model = build_model(cfg.arch, len(cfg.classes), cfg.sample_rate, **cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = gen_opt = None
     if cfg.method == "generator":
@@ -253,6 +255,15 @@ def _save(out: Path, cfg, model, opt, gen, gen_opt, state):
 
 def _save_models(out: Path, cfg, model, gen):
     save_victim(out / "victim.pt", model, cfg.arch, cfg.classes, cfg.sample_rate, adv_train=asdict(cfg))
+    # a user's model also goes back in its own format, for their own tools
+    if cfg.arch == "hf":
+        from staa.models.huggingface import save_hf
+
+        save_hf(model, out / "hf")
+    elif cfg.arch == "torchscript":
+        from staa.models.torchscript import save_torchscript
+
+        save_torchscript(model, out / "victim.torchscript", cfg.classes, cfg.sample_rate)
     if gen is not None:  # its surrogate is the victim it trained against, saved beside it
         save_generator(
             out / "generator.pt", gen, sample_rate=cfg.sample_rate, classes=cfg.classes, surrogates=[out / "victim.pt"]

@@ -1,0 +1,174 @@
+"""Users' own Hugging Face audio classifiers (`hf:DIR`) as victims: waveform `[B, T]` in, logits `[B, C]` out.
+
+The model's feature extractor runs in numpy, which would cut the gradient at the waveform, so its settings are read
+from `DIR/preprocessor_config.json` and the same features are computed in torch: the zero-mean / unit-variance
+normalisation of the raw-waveform models (wav2vec 2.0, HuBERT, WavLM, data2vec-audio, ...) or the Kaldi filterbank
+of the spectrogram transformer (AST). Nothing is downloaded: transformers runs offline, from the folder only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from staa.io.atomic import atomic_folder
+from staa.io.checkpoint import CheckpointError
+from staa.models.features import zero_mean_unit_var
+
+MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _transformers():
+    # before the first import: the hub client reads these once, and no call may reach the network
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    return transformers
+
+
+class WaveformFrontEnd(nn.Module):
+    """Wav2Vec2FeatureExtractor: the waveform itself, normalised per clip when `do_normalize`."""
+
+    def __init__(self, settings: dict):
+        super().__init__()
+        self.normalize = bool(settings.get("do_normalize", True))
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return {"input_values": zero_mean_unit_var(x) if self.normalize else x}
+
+
+class KaldiFbankFrontEnd(nn.Module):
+    """ASTFeatureExtractor: Kaldi log-mel filterbank (torchaudio.compliance.kaldi, differentiable), padded or cut to
+    `max_length` frames, then `(f - mean) / (2 std)`."""
+
+    def __init__(self, settings: dict):
+        super().__init__()
+        self.rate = int(settings.get("sampling_rate", 16_000))
+        self.bins = int(settings.get("num_mel_bins", 128))
+        self.frames = int(settings.get("max_length", 1024))
+        self.normalize = bool(settings.get("do_normalize", True))
+        self.mean, self.std = float(settings.get("mean", -4.2677393)), float(settings.get("std", 4.5689974))
+
+    def forward(self, x: torch.Tensor) -> dict:
+        from torchaudio.compliance import kaldi
+
+        feats = []
+        for clip in x:  # kaldi.fbank takes one clip at a time
+            f = kaldi.fbank(clip[None], sample_frequency=self.rate, window_type="hanning", num_mel_bins=self.bins)
+            f = f[: self.frames]
+            feats.append(torch.nn.functional.pad(f, (0, 0, 0, self.frames - f.shape[0])))
+        f = torch.stack(feats)
+        return {"input_values": (f - self.mean) / (2 * self.std) if self.normalize else f}
+
+
+FRONT_ENDS = {"Wav2Vec2FeatureExtractor": WaveformFrontEnd, "ASTFeatureExtractor": KaldiFbankFrontEnd}
+
+
+class HFClassifier(nn.Module):
+    """An AutoModelForAudioClassification behind its front end. `net` is the transformers model itself, so
+    `net.save_pretrained` writes a folder plain transformers loads."""
+
+    def __init__(self, net: nn.Module, extractor: dict):
+        super().__init__()
+        self.net, self.extractor = net, dict(extractor)
+        self.front_end = FRONT_ENDS[extractor["feature_extractor_type"]](extractor)
+        self.config = {"model": net.config.to_dict(), "extractor": self.extractor}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(**self.front_end(x)).logits
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found; a Hugging Face {what} needs it")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: is not a JSON object")
+    return value
+
+
+def hf_classes(path, config: dict) -> list[str]:
+    """The class names in output order, from the config's `id2label`."""
+    labels = config.get("id2label")
+    if not isinstance(labels, dict) or not labels:
+        raise CheckpointError(f"{path}: the config has no id2label, so the model's classes are unknown; add them")
+    try:
+        order = sorted(labels, key=int)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: id2label keys must be class indices, got {list(labels)[:4]}") from None
+    if [int(k) for k in order] != list(range(len(order))):
+        raise CheckpointError(f"{path}: id2label must number the classes 0..{len(order) - 1}, got {order}")
+    return [str(labels[k]) for k in order]
+
+
+def extractor_settings(path, settings: dict) -> dict:
+    kind = settings.get("feature_extractor_type")
+    if kind not in FRONT_ENDS:
+        raise CheckpointError(
+            f"{path}: feature extractor {kind!r} has no torch front end here (supported: {', '.join(FRONT_ENDS)}); "
+            "wrap the model as python:module:function instead"
+        )
+    return settings
+
+
+def load_hf(folder: str | os.PathLike) -> tuple[HFClassifier, list[str], int]:
+    """(model in eval mode, classes, sampling rate) from a saved audio-classification folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"{folder}: is not a folder; hf: victims load from a local save_pretrained folder (no downloads)"
+        )
+    config = _read_json(folder / "config.json", "model folder")
+    if "model_type" not in config:
+        raise CheckpointError(f"{folder / 'config.json'}: is not a Hugging Face model config (no model_type)")
+    classes = hf_classes(folder / "config.json", config)
+    settings = extractor_settings(
+        folder / "preprocessor_config.json", _read_json(folder / "preprocessor_config.json", "audio model")
+    )
+    if not any((folder / f).is_file() for f in MODEL_FILES):
+        raise CheckpointError(f"{folder}: holds no weights (none of {', '.join(MODEL_FILES)})")
+    transformers = _transformers()
+    try:
+        net = transformers.AutoModelForAudioClassification.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{folder}: transformers cannot load it as an audio classifier: {_first(err)}") from None
+    return HFClassifier(net, settings).eval(), classes, int(settings.get("sampling_rate", 16_000))
+
+
+def hf_from_config(path, config: dict) -> HFClassifier:
+    """The architecture of a staa-ser checkpoint of an hf victim, from its saved configs (weights loaded after)."""
+    transformers = _transformers()
+    model, extractor = config.get("model"), config.get("extractor")
+    if not isinstance(model, dict) or not isinstance(extractor, dict):
+        raise CheckpointError(f"{path}: an hf victim checkpoint needs the model's and the extractor's configs")
+    try:
+        cfg = transformers.AutoConfig.for_model(**model)
+        net = transformers.AutoModelForAudioClassification.from_config(cfg)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: its model config does not build an audio classifier: {_first(err)}") from None
+    return HFClassifier(net, extractor_settings(path, extractor))
+
+
+def save_hf(model: HFClassifier, folder: str | os.PathLike) -> Path:
+    """`folder` as plain transformers writes it: config, weights (safetensors) and the extractor's settings."""
+    transformers = _transformers()
+    extractor = getattr(transformers, model.extractor["feature_extractor_type"]).from_dict(model.extractor)
+    with atomic_folder(folder) as tmp:
+        model.net.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+    return Path(folder)
+
+
+def _first(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
