@@ -22,7 +22,7 @@ from staa.models.features import zero_mean_unit_var
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
-def _transformers():
+def transformers_offline():
     # before the first import: the hub client reads these once, and no call may reach the network
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -138,7 +138,7 @@ def load_hf(folder: str | os.PathLike) -> tuple[HFClassifier, list[str], int]:
     )
     if not any((folder / f).is_file() for f in MODEL_FILES):
         raise CheckpointError(f"{folder}: holds no weights (none of {', '.join(MODEL_FILES)})")
-    transformers = _transformers()
+    transformers = transformers_offline()
     try:
         net = transformers.AutoModelForAudioClassification.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
@@ -148,7 +148,7 @@ def load_hf(folder: str | os.PathLike) -> tuple[HFClassifier, list[str], int]:
 
 def hf_from_config(path, config: dict) -> HFClassifier:
     """The architecture of a staa-ser checkpoint of an hf victim, from its saved configs (weights loaded after)."""
-    transformers = _transformers()
+    transformers = transformers_offline()
     model, extractor = config.get("model"), config.get("extractor")
     if not isinstance(model, dict) or not isinstance(extractor, dict):
         raise CheckpointError(f"{path}: an hf victim checkpoint needs the model's and the extractor's configs")
@@ -162,7 +162,7 @@ def hf_from_config(path, config: dict) -> HFClassifier:
 
 def save_hf(model: HFClassifier, folder: str | os.PathLike) -> Path:
     """`folder` as plain transformers writes it: config, weights (safetensors) and the extractor's settings."""
-    transformers = _transformers()
+    transformers = transformers_offline()
     extractor = getattr(transformers, model.extractor["feature_extractor_type"]).from_dict(model.extractor)
     with atomic_folder(folder) as tmp:
         model.net.save_pretrained(tmp)

@@ -27,10 +27,11 @@ class Wav2Vec2(nn.Module):
         dropout: float = 0.1,
     ):
         super().__init__()
-        from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+        from staa.models.huggingface import transformers_offline
 
+        transformers = transformers_offline()
         self.config = {"channels": channels, "hidden": hidden, "layers": layers, "heads": heads, "dropout": dropout}
-        self.hf_config = Wav2Vec2Config(
+        self.hf_config = transformers.Wav2Vec2Config(
             conv_dim=(channels,) * 7,
             hidden_size=hidden,
             num_hidden_layers=layers,
@@ -48,7 +49,7 @@ class Wav2Vec2(nn.Module):
             classifier_proj_size=hidden,
             num_labels=n_classes,
         )
-        self.net = Wav2Vec2ForSequenceClassification(self.hf_config)
+        self.net = transformers.Wav2Vec2ForSequenceClassification(self.hf_config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(input_values=zero_mean_unit_var(x)).logits
