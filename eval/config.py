@@ -35,7 +35,8 @@ class EvalConfig:
     split: str = "test"
     classes: list | None = None
     max_clips: int | None = 200
-    clip_seconds: float = 3.0
+    clip_seconds: float = 3.0  # 0: each clip at its own length
+    strict_rate: bool = False  # refuse audio at another rate than the victim's instead of resampling it
     batch_size: int = 16
     eps: float = 0.03  # default l-inf budget of the gradient attacks
     seed: int = 0
@@ -70,7 +71,8 @@ class EvalConfig:
             if getattr(self, key) is not None:
                 in_range(key, getattr(self, key), 1, None)
         in_range("eps", self.eps, 1e-6, 1.0)
-        in_range("clip_seconds", self.clip_seconds, 0.1, 600)
+        if self.clip_seconds != 0:
+            in_range("clip_seconds", self.clip_seconds, 0.1, 600)
         in_range("batch_size", self.batch_size, 1, 4096)
         in_range("examples", self.examples, 0, 1000)
         if self.classes is not None and (not self.classes or not all(isinstance(c, str) for c in self.classes)):

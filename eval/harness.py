@@ -29,7 +29,7 @@ from tqdm import tqdm
 from defenses import parse_defense
 from eval.config import EvalConfig
 from staa.attacks.registry import AttackSpec
-from staa.datasets import AudioDataset, load_records
+from staa.datasets import AudioDataset, length_batches, load_records
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
 from staa.io.provenance import machine
@@ -84,7 +84,13 @@ def select_clips(records, victim: Victim, cfg: EvalConfig) -> AudioDataset:
     if cfg.max_clips and len(chosen) > cfg.max_clips:  # a seeded sample, kept in manifest order
         keep = set(random.Random(cfg.seed).sample(range(len(chosen)), cfg.max_clips))
         chosen = [r for i, r in enumerate(chosen) if i in keep]
-    return AudioDataset(chosen, victim.classes, sample_rate=victim.sample_rate, clip_seconds=cfg.clip_seconds)
+    return AudioDataset(
+        chosen,
+        victim.classes,
+        sample_rate=victim.sample_rate,
+        clip_seconds=cfg.clip_seconds or None,
+        strict_rate=cfg.strict_rate,
+    )
 
 
 def build_grid_attack(
@@ -102,36 +108,62 @@ def build_grid_attack(
     )
 
 
-def _batches(x: torch.Tensor, size: int):
-    for i in range(0, len(x), size):
-        yield x[i : i + size]
+class Clips:
+    """One victim's clips in dataset order (each `[T]`, lengths may differ) and their batches of equal length."""
+
+    def __init__(self, waves: list[torch.Tensor], batch_size: int, batches: list[list[int]] | None = None):
+        self.waves = waves
+        self.batches = batches if batches is not None else length_batches([len(w) for w in waves], batch_size)
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.waves[i]
+
+    def stack(self, idx: list[int]) -> torch.Tensor:
+        return torch.stack([self.waves[i] for i in idx])
+
+    def map(self, fn) -> list[torch.Tensor]:
+        """`fn` on each stacked batch; its rows, back in dataset order."""
+        out: list = [None] * len(self)
+        for idx in self.batches:
+            for i, row in zip(idx, fn(self.stack(idx))):
+                out[i] = row
+        return out
+
+    def like(self, waves: list[torch.Tensor]) -> Clips:
+        return Clips(waves, 0, self.batches)
 
 
 @torch.inference_mode()
-def _predict(model, x, size, times: dict, defense=None, rate=None) -> torch.Tensor:
+def _predict(model, x: Clips, times: dict, defense=None, rate=None) -> torch.Tensor:
     if defense is not None:
-        x = _defend(defense, x, size, rate, times)
+        x = _defend(defense, x, rate, times)
     with timed("model", times):
-        return torch.cat([model(b).argmax(1) for b in _batches(x, size)])
+        return torch.stack(x.map(lambda b: model(b).argmax(1)))
 
 
 def _is_identity(defense) -> bool:
     return defense.spec == "none"  # the undefended model: its predictions are the ones already made
 
 
-def _defend(defense, x, size, rate, times: dict) -> torch.Tensor:
+def _defend(defense, x: Clips, rate, times: dict) -> Clips:
     with timed("defense", times):
-        return torch.cat([defense(b, rate) for b in _batches(x, size)])
+        return x.like(x.map(lambda b: defense(b, rate)))
 
 
-def _attack_all(attack, x, size, progress, desc, times: dict) -> tuple[torch.Tensor, float]:
-    out, seconds = [], 0.0
-    for b in tqdm(list(_batches(x, size)), desc=desc, leave=False, disable=not progress):
+def _attack_all(attack, x: Clips, progress, desc, times: dict) -> tuple[Clips, float]:
+    out: list = [None] * len(x)
+    seconds = 0.0
+    for idx in tqdm(x.batches, desc=desc, leave=False, disable=not progress):
         t0 = time.perf_counter()
         with timed("attack", times):
-            out.append(attack(b).detach())
+            adv = attack(x.stack(idx)).detach()
         seconds += time.perf_counter() - t0
-    return torch.cat(out), seconds / len(x)
+        for i, row in zip(idx, adv):
+            out[i] = row
+    return x.like(out), seconds / len(x)
 
 
 def _nan_to_none(v):
@@ -181,16 +213,22 @@ def perceptual_sample(n: int, cfg: EvalConfig) -> list[int]:
     return sorted(random.Random(cfg.seed).sample(range(n), cfg.perceptual_clips))
 
 
-def _scores(x, adv, rate, cfg, times: dict) -> list[dict]:
-    cheap = {k: v.tolist() for k, v in perturbation_scores(x, adv).items()}
+def _scores(x: Clips, adv: Clips, rate, cfg, times: dict) -> list[dict]:
+    """Per clip, on its true length: the perturbation's size and, for the sampled clips, PESQ / STOI / ESTOI."""
+    cheap: list = [None] * len(x)
+    for idx in x.batches:
+        batch = perturbation_scores(x.stack(idx), adv.stack(idx))
+        for j, i in enumerate(idx):
+            cheap[i] = {k: float(v[j]) for k, v in batch.items() if k != "l0_count"}
     reason = "not sampled" if cfg.perceptual else "not computed"
     unscored = {"pesq": math.nan, "stoi": math.nan, "estoi": math.nan, "pesq_error": reason}
     slow = [unscored] * len(x)
     if chosen := perceptual_sample(len(x), cfg):
+        clean, degraded = ([c[i].cpu().numpy() for i in chosen] for c in (x, adv))
         with timed("perceptual", times):
-            for i, scores in zip(chosen, perceptual_scores(x[chosen], adv[chosen], rate, workers=cfg.workers)):
+            for i, scores in zip(chosen, perceptual_scores(clean, degraded, rate, workers=cfg.workers)):
                 slow[i] = scores
-    return [{**{k: cheap[k][i] for k in cheap if k != "l0_count"}, **slow[i]} for i in range(len(x))]
+    return [{**cheap[i], **slow[i]} for i in range(len(x))]
 
 
 def evaluate_attack(
@@ -199,7 +237,7 @@ def evaluate_attack(
     victim_name: str,
     victim: Victim,
     data: AudioDataset,
-    x: torch.Tensor,
+    x: Clips,
     clean_pred: torch.Tensor,
     defended_clean_pred: dict,
     cfg: EvalConfig,
@@ -223,20 +261,19 @@ def evaluate_attack(
             adv, seconds = _attack_all(
                 attack,
                 x,
-                cfg.batch_size,
                 progress,
                 f"{victim_name} {name}" + (f" [{spec_text}]" if spec.adaptive else ""),
                 times,
             )
-            adv_pred = _predict(predictor, adv, cfg.batch_size, times)
+            adv_pred = _predict(predictor, adv, times)
             scores = _scores(x, adv, rate, cfg, times)
             if not spec.adaptive:
                 shared = (adv, seconds, adv_pred, scores)
         else:
             adv, seconds, adv_pred, scores = shared
         defense = parse_defense(spec_text)  # a fresh seed for the random ones, whatever ran before
-        def_adv = _defend(defense, adv, cfg.batch_size, rate, times)
-        def_adv_pred = adv_pred if _is_identity(defense) else _predict(predictor, def_adv, cfg.batch_size, times)
+        def_adv = _defend(defense, adv, rate, times)
+        def_adv_pred = adv_pred if _is_identity(defense) else _predict(predictor, def_adv, times)
         def_clean = defended_clean_pred[spec_text]
         success, defended_fooled = fooled(clean_pred, adv_pred), fooled(def_clean, def_adv_pred)
         for i, rec in enumerate(data.records):
@@ -356,16 +393,14 @@ def run_grid(
             parse_defense(spec_text).check(victim.sample_rate)
         classes[victim_name] = victim.classes
         data = select_clips(records, victim, cfg)
-        x = torch.stack([data[i][0] for i in range(len(data))]).to(device)
+        x = Clips([data[i][0].to(device) for i in range(len(data))], cfg.batch_size)
         predictor = InferenceModel(victim.model)
-        clean_pred = _predict(predictor, x, cfg.batch_size, times)
+        clean_pred = _predict(predictor, x, times)
         defended_clean = {}
         for spec_text in cfg.defenses:
             defense = parse_defense(spec_text)
             defended_clean[spec_text] = (
-                clean_pred
-                if _is_identity(defense)
-                else _predict(predictor, x, cfg.batch_size, times, defense, victim.sample_rate)
+                clean_pred if _is_identity(defense) else _predict(predictor, x, times, defense, victim.sample_rate)
             )
         for name, spec in cfg.attack_specs.items():
             done = out / "cells" / safe_name(victim_name) / f"{safe_name(name)}.json"

@@ -5,6 +5,9 @@ import subprocess
 from html.parser import HTMLParser
 
 import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
 
 from eval.config import EvalConfig, load_config
 from eval.harness import run_grid
@@ -333,3 +336,98 @@ def test_the_grid_reports_where_its_time_went_to_the_caller_only(setup, tmp_path
     assert not [
         k for k, v in vars(harness).items() if isinstance(v, dict) and not k.startswith("__")
     ]  # no process-wide tally
+
+
+@pytest.fixture(scope="module")
+def varied(setup, tmp_path_factory):
+    """Test clips cut to different lengths (two of them stored at 22.05 kHz), as in a real corpus."""
+    manifest, _ = setup
+    tests = [r for r in load_records("manifest", manifest) if r.split == "test"][:6]
+    root = tmp_path_factory.mktemp("varied")
+    seconds = [0.9, 0.6, 1.3, 0.6, 1.1, 0.75]
+    lines, lengths = ["path,label,split"], []
+    for i, (rec, s) in enumerate(zip(tests, seconds)):
+        wav, rate = sf.read(rec.path, dtype="float32")
+        wav = wav[: int(s * rate)]
+        if i in (2, 5):
+            wav, rate = AF.resample(torch.from_numpy(wav), 16_000, 22_050).clamp(-1, 1).numpy(), 22_050
+        sf.write(str(root / f"{i}.wav"), wav, rate, subtype="FLOAT")
+        lines.append(f"{i}.wav,{rec.label},test")
+        lengths.append(-(-len(wav) * 16_000 // rate))
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root / "manifest.csv", lengths
+
+
+def test_length_batches_group_equal_lengths_in_order():
+    from staa.datasets import length_batches
+
+    assert length_batches([5, 3, 5, 5, 3, 7], 2) == [[1, 4], [0, 2], [3], [5]]
+    assert length_batches([4] * 5, 2) == [[0, 1], [2, 3], [4]]  # one length: the plain batches, in order
+
+
+def test_native_length_grid_scores_each_clip_on_its_own_length(setup, varied, tmp_path):
+    from staa.metrics.perturbation import snr_db
+
+    manifest, lengths = varied
+    cfg = _config(setup, data=str(manifest), clip_seconds=0, max_clips=None, perceptual_clips=2, examples=6)
+    results = run_grid(cfg, tmp_path / "native", progress=False)
+    assert len(set(lengths)) == 5 and all(c["n"] == 6 for c in results["cells"])
+    rows = _rows(tmp_path / "native")
+    for attack in ("staa", "fgsm"):
+        folder = tmp_path / "native" / "examples" / "tiny" / attack
+        for i, n in enumerate(lengths):
+            clean, rate = sf.read(folder / f"{i}_clean.wav", dtype="float32")
+            adv, _ = sf.read(folder / f"{i}_adv.wav", dtype="float32")
+            assert len(clean) == len(adv) == n and rate == 16_000  # its own length, nothing padded or cut
+            row = next(r for r in rows if (r["attack"], r["defense"], r["clip"]) == (attack, "none", str(i)))
+            expected = float(snr_db(torch.from_numpy(clean)[None], torch.from_numpy(adv)[None])[0])
+            assert float(row["snr_db"]) == pytest.approx(expected, rel=1e-4)  # the row is this clip's, scored whole
+    assert any(r["pesq"] for r in rows if r["attack"] == "staa") and len({r["path"] for r in rows}) == 6
+
+    # batches of one clip each: the same per-clip rows, so the length batches are put back in dataset order
+    single = run_grid(
+        _config(
+            setup,
+            data=str(manifest),
+            clip_seconds=0,
+            max_clips=None,
+            perceptual=False,
+            batch_size=1,
+            attacks={"fgsm": "fgsm:eps=0.01"},
+        ),
+        tmp_path / "single",
+        progress=False,
+    )
+    batched = [r for r in rows if r["attack"] == "fgsm"]
+    for a, b in zip(batched, _rows(tmp_path / "single")):
+        assert (a["clip"], a["defense"], a["adv_pred"], a["defended_adv_pred"]) == (
+            b["clip"],
+            b["defense"],
+            b["adv_pred"],
+            b["defended_adv_pred"],
+        )
+        assert float(a["snr_db"]) == pytest.approx(float(b["snr_db"]), rel=1e-5)
+    assert single["cells"][0]["n"] == 6
+
+
+def test_other_rates_are_resampled_with_one_warning_or_refused_when_strict(setup, varied, caplog, capsys, tmp_path):
+    from staa.datasets import AudioDataset, DatasetError
+
+    manifest, lengths = varied
+    records = load_records("manifest", manifest)
+    with caplog.at_level("WARNING", logger="staa"):
+        data = AudioDataset(records, list(EMOTIONS), clip_seconds=None)
+    warned = [r.getMessage() for r in caplog.records if "resampling" in r.getMessage()]
+    assert warned == ["resampling 2 of 6 clips (22050 Hz) to the model's 16000 Hz"]
+    assert data.lengths() == lengths == [len(data[i][0]) for i in range(6)]
+    with pytest.raises(DatasetError, match=r"2\.wav: is at 22050 Hz, not the model's 16000 Hz \(2 such file"):
+        AudioDataset(records, list(EMOTIONS), clip_seconds=None, strict_rate=True)
+
+    victim = str(setup[1] / "victim" / "best.pt")
+    base = ["attack", "--data", str(manifest), "--victim", victim, "--attack", "fgsm", "--clip-seconds", "0"]
+    assert main([*base, "--strict-rate", "--out", str(tmp_path / "strict"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2.wav: is at 22050 Hz" in err[0]
+    assert main([*base, "--out", str(tmp_path / "atk"), "--quiet"]) == 0
+    saved = sorted((tmp_path / "atk" / "adv").glob("*.wav"))
+    assert [sf.info(str(p)).frames for p in saved] == lengths  # every clip attacked at its own length

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from staa.attacks.base import Attack
-from staa.datasets import AudioDataset
+from staa.datasets import AudioDataset, LengthBatchSampler
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
 from staa.metrics.classification import fooled
@@ -42,11 +42,11 @@ def run_attack(
     progress: bool = True,
 ) -> dict:
     """Attack every clip of `dataset`; with `out_dir`, write `adv/*.wav` and `clips.csv` (inputs are only read)."""
-    rows = []
+    rows = {}  # by dataset index: the length batches may run in another order
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    start = 0
-    for x, y in tqdm(loader, desc=f"attack {attack.name}", leave=False, disable=not progress):
+    sampler = LengthBatchSampler(dataset.lengths(), batch_size)
+    loader = DataLoader(dataset, batch_sampler=sampler)
+    for idx, (x, y) in zip(sampler, tqdm(loader, desc=f"attack {attack.name}", leave=False, disable=not progress)):
         x = x.to(device)
         with torch.no_grad():
             clean_pred = model(x).argmax(1)
@@ -63,27 +63,25 @@ def run_attack(
             "snr_db": snr_db(x, x_adv),
             "linf": linf(x, x_adv),
         }
-        for i in range(len(x)):
-            rec = dataset.records[start + i]
-            rows.append(
-                {
-                    "path": rec.path,
-                    "label": rec.label,
-                    "clean_pred": dataset.classes[clean_pred[i]],
-                    "adv_pred": dataset.classes[adv_pred[i]],
-                    "success": bool(success[i]),
-                    "seconds": per_clip,
-                    **{k: float(v[i]) for k, v in metrics.items()},
-                }
-            )
+        for i, k in enumerate(idx):
+            rec = dataset.records[k]
+            rows[k] = {
+                "path": rec.path,
+                "label": rec.label,
+                "clean_pred": dataset.classes[clean_pred[i]],
+                "adv_pred": dataset.classes[adv_pred[i]],
+                "success": bool(success[i]),
+                "seconds": per_clip,
+                **{name: float(v[i]) for name, v in metrics.items()},
+            }
             if out_dir is not None:
                 save_audio(
-                    Path(out_dir) / "adv" / f"{start + i:06d}_{safe_name(Path(rec.path).stem, 80)}.wav",
+                    Path(out_dir) / "adv" / f"{k:06d}_{safe_name(Path(rec.path).stem, 80)}.wav",
                     x_adv[i],
                     dataset.sample_rate,
                     subtype="FLOAT",
                 )
-        start += len(x)
+    rows = [rows[k] for k in sorted(rows)]
     summary = summarise(rows)
     if out_dir is not None:
         write_csv(Path(out_dir) / "clips.csv", CSV_FIELDS, rows)
@@ -119,7 +117,8 @@ def transfer_matrix(
     """Fooling rate of the examples made by each attack (rows: its surrogate) on every victim (columns)."""
     count = {a: {v: 0 for v in victims} for a in attacks}
     n = 0
-    for x, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc="transfer", leave=False, disable=not progress):
+    loader = DataLoader(dataset, batch_sampler=LengthBatchSampler(dataset.lengths(), batch_size))
+    for x, _ in tqdm(loader, desc="transfer", leave=False, disable=not progress):
         x = x.to(device)
         clean = {v: m(x).argmax(1) for v, m in victims.items()}
         for a, attack in attacks.items():

@@ -84,6 +84,9 @@ VICTIM = "a staa-ser victim checkpoint, or a user's model: hf:DIR, torchscript:F
 SEED = integer(0, MAX_SEED)
 EPS = number(0, 1, above=True)
 SECONDS = number(0, 600, above=True)
+EVAL_SECONDS = number(0, 600)
+EVAL_SECONDS_HELP = "crop or pad each clip to this many seconds (default: 3; 0: each clip at its own length)"
+STRICT_RATE_HELP = "refuse audio at another sample rate than the model's (default: resample it, and say so)"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -100,10 +103,12 @@ def _data_dirs(data, records) -> list[Path]:
 def _claim(a, records=(), inputs: dict | None = None):
     """Check that --out holds none of the inputs and lies in no data folder, then claim it for this command (lock,
     --resume / --force rules; see staa.cli.run_dir). Under torchrun only rank 0 claims: the others never write."""
+    from staa.models.victim import split_spec
+
     inputs = {k: str(v) for k, v in (inputs or {}).items() if v}
     data = getattr(a, "data", None)
     # a user's model folder is theirs like a data folder: nothing goes inside it
-    folders = [Path(v.removeprefix("hf:")) for v in inputs.values() if v.startswith("hf:")]
+    folders = [Path(target) for kind, target in map(split_spec, inputs.values()) if kind == "hf"]
     check_inputs(
         a.out, [*inputs.values(), *(r.path for r in records)], [*(_data_dirs(data, records) if data else ()), *folders]
     )
@@ -186,7 +191,9 @@ def _split_dataset(a, classes, sample_rate):
         raise DatasetError(f"{a.data}: no clips of split {a.split!r} with the classes {', '.join(classes)}")
     if a.limit:
         records = records[: a.limit]
-    return AudioDataset(records, classes, sample_rate=sample_rate, clip_seconds=a.clip_seconds)
+    return AudioDataset(
+        records, classes, sample_rate=sample_rate, clip_seconds=a.clip_seconds or None, strict_rate=a.strict_rate
+    )
 
 
 # train-attack flags a recipe sets, and the AttackTrainConfig field each one overrides
@@ -247,8 +254,11 @@ def _eval_config(a):
     from eval.config import EvalConfig, load_config
 
     if a.config:
-        if a.data or a.victim or a.attack or a.defense or a.skip_bad:
-            raise ValueError("give either --config or --data/--victim/--attack/--defense/--skip-bad, not both")
+        if a.data or a.victim or a.attack or a.defense or a.skip_bad or a.clip_seconds is not None or a.strict_rate:
+            raise ValueError(
+                "give either --config or --data/--victim/--attack/--defense/--skip-bad/--clip-seconds/--strict-rate, "
+                "not both"
+            )
         return load_config(a.config)
     if not (a.data and a.victim and a.attack):
         raise ValueError("without --config, --data, --victim and --attack are required")
@@ -265,6 +275,8 @@ def _eval_config(a):
         perceptual_clips=a.perceptual_clips,
         seed=a.seed,
         skip_bad=a.skip_bad,
+        clip_seconds=EvalConfig.clip_seconds if a.clip_seconds is None else a.clip_seconds,
+        strict_rate=a.strict_rate,
     )
 
 
@@ -615,7 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--limit", type=integer(0), default=0, help="attack at most this many clips (default 0: all)"
             )
-            p.add_argument("--clip-seconds", type=SECONDS, default=3.0)
+            p.add_argument("--clip-seconds", type=EVAL_SECONDS, default=3.0, help=EVAL_SECONDS_HELP)
+            p.add_argument("--strict-rate", action="store_true", help=STRICT_RATE_HELP)
 
     p = sub.add_parser(
         "train-attack",
@@ -772,6 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--max-clips", type=integer(0), default=200, help="clips per victim (default: 200; 0: all)")
+    p.add_argument("--clip-seconds", type=EVAL_SECONDS, default=None, help=EVAL_SECONDS_HELP)
+    p.add_argument("--strict-rate", action="store_true", help=STRICT_RATE_HELP)
     p.add_argument("--eps", type=EPS, default=0.03)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad audio files instead of stopping")

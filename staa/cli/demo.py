@@ -51,6 +51,7 @@ PLANS = {
     ),
     "full": DemoPlan(
         n_clips=1200,
+        victims=("mel_cnn", "emo18", "crnn", "wav2vec2"),
         victim_epochs=8,
         generator_epochs=12,
         aware_epochs=4,

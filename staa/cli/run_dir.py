@@ -166,9 +166,9 @@ class RunDir:
 
     @staticmethod
     def _hash(path: str) -> dict:
-        from staa.models.victim import PREFIXES, fingerprint, source_path
+        from staa.models.victim import fingerprint, source_path, split_spec
 
-        if path.startswith(PREFIXES):  # a user's model (hf:DIR, torchscript:FILE, python:module:function): its files
+        if split_spec(path)[0]:  # a user's model (hf:DIR, torchscript:FILE, python:module:function): its files
             found = source_path(path)
             return {"path": path, "sha256": fingerprint(path) if found is None or found.exists() else None}
         p = Path(path)

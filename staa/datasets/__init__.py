@@ -7,6 +7,7 @@ from staa.datasets.cremad import load_cremad
 from staa.datasets.demos import load_demos
 from staa.datasets.emodb import load_emodb
 from staa.datasets.iemocap import load_iemocap
+from staa.datasets.length_batches import LengthBatchSampler, length_batches
 from staa.datasets.manifest import load_manifest
 from staa.datasets.ravdess import load_ravdess
 from staa.datasets.records import DatasetError, Record
@@ -28,4 +29,4 @@ def load_records(kind: str, root, **options) -> list[Record]:
     return LOADERS[kind](root, **options)
 
 
-__all__ = ["AudioDataset", "DatasetError", "LOADERS", "Record", "load_records"]
+__all__ = ["AudioDataset", "DatasetError", "LOADERS", "LengthBatchSampler", "Record", "length_batches", "load_records"]

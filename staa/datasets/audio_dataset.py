@@ -1,7 +1,8 @@
-"""A torch Dataset over `Record`s: fixed-length float32 waveforms and integer labels."""
+"""A torch Dataset over `Record`s: float32 waveforms (fixed-length, or each at its own length) and integer labels."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,14 +10,18 @@ import torch
 from torch.utils.data import Dataset
 
 from staa.datasets.records import DatasetError, Record
-from staa.io.audio import load_audio
+from staa.io.audio import load_audio, probe_audio
+
+log = logging.getLogger(__name__)
 
 
 class AudioDataset(Dataset):
-    """Waveforms `[T]` cropped or zero-padded to `clip_seconds`, with labels indexed into `classes`.
+    """Waveforms `[T]` at `sample_rate`, cropped or zero-padded to `clip_seconds` (None: each at its own length),
+    with labels indexed into `classes`.
 
     `crop="random"` draws the window from a generator seeded by (seed, epoch, index), so a resumed
     run sees the same crops; `set_epoch` moves it on. `crop="center"` is for evaluation.
+    Files at another rate are resampled, which is logged once; `strict_rate=True` refuses them instead.
     """
 
     def __init__(
@@ -29,6 +34,7 @@ class AudioDataset(Dataset):
         crop: str = "center",
         seed: int = 0,
         allow_clipped: bool = False,
+        strict_rate: bool = False,
     ):
         if crop not in ("center", "random"):
             raise ValueError(f"crop must be 'center' or 'random', not {crop!r}")
@@ -43,6 +49,32 @@ class AudioDataset(Dataset):
         self.length = None if clip_seconds is None else int(round(clip_seconds * sample_rate))
         self.crop, self.seed, self.epoch = crop, seed, 0
         self.allow_clipped = allow_clipped
+        headers = [probe_audio(r.path) for r in self.records]
+        self._frames = [(h.frames, h.samplerate) for h in headers]
+        self._check_rates(strict_rate)
+
+    def _check_rates(self, strict: bool) -> None:
+        other = [
+            (r.path, rate) for r, (_, rate) in zip(self.records, self._frames) if rate != (self.sample_rate or rate)
+        ]
+        if other and strict:
+            path, rate = other[0]
+            raise DatasetError(
+                f"{path}: is at {rate} Hz, not the model's {self.sample_rate} Hz ({len(other)} such file(s)); "
+                "resample the data, or leave out the strict-rate option to have it resampled"
+            )
+        if other:
+            rates = ", ".join(f"{r} Hz" for r in sorted({r for _, r in other}))
+            log.warning(
+                "resampling %d of %d clips (%s) to the model's %d Hz", len(other), len(self), rates, self.sample_rate
+            )
+
+    def lengths(self) -> list[int]:
+        """Each item's length in samples, from the file headers (for `LengthBatchSampler`)."""
+        if self.length is not None:
+            return [self.length] * len(self)
+        # torchaudio's resample returns ceil(frames * new / old) samples
+        return [-(-frames * (self.sample_rate or rate) // rate) for frames, rate in self._frames]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -18,7 +18,7 @@ from staa.io.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from staa.models.victim import PREFIXES, fingerprint, source_path
+from staa.models.victim import fingerprint, source_path, split_spec
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def save_generator(path, gen: STAAGenerator, *, sample_rate: int, classes, surro
 
 
 def _prefix(spec: str) -> str:
-    return next((p for p in PREFIXES if spec.startswith(p)), "")
+    kind = split_spec(spec)[0]
+    return f"{kind}:" if kind else ""
 
 
 def surrogate_refs(checkpoint, surrogates) -> dict:
@@ -49,7 +50,7 @@ def surrogate_refs(checkpoint, surrogates) -> dict:
     folder = Path(checkpoint).resolve().parent
     relative, absolute = [], []
     for spec in map(str, surrogates):
-        path = None if spec.startswith("python:") else source_path(spec)
+        path = None if split_spec(spec)[0] == "python" else source_path(spec)
         if path is None:  # code, found by its module name wherever the run tree lies
             relative.append(spec)
             absolute.append(spec)

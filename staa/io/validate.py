@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
+from pathlib import Path
 
 
 def describe(value) -> str:
@@ -69,4 +71,20 @@ def in_range(name: str, value, lo=None, hi=None):
             else f"<= {hi:g}"
         )
         raise ValueError(f"{name} must be {bounds}, got {describe(value)}")
+    return value
+
+
+def read_json_object(path, error: type[Exception] = ValueError, *, missing: str = "not found") -> dict:
+    """The JSON object in file `path`, or `error("PATH: problem")`: missing, unreadable, not JSON, not an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise error(f"{path}: is not valid JSON ({err})") from None
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror})") from None
+    if not isinstance(value, dict):
+        raise error(f"{path}: is not a JSON object")
     return value

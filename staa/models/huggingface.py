@@ -8,7 +8,6 @@ of the spectrogram transformer (AST). Nothing is downloaded: transformers runs o
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torch import nn
 
 from staa.io.atomic import atomic_folder
 from staa.io.checkpoint import CheckpointError
+from staa.io.validate import read_json_object
 from staa.models.features import zero_mean_unit_var
 
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -87,15 +87,7 @@ class HFClassifier(nn.Module):
 
 
 def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not found; a Hugging Face {what} needs it")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: is not valid JSON ({err})") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path}: is not a JSON object")
-    return value
+    return read_json_object(path, CheckpointError, missing=f"not found; a Hugging Face {what} needs it")
 
 
 def hf_classes(path, config: dict) -> list[str]:

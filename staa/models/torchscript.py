@@ -12,6 +12,7 @@ import torch
 
 from staa.io.atomic import atomic_open
 from staa.io.checkpoint import CheckpointError
+from staa.io.validate import read_json_object
 
 
 def sidecar(path: str | os.PathLike) -> Path:
@@ -22,14 +23,7 @@ def load_torchscript(path: str | os.PathLike, *, classes=None, sample_rate=None)
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: TorchScript file not found")
-    meta = {}
-    if sidecar(path).is_file():
-        try:
-            meta = json.loads(sidecar(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"{sidecar(path)}: is not valid JSON ({err})") from None
-        if not isinstance(meta, dict):
-            raise CheckpointError(f"{sidecar(path)}: must be a JSON object with classes and sample_rate")
+    meta = read_json_object(sidecar(path), CheckpointError) if sidecar(path).is_file() else {}
     classes = meta.get("classes", classes)
     sample_rate = meta.get("sample_rate", sample_rate)
     if classes is None or sample_rate is None:

@@ -31,7 +31,13 @@ from staa.models import MODELS, build_model
 
 log = logging.getLogger(__name__)
 VICTIM_KEYS = ("arch", "config", "classes", "sample_rate", "state_dict")
-PREFIXES = ("hf:", "torchscript:", "python:")
+KINDS = ("hf", "torchscript", "python")  # the prefixes of a user's model: hf:DIR, torchscript:FILE, python:...
+
+
+def split_spec(spec: str | os.PathLike) -> tuple[str, str]:
+    """("hf", "DIR") for "hf:DIR", likewise torchscript and python; ("", spec) for a staa-ser checkpoint."""
+    kind, sep, target = str(spec).partition(":")
+    return (kind, target) if sep and kind in KINDS else ("", str(spec))
 
 
 @dataclass
@@ -65,7 +71,7 @@ def load_victim(
     """Load a victim in eval mode. `sample_rate`, if given, must be the model's; `classes` and `sample_rate` also
     stand in for a TorchScript file's missing sidecar. `check` runs the self-checks (`staa.models.checks`)."""
     text = str(spec)
-    if text.startswith(PREFIXES):
+    if split_spec(text)[0]:
         model, names, rate, arch = _load_external(text, classes, sample_rate)
         config = dict(getattr(model, "config", {}))
     else:
@@ -96,7 +102,7 @@ def load_victim(
 
 
 def _load_external(text: str, classes, sample_rate):
-    kind, _, target = text.partition(":")
+    kind, target = split_spec(text)
     if kind == "hf":
         from staa.models.huggingface import load_hf
 
@@ -145,40 +151,36 @@ def _load_checkpoint(path: str):
 
 def source_files(spec: str | os.PathLike) -> list[Path]:
     """The files a victim spec reads: what run folders hash to notice a changed input."""
-    text = str(spec)
-    kind, _, target = text.partition(":")
-    if kind == "hf" and text.startswith("hf:"):
+    kind, target = split_spec(spec)
+    if kind == "hf":
         folder = Path(target)
         return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
-    if kind == "torchscript" and text.startswith("torchscript:"):
+    if kind == "torchscript":
         from staa.models.torchscript import sidecar
 
         return [Path(target)] + ([sidecar(target)] if sidecar(target).is_file() else [])
-    if kind == "python" and text.startswith("python:"):
+    if kind == "python":
         from staa.models.python_victim import module_file
 
         found = module_file(target)
         return [found] if found else []
-    return [Path(text)]
+    return [Path(target)]
 
 
 def source_path(spec: str | os.PathLike) -> Path | None:
     """The file or folder a victim spec names (None for a python: target whose module is not found)."""
-    text = str(spec)
-    for prefix in ("hf:", "torchscript:"):
-        if text.startswith(prefix):
-            return Path(text.removeprefix(prefix))
-    if text.startswith("python:"):
+    kind, target = split_spec(spec)
+    if kind == "python":
         from staa.models.python_victim import module_file
 
-        return module_file(text.removeprefix("python:"))
-    return Path(text)
+        return module_file(target)
+    return Path(target)
 
 
 def fingerprint(spec: str | os.PathLike) -> str:
     """SHA-256 over the victim's files (one file: that file's own SHA-256)."""
     files = source_files(spec)
-    if len(files) == 1 and not str(spec).startswith("hf:"):
+    if len(files) == 1 and split_spec(spec)[0] != "hf":
         return file_sha256(files[0])
     h = hashlib.sha256()
     root = source_path(spec)
