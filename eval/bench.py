@@ -102,6 +102,14 @@ def _inference_speedup(victim_path: str, clip_seconds: float, batch: int = 16, r
     return seconds["eager"] / seconds["traced"]
 
 
+BENCH_ATTACKS = {
+    **{n: n for n in ("fgsm", "pgd10", "pgd100", "cw", "sparse_pgd")},
+    "apgd_ce": "apgd:steps=50",
+    "apgd_t": "apgd_t:steps=50",
+    "square": "square:queries=1000",
+}
+
+
 def bench_attacks(
     victim_path,
     generator,
@@ -110,10 +118,13 @@ def bench_attacks(
     threads: int = 2,
     batch_size: int = 16,
     device: str = "cpu",
+    eps: float | None = None,
+    attacks: dict | None = None,
     out=None,
     progress: bool = True,
 ) -> dict:
-    """`make_dataset(classes, sample_rate)` gives the clips to attack, once the victim says what it needs."""
+    """`make_dataset(classes, sample_rate)` gives the clips to attack, once the victim says what it needs. `eps`: the
+    l-inf budget of every attack (default: each one's own, 0.03); `attacks`: names to specs (default: BENCH_ATTACKS)."""
     from staa.attacks.registry import build_attack
     from staa.attacks.runner import run_attack
     from staa.io.atomic import write_json
@@ -122,34 +133,34 @@ def bench_attacks(
     torch.set_num_threads(threads)
     victim = load_victim(victim_path, device=device)
     dataset = make_dataset(victim.classes, victim.sample_rate)
-    attacks = {
-        "staa": {"type": "staa", "generator": str(generator)},
-        **{n: n for n in ("fgsm", "pgd10", "pgd100", "cw", "sparse_pgd")},
-    }
+    attacks = {"staa": {"type": "staa", "generator": str(generator)}, **(attacks or BENCH_ATTACKS)}
     results = {}
     # one untimed batch per attack: the first call at a batch shape pays for allocator and oneDNN kernel set-up
     # (and STAA's traced copies), once per run, not per clip
     warm_up = torch.stack([dataset[i][0] for i in range(min(batch_size, len(dataset)))]).to(device)
     for name, spec in attacks.items():
-        attack = build_attack(spec, victim.model, device=device, sample_rate=victim.sample_rate)
+        attack = build_attack(spec, victim.model, device=device, sample_rate=victim.sample_rate, eps=eps)
         attack(warm_up)
         results[name] = run_attack(
             attack, victim.model, dataset, batch_size=batch_size, device=device, progress=progress
         )
     base = results["staa"]["seconds_per_clip"]
     info = machine()
+    seconds = f"{dataset.length / dataset.sample_rate:.1f} s" if dataset.length else "their own lengths"
     print(
-        f"{len(dataset)} clips of {dataset.length / dataset.sample_rate:.1f} s, victim {victim.arch}, batch {batch_size}, "
+        f"{len(dataset)} clips of {seconds}, victim {victim.arch}, batch {batch_size}, eps {eps or 'per attack'}, "
         f"{info['threads']} threads on {info['processor']} ({info['cpu_count']} cores), device {info['device']}"
     )
-    print(f"{'attack':<12}{'ms/clip':>10}{'x STAA':>9}{'fooling':>9}{'l0 ratio':>10}{'dist dB':>9}")
+    print(f"{'attack':<14}{'ms/clip':>10}{'x STAA':>9}{'passes':>8}{'fooling':>9}{'l0 ratio':>10}{'dist dB':>9}")
     for name, r in results.items():
         dist = f"{r['distortion_db']:.1f}" if r["distortion_db"] is not None else "n/a"
         print(
-            f"{name:<12}{r['seconds_per_clip'] * 1000:>10.1f}{r['seconds_per_clip'] / base:>9.1f}{r['fooling_rate']:>9.3f}{r['l0_ratio']:>10.3f}{dist:>9}"
+            f"{name:<14}{r['seconds_per_clip'] * 1000:>10.1f}{r['seconds_per_clip'] / base:>9.1f}"
+            f"{r['victim_passes_per_clip']:>8.1f}{r['fooling_rate']:>9.3f}{r['l0_ratio']:>10.3f}{dist:>9}"
         )
     report = {
         "machine": info,
+        "eps": eps,
         "victim": victim.arch,
         "n": len(dataset),
         "results": results,

@@ -28,12 +28,15 @@ from tqdm import tqdm
 
 from defenses import parse_defense
 from eval.config import EvalConfig
+from eval.sanity import sanity_flags
 from staa.attacks.registry import AttackSpec
 from staa.datasets import AudioDataset, length_batches, load_records
+from staa.generator.checkpoint import load_generator
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
 from staa.io.provenance import machine
 from staa.metrics.classification import fooled
+from staa.metrics.intervals import wilson
 from staa.metrics.perceptual import perceptual_scores
 from staa.metrics.perturbation import perturbation_scores
 from staa.models.checks import flags
@@ -175,6 +178,17 @@ def _mean(values):
     return sum(vals) / len(vals) if vals else None
 
 
+RATES = (  # each rate of a cell, and the count it is a share of
+    ("clean_accuracy", "n"),
+    ("defended_clean_accuracy", "n"),
+    ("success_rate", "n"),
+    ("adversarial_accuracy", "n"),
+    ("defended_adversarial_accuracy", "n"),
+    ("defended_fooling_rate", "n"),
+    ("survival", "n_success"),
+)
+
+
 def summarise_cell(rows: list[dict]) -> dict:
     """The aggregate numbers of one victim x attack x defense cell from its per-clip rows."""
     n = len(rows)
@@ -197,7 +211,24 @@ def summarise_cell(rows: list[dict]) -> dict:
     }
     for key in SCORE_KEYS:  # scores of the adversarial clip vs the clean one (PESQ/STOI: the scored clips; distortion: successes, as in the paper)
         cell[key] = _mean(r[key] for r in (ok if key == "distortion_db" else rows))
+    cell["intervals"] = {  # 95% Wilson intervals; None where the count is 0
+        key: list(wilson(round(cell[key] * cell[of]), cell[of])) if cell[key] is not None else None for key, of in RATES
+    }
     return cell
+
+
+def cell_context(spec: AttackSpec, cfg: EvalConfig, victim_name: str, victim_sha: str) -> dict:
+    """What the sanity checks need of a victim x attack besides its rates: the l-inf budget, the attack's family (its
+    type and parameters but eps and seed), and for STAA whether its generator was made on another model (transfer)."""
+    params = {k: v for k, v in spec.params.items() if k not in ("eps", "seed")}
+    context = {"family": spec.type + ":" + ":".join(f"{k}={params[k]}" for k in sorted(params)), "transfer": False}
+    if spec.type == "staa":
+        gen = load_generator(str(spec.params["generator"]).replace("{victim}", victim_name))
+        context |= {"eps": spec.params.get("eps") or gen.cfg.eps, "transfer": victim_sha not in gen.surrogate_sha256}
+    else:  # the grid's eps where the spec sets none (build_grid_attack); None for attacks without an l-inf budget
+        context["eps"] = spec.params.get("eps", cfg.eps) if spec.value("eps") is not None else None
+    context["eot_param"] = spec.value("eot", 1) if spec.adaptive else 1
+    return context
 
 
 NOT_SCORED = ("not computed", "not sampled")  # a PESQ/STOI left out on purpose, not a clip PESQ refused
@@ -439,8 +470,10 @@ def run_grid(
                 )
             rows = _read_rows(done.with_suffix(".csv"))
             all_rows += rows
+            context = cell_context(spec, cfg, victim_name, victim_sha)
             for spec_text in cfg.defenses:
                 cell_rows = [r for r in rows if r["defense"] == spec_text]
+                random_defense = parse_defense(spec_text).random
                 cells.append(
                     {
                         "victim": victim_name,
@@ -448,9 +481,21 @@ def run_grid(
                         "attack_type": spec.type,
                         "defense": spec_text,
                         **{k: _nan_to_none(v) for k, v in summarise_cell(cell_rows).items()},
+                        "eps": context["eps"],
+                        "family": context["family"],
+                        "transfer": context["transfer"],
+                        "random_defense": random_defense,
+                        "eot": context["eot_param"] if random_defense else 1,
                     }
                 )
     _write_rows(out / "clips.csv", all_rows, safe=True)
+    flagged = sanity_flags(cells, victims)
+    for c in cells:
+        c["flags"] = [
+            f["reason"]
+            for f in flagged
+            if (f["victim"], f["attack"], f["defense"]) == (c["victim"], c["attack"], c["defense"])
+        ]
     results = {
         "schema": "staa-ser/results/1",
         "config": cfg.to_dict(),
@@ -458,6 +503,7 @@ def run_grid(
         "classes": classes,
         "victims": victims,
         "cells": cells,
+        "flags": flagged,
     }
     write_json(out / "results.json", results)
     return results

@@ -77,6 +77,52 @@ def robust_accuracy(cells) -> dict:
     return out
 
 
+def verdict(cells) -> list[dict]:
+    """Per victim x defense: what the defense costs on clean clips and the worst-case accuracy over every attack
+    (adaptive ones included), with its n and 95% interval: the one number a defense's robustness is."""
+    out = []
+    groups: dict = {}
+    for c in cells:
+        groups.setdefault((c["victim"], c["defense"]), []).append(c)
+    for (victim, defense), group in groups.items():
+        worst = min(group, key=lambda c: c["defended_adversarial_accuracy"])
+        ci = (worst.get("intervals") or {}).get("defended_adversarial_accuracy")
+        out.append(
+            {
+                "victim": victim,
+                "defense": defense,
+                "n": worst["n"],
+                "clean_accuracy": worst["clean_accuracy"],
+                "defended_clean_accuracy": worst["defended_clean_accuracy"],
+                "clean_cost": worst["clean_accuracy"] - worst["defended_clean_accuracy"],
+                "worst_case_accuracy": worst["defended_adversarial_accuracy"],
+                "worst_case_interval": ci,
+                "worst_attack": worst["attack"],
+                "flagged": any(c.get("flags") for c in group),
+            }
+        )
+    return out
+
+
+def _verdict_table(rows: list[dict]) -> str:
+    head = (
+        "<tr><th>victim</th><th>defense</th><th>n</th><th>clean accuracy</th><th>cost of the defense</th>"
+        "<th>worst-case accuracy [95%]</th><th>by</th></tr>"
+    )
+    body = []
+    for r in rows:
+        mark = ' class="unreliable"' if r["flagged"] else ""
+        ci = r["worst_case_interval"]
+        body.append(
+            f"<tr{mark}><td>{html.escape(r['victim'])}</td><td>{html.escape(r['defense'])}</td><td>{r['n']}</td>"
+            f"<td>{fmt(r['defended_clean_accuracy'])}</td><td>{100 * r['clean_cost']:+.1f} pts</td>"
+            f"<td>{fmt(r['worst_case_accuracy'])}"
+            + (f'<span class="ci"> [{ci[0]:.2f}, {ci[1]:.2f}]</span>' if ci else "")
+            + f"</td><td>{html.escape(r['worst_attack'])}</td></tr>"
+        )
+    return f'<table class="verdict">{head}{"".join(body)}</table>'
+
+
 def summary_sentences(cells) -> list[str]:
     """Per attack (averaged over victims): how often it succeeds, which defense removes most of its successes."""
     out = []
@@ -286,14 +332,24 @@ def _audio_section(run: Path, cells, max_defenses: int = 3) -> str:
     return f"<p>{html.escape(label)}, first clip:</p><table class='audio'>{items}</table>"
 
 
+def _interval(c, key) -> str:
+    ci = (c.get("intervals") or {}).get(key)
+    return f'<span class="ci"> [{ci[0]:.2f}, {ci[1]:.2f}]</span>' if ci else ""
+
+
 def _cells_table(cells) -> str:
-    head = "".join(f"<th>{k.replace('_', ' ')}</th>" for k in ["victim", "attack", "defense", *NUMBER_KEYS])
+    keys = ["victim", "attack", "defense", "n", *NUMBER_KEYS, "flags"]
+    head = "".join(f"<th>{k.replace('_', ' ')}</th>" for k in keys)
     body = []
     for c in cells:
         ident = f'data-victim="{html.escape(c["victim"])}" data-attack="{html.escape(c["attack"])}" data-defense="{html.escape(c["defense"])}"'
-        tds = "".join(f'<td data-key="{k}">{fmt(c[k])}</td>' for k in NUMBER_KEYS)
+        tds = "".join(f'<td data-key="{k}">{fmt(c[k])}{_interval(c, k)}</td>' for k in NUMBER_KEYS)
+        flags = c.get("flags") or []
+        mark = ' class="unreliable"' if flags else ""
         body.append(
-            f"<tr {ident}><td>{html.escape(c['victim'])}</td><td>{html.escape(c['attack'])}</td><td>{html.escape(c['defense'])}</td>{tds}</tr>"
+            f"<tr {ident}{mark}><td>{html.escape(c['victim'])}</td><td>{html.escape(c['attack'])}</td>"
+            f"<td>{html.escape(c['defense'])}</td><td>{c['n']}</td>{tds}"
+            f"<td class='flags'>{html.escape('; '.join(flags))}</td></tr>"
         )
     return f"<table class='cells'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -301,7 +357,9 @@ def _cells_table(cells) -> str:
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 .summary li{margin:.3em 0}table{border-collapse:collapse;font-size:.8em}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
-td:nth-child(-n+3){text-align:left}img{max-width:100%}.muted{color:#777;font-size:.85em}"""
+td:nth-child(-n+3){text-align:left}img{max-width:100%}.muted{color:#777;font-size:.85em}
+.ci{color:#777;font-size:.85em}tr.unreliable{background:#fff3cd}td.flags{text-align:left;color:#8a5a00}
+.flags li{color:#8a5a00}"""
 
 
 def _check_cells(path, cells) -> None:
@@ -337,11 +395,31 @@ def victim_flags(path, results: dict) -> dict[str, list[str]]:
     return {name: list(v.get("flags", [])) for name, v in victims.items() if v.get("flags")}
 
 
-def _flags_section(flagged: dict[str, list[str]]) -> str:
-    if not flagged:
-        return ""
-    items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(f)}</li>" for v, fs in flagged.items() for f in fs)
-    return f'<h2>Victim checks</h2><ul class="flags">{items}</ul>'
+def sanity_flags_of(path, results: dict) -> list[dict]:
+    """The harness's sanity flags (`eval.sanity`), from results.json (none in a results file that predates them)."""
+    flags = results.get("flags", [])
+    keys = ("victim", "attack", "defense", "flag", "reason")
+    if not isinstance(flags, list) or not all(
+        isinstance(f, dict) and all(isinstance(f.get(k), str) for k in keys) for f in flags
+    ):
+        raise ValueError(f"{path}: its flags entry is not the harness's (a list of victim, attack, defense, reason)")
+    return flags
+
+
+def _flags_section(victims: dict[str, list[str]], sanity: list[dict]) -> str:
+    """The first thing a reader sees when anything is off: which numbers not to trust, and why."""
+    if not victims and not sanity:
+        return '<p class="ok">Sanity checks: no flags (eval.sanity lists what is checked).</p>'
+    items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(f)}</li>" for v, fs in victims.items() for f in fs)
+    items += "".join(
+        f"<li><b>{html.escape(f['victim'])} / {html.escape(f['attack'])} / {html.escape(f['defense'])}</b>: "
+        f"{html.escape(f['reason'])}</li>"
+        for f in sanity
+    )
+    return (
+        f'<h2>Flags: {len(sanity) + sum(map(len, victims.values()))} numbers to distrust</h2><ul class="flags">{items}</ul>'
+        '<p class="muted">Flagged cells are marked in the table of all numbers; their robust accuracy overstates robustness.</p>'
+    )
 
 
 def build_report(run_dir, *, out_dir=None) -> dict:
@@ -356,6 +434,7 @@ def build_report(run_dir, *, out_dir=None) -> dict:
         raise ValueError(f"{results_path}: not a results file of staa evaluate ({err})") from None
     _check_cells(results_path, cells)
     flagged = victim_flags(results_path, results)
+    sanity = sanity_flags_of(results_path, results)
     out = Path(out_dir) if out_dir else run
     report = {
         "schema": "staa-ser/report/1",
@@ -364,7 +443,9 @@ def build_report(run_dir, *, out_dir=None) -> dict:
         "transfer": transfer_table(cells),
         "defense_cost": defense_cost(cells),
         "robust_accuracy": robust_accuracy(cells),
+        "verdict": verdict(cells),
         "victim_flags": flagged,
+        "sanity_flags": sanity,
         "config": results.get("config"),
         "machine": results.get("machine"),
     }
@@ -373,8 +454,11 @@ def build_report(run_dir, *, out_dir=None) -> dict:
     m = results.get("machine") if isinstance(results.get("machine"), dict) else {}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>staa-ser robustness report</title><style>{CSS}</style></head><body>
 <h1>Robustness report</h1>
+{_flags_section(flagged, sanity)}
+<h2>Verdict per defense</h2>{_verdict_table(report["verdict"])}
+<p class="muted">Worst case: the lowest accuracy of the defended victim over every attack in the grid; a cost below zero
+means the defense raised clean accuracy. Rows with a flagged cell are marked.</p>
 <ul class="summary">{"".join(f"<li>{html.escape(s)}</li>" for s in report["summary"])}</ul>
-{_flags_section(flagged)}
 <p class="muted">Success: the attack changes the undefended victim's prediction. Survival: share of successes that still change the
 defended victim's prediction (defense applied to clean and adversarial clip alike). Machine: {html.escape(str(m.get("processor", "?")))},
 {html.escape(str(m.get("threads", "?")))} threads, torch {html.escape(str(m.get("torch", "?")))}.</p>

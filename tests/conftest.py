@@ -18,6 +18,31 @@ def tone(seconds=1.0, rate=16_000, freq=220.0, amp=0.3, seed=0):
     return (amp * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
 
 
+TONE_FREQS = [150, 300, 600, 1200]
+
+
+def fit_tone_model(n_classes: int = 4, seed: int = 0):
+    """A small log-mel CNN fitted to tell 0.5 s tones apart, and 16 test tones (4 per class, other noise draws):
+    a victim with a real gradient, in seconds."""
+    from staa.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("mel_cnn", n_classes, width=4)
+    tones = lambda k: torch.stack(
+        [torch.from_numpy(tone(seconds=0.5, freq=f, seed=k + i)) for i, f in enumerate(TONE_FREQS[:n_classes])]
+    )
+    train = torch.cat([tones(10 * k) for k in range(4)])
+    labels = torch.arange(n_classes).repeat(4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(model(train), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test = torch.cat([tones(100 + 10 * k) for k in range(4)])
+    return model.eval(), test
+
+
 def write_wav(path, data=None, rate=16_000, **kw):
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), tone(rate=rate) if data is None else data, rate, **kw)

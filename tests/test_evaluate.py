@@ -431,3 +431,127 @@ def test_other_rates_are_resampled_with_one_warning_or_refused_when_strict(setup
     assert main([*base, "--out", str(tmp_path / "atk"), "--quiet"]) == 0
     saved = sorted((tmp_path / "atk" / "adv").glob("*.wav"))
     assert [sf.info(str(p)).frames for p in saved] == lengths  # every clip attacked at its own length
+
+
+def test_wilson_intervals_known_values():
+    from staa.metrics.intervals import wilson
+
+    assert wilson(5, 10) == pytest.approx((0.236593, 0.763407), abs=1e-6)  # the textbook example
+    assert wilson(0, 10) == pytest.approx((0.0, 0.277533), abs=1e-6)
+    assert wilson(10, 10) == pytest.approx((0.722467, 1.0), abs=1e-6)
+    k, n, z = 81, 263, 1.959964
+    center, half = (k + z * z / 2) / (n + z * z), z / (n + z * z) * (k * (n - k) / n + z * z / 4) ** 0.5
+    assert wilson(k, n) == pytest.approx((center - half, center + half), abs=1e-6)  # the closed form
+    assert wilson(0, 0) is None
+    with pytest.raises(ValueError):
+        wilson(3, 2)
+
+
+def test_every_rate_has_its_n_and_interval(grid):
+    from staa.metrics.intervals import wilson
+
+    results, _ = grid
+    for c in results["cells"]:
+        for key, of in (("success_rate", "n"), ("defended_adversarial_accuracy", "n"), ("survival", "n_success")):
+            if c[key] is None:
+                assert c["intervals"][key] is None and c[of] == 0
+                continue
+            lo, hi = c["intervals"][key]
+            assert (lo, hi) == pytest.approx(wilson(round(c[key] * c[of]), c[of])) and lo <= c[key] <= hi
+
+
+def test_the_verdict_is_the_worst_case_over_every_attack_per_defense(grid, tmp_path):
+    results, out = grid
+    report = build_report(out, out_dir=tmp_path)
+    assert len(report["verdict"]) == 3  # one victim x three defenses
+    for row in report["verdict"]:
+        mine = [c for c in results["cells"] if (c["victim"], c["defense"]) == (row["victim"], row["defense"])]
+        worst = min(mine, key=lambda c: c["defended_adversarial_accuracy"])
+        assert row["worst_case_accuracy"] == worst["defended_adversarial_accuracy"] and row["n"] == 8
+        assert row["worst_case_interval"] == worst["intervals"]["defended_adversarial_accuracy"]
+        assert row["clean_cost"] == pytest.approx(worst["clean_accuracy"] - worst["defended_clean_accuracy"])
+    page = (tmp_path / "report.html").read_text()
+    assert page.index('class="verdict"') < page.index('class="summary"')
+
+
+def _cell(attack, kind, rate, eps=0.03, n=20, **kw):
+    return {
+        "victim": "v",
+        "attack": attack,
+        "attack_type": kind,
+        "defense": "none",
+        "n": n,
+        "defended_fooling_rate": rate,
+        "eps": eps,
+        "family": kind,
+        **kw,
+    }
+
+
+def test_sanity_rules_on_made_up_cells():
+    from eval.sanity import sanity_flags
+
+    found = lambda cells: {(f["attack"], f["flag"]) for f in sanity_flags(cells, {})}
+    assert found([_cell("fgsm", "fgsm", 0.5), _cell("pgd", "pgd", 0.2)]) == {("pgd", "single_step_beats_iterative")}
+    assert found([_cell("fgsm", "fgsm", 0.25), _cell("pgd", "pgd", 0.2)]) == set()  # one clip apart: noise
+    assert found([_cell("sq", "square", 0.9), _cell("pgd", "pgd", 0.2)]) == {("pgd", "black_box_beats_white_box")}
+    assert found([_cell("sq", "square", 0.9, eps=0.05), _cell("pgd", "pgd", 0.2)]) == set()  # a larger budget
+    transfer = _cell("staa", "staa", 0.7, transfer=True)
+    assert found([transfer, _cell("pgd", "pgd", 0.2)]) == {("pgd", "transfer_beats_white_box")}
+    assert found([_cell("pgd1", "pgd", 0.6, eps=0.01), _cell("pgd3", "pgd", 0.3)]) == {("pgd3", "eps_not_monotone")}
+    assert found([_cell("big", "pgd", 0.5, eps=1.0)]) == {("big", "unbounded")}
+    random = dict(defense="noise:30", random_defense=True)
+    assert found([_cell("pgd", "pgd", 0.5, **random)]) == {("pgd", "random_defense_without_eot")}
+    assert found([_cell("pgd", "pgd", 0.5, **random), _cell("b", "adaptive_pgd", 0.9, eot=4, **random)]) == set()
+    checks = {"v": {"checks": {"gradient": {"ok": False}, "logits": {"ok": False}}}}
+    flags = {
+        (f["attack"], f["flag"]) for f in sanity_flags([_cell("pgd", "pgd", 0.1), _cell("sq", "square", 0.1)], checks)
+    }
+    assert flags == {("pgd", "masked_gradient"), ("pgd", "probability_output"), ("sq", "probability_output")}
+
+
+def test_a_gradient_masked_victim_is_flagged_and_a_plain_one_is_not(tmp_path):
+    from staa.models.victim import save_victim
+    from tests.conftest import fit_tone_model
+
+    model, x = fit_tone_model()
+    classes = ["low", "mid", "high", "top"]
+    save_victim(tmp_path / "tones.pt", model, "mel_cnn", classes, 16_000)
+    lines = ["path,label,split"]
+    for i, clip in enumerate(x):
+        sf.write(str(tmp_path / f"{i}.wav"), clip.numpy(), 16_000, subtype="FLOAT")
+        lines.append(f"{i}.wav,{classes[i % 4]},test")
+    (tmp_path / "tones.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "masked.py").write_text(
+        "import torch\n"
+        "from staa.models.victim import load_victim\n\n\n"
+        "class Rounded(torch.nn.Module):\n"
+        "    def __init__(self, model):\n"
+        "        super().__init__()\n"
+        "        self.model = model\n\n"
+        "    def forward(self, x):\n"
+        "        return self.model(torch.round(x * 32767) / 32767)  # 16-bit rounding: zero gradient everywhere\n\n\n"
+        "def build():\n"
+        f"    v = load_victim({str(tmp_path / 'tones.pt')!r})\n"
+        "    return Rounded(v.model), v.classes, v.sample_rate\n"
+    )
+    cfg = EvalConfig(
+        data=str(tmp_path / "tones.csv"),
+        victims={"plain": str(tmp_path / "tones.pt"), "masked": f"python:{tmp_path / 'masked.py'}:build"},
+        attacks={"pgd": "pgd:steps=5", "square": "square:queries=200"},
+        eps=0.002,
+        clip_seconds=0.5,
+        perceptual=False,
+        workers=1,
+    )
+    results = run_grid(cfg, tmp_path / "run", progress=False)
+    flags = {(f["victim"], f["attack"], f["flag"]) for f in results["flags"]}
+    assert not [f for f in flags if f[0] == "plain"]
+    assert flags == {("masked", "pgd", "masked_gradient"), ("masked", "pgd", "black_box_beats_white_box")}
+    masked_pgd = next(c for c in results["cells"] if (c["victim"], c["attack"]) == ("masked", "pgd"))
+    assert len(masked_pgd["flags"]) == 2 and masked_pgd["success_rate"] == 0.0
+    report = build_report(tmp_path / "run")
+    assert report["sanity_flags"] == results["flags"]
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert page.index("numbers to distrust") < page.index('class="summary"')  # the flags come first
+    assert page.count('class="unreliable"') == 2  # the flagged cell's row, and its victim x defense in the verdict

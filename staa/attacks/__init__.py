@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from staa.attacks.adaptive_pgd import AdaptivePGD, Defended
+from staa.attacks.apgd import APGD, APGDT
 from staa.attacks.base import Attack
 from staa.attacks.cw import CW
 from staa.attacks.fgsm import FGSM
 from staa.attacks.pgd import PGD
 from staa.attacks.registry import ALIASES, ATTACKS, AttackSpec, build_attack, parse_attack
 from staa.attacks.sparse_pgd import SparsePGD
+from staa.attacks.square import Square
 from staa.attacks.staa_net import STAA
+from staa.attacks.standard import Standard
 
 __all__ = [
+    "APGD",
+    "APGDT",
     "ALIASES",
     "ATTACKS",
     "AdaptivePGD",
@@ -23,6 +28,8 @@ __all__ = [
     "PGD",
     "STAA",
     "SparsePGD",
+    "Square",
+    "Standard",
     "build_attack",
     "parse_attack",
 ]

@@ -34,6 +34,7 @@ class Attack:
     move away from (the fooling rate). With `targeted=True`, `y` holds the target classes."""
 
     name = "attack"
+    passes = 0.0  # forward passes of the victim per clip in the last call (a gradient step is one, plus its backward)
 
     def __init__(self, model: nn.Module, *, targeted: bool = False):
         self.model = model
@@ -51,9 +52,20 @@ class Attack:
         check_batch(x)
         was_training = self.model.training
         self.model.eval()
+        seen = []
+        hook = None
         try:
-            return self.perturb(x, self.labels(x, y)).detach().clamp(-1.0, 1.0)
+            y = self.labels(x, y)
+            # counted by a hook, so every attack's cost is measured the same way, whatever its loop does
+            # (a TorchScript module takes no hooks: its count stays unknown)
+            if not isinstance(self.model, torch.jit.ScriptModule):
+                hook = self.model.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
+            x_adv = self.perturb(x, y).detach().clamp(-1.0, 1.0)
+            self.passes = sum(seen) / len(x) if hook is not None else float("nan")
+            return x_adv
         finally:
+            if hook is not None:
+                hook.remove()
             self.model.train(was_training)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,21 +1,25 @@
 """The attack registry: every command names an attack by a spec of `staa.specs`' grammar, bound to the attack's
-constructor (`pgd:steps=10`, `fgsm:eps=0.01`, `staa:generator=G.pt`, `adaptive_pgd:steps=10:eot=4`), or by a TOML
-table (`{type = "pgd", steps = 10}`). `pgd10` and `pgd100` are aliases of `pgd:steps=10` and `pgd:steps=100`."""
+constructor (`pgd:steps=10`, `fgsm:eps=0.01`, `staa:generator=G.pt`, `adaptive_pgd:steps=10:eot=4`, `apgd`,
+`apgd_t`, `square:queries=1000`, `standard`), or by a TOML table (`{type = "pgd", steps = 10}`). `pgd10` and `pgd100` are aliases of `pgd:steps=10` and `pgd:steps=100`."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 from torch import nn
 
 from staa import specs
 from staa.attacks.adaptive_pgd import AdaptivePGD
+from staa.attacks.apgd import APGD, APGDT
 from staa.attacks.base import Attack, check_eps
 from staa.attacks.cw import CW
 from staa.attacks.fgsm import FGSM
 from staa.attacks.pgd import PGD
 from staa.attacks.sparse_pgd import SparsePGD
+from staa.attacks.square import Square
 from staa.attacks.staa_net import STAA
+from staa.attacks.standard import Standard
 
 
 def staa_attack(
@@ -38,8 +42,13 @@ ATTACKS = {
     "cw": CW,
     "sparse_pgd": SparsePGD,
     "adaptive_pgd": AdaptivePGD,
+    "apgd": APGD,
+    "apgd_t": APGDT,
+    "square": Square,
+    "standard": Standard,
 }
 ALIASES = {"pgd10": "pgd:steps=10", "pgd100": "pgd:steps=100"}
+ADAPTIVE = ("adaptive_pgd", "standard")  # they take the grid's defense and attack through it
 # what the caller supplies, not the spec: the victim, the defense an adaptive attack runs through, where it runs
 CONTEXT = ("model", "defense", "sample_rate", "device")
 PATHS = ("generator", "surrogate")  # may hold `{victim}`, for a generator trained per victim
@@ -54,7 +63,15 @@ class AttackSpec:
     @property
     def adaptive(self) -> bool:
         """Made anew against each defense (the defense is part of the attacked system)."""
-        return self.type == "adaptive_pgd"
+        return self.type in ADAPTIVE
+
+    def value(self, name: str, default=None):
+        """Parameter `name` as the attack will use it: the spec's value, else its constructor's default (`default`
+        when it takes no such parameter)."""
+        if name in self.params:
+            return self.params[name]
+        found = [p.default for p in specs.parameters(ATTACKS[self.type]) if p.name == name]
+        return found[0] if found and found[0] is not inspect.Parameter.empty else default
 
     def build(
         self,
@@ -77,7 +94,7 @@ class AttackSpec:
                 kw[key] = default
         context = {"defense": defense, "sample_rate": sample_rate, "device": device}
         kw |= {k: v for k, v in context.items() if k in names}
-        if self.adaptive and defense is None:
+        if self.type == "adaptive_pgd" and defense is None:
             raise ValueError(f"attack {self.text!r}: an adaptive attack runs through a defense; none was given")
         return fn(model, **kw)
 

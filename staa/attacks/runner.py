@@ -28,6 +28,7 @@ CSV_FIELDS = [
     "snr_db",
     "linf",
     "seconds",
+    "victim_passes",
 ]
 
 
@@ -72,6 +73,7 @@ def run_attack(
                 "adv_pred": dataset.classes[adv_pred[i]],
                 "success": bool(success[i]),
                 "seconds": per_clip,
+                "victim_passes": float(attack.passes),
                 **{name: float(v[i]) for name, v in metrics.items()},
             }
             if out_dir is not None:
@@ -101,6 +103,7 @@ def summarise(rows: list[dict]) -> dict:
         "distortion_db": sum(finite) / len(finite) if finite else None,
         "snr_db": sum(r["snr_db"] for r in ok) / len(ok) if ok else None,
         "seconds_per_clip": sum(r["seconds"] for r in rows) / n if n else 0.0,
+        "victim_passes_per_clip": sum(r["victim_passes"] for r in rows) / n if n else 0.0,
     }
 
 

@@ -1,0 +1,94 @@
+"""The evaluation checks itself (Carlini et al., "On Evaluating Adversarial Robustness", 2019; AutoAttack's flags):
+patterns in a grid's cells that a sound evaluation cannot show, each a sign that an attack did not converge or that
+a gradient is masked, so a robust accuracy there overstates robustness.
+
+`sanity_flags(cells, victims)` returns one entry per flagged cell: {victim, attack, defense, flag, reason}. Rates are
+compared end to end (the defended system's fooling rate), on the same victim and defense, and differences of one
+clip or less are left alone as noise."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+SINGLE_STEP = {"fgsm"}
+ITERATIVE = {"pgd", "apgd", "apgd_t", "adaptive_pgd", "standard"}
+BLACK_BOX = {"square"}
+GRADIENT = SINGLE_STEP | ITERATIVE | {"cw", "sparse_pgd"}
+FLAGS = {
+    "unbounded": "an unbounded attack (eps 1) should fool every clip",
+    "single_step_beats_iterative": "a single-step attack fools more clips than this iterative one",
+    "eps_not_monotone": "success falls as eps grows",
+    "transfer_beats_white_box": "an attack made on another model fools more clips than this white-box one",
+    "black_box_beats_white_box": "a gradient-free attack fools more clips than this gradient attack",
+    "masked_gradient": "the victim's waveform gradient is zero or not finite",
+    "probability_output": "the victim outputs probabilities, not logits: margin and cross-entropy losses misbehave",
+    "random_defense_without_eot": "a random defense that no attack averaged over (EOT: adaptive_pgd, standard)",
+}
+
+
+def _rate(cell) -> float:
+    return cell["defended_fooling_rate"] or 0.0
+
+
+def _beats(a, b) -> bool:
+    """`a` fools more than one clip more than `b` does."""
+    return (_rate(a) - _rate(b)) * a["n"] > 1 + 1e-9
+
+
+def _eps(cell):
+    return cell.get("eps")
+
+
+def sanity_flags(cells: list[dict], victims: dict) -> list[dict]:
+    out = []
+
+    def flag(cell, name, detail=""):
+        out.append(
+            {
+                "victim": cell["victim"],
+                "attack": cell["attack"],
+                "defense": cell["defense"],
+                "flag": name,
+                "reason": FLAGS[name] + (f" ({detail})" if detail else ""),
+            }
+        )
+
+    groups = defaultdict(list)
+    for c in cells:
+        groups[(c["victim"], c["defense"])].append(c)
+    for (victim, defense), group in groups.items():
+        checks = victims.get(victim, {}).get("checks", {})
+        for c in group:
+            kind = c["attack_type"]
+            if kind in GRADIENT and checks.get("gradient", {}).get("ok") is False:
+                flag(c, "masked_gradient")
+            if checks.get("logits", {}).get("ok") is False:
+                flag(c, "probability_output")
+            if kind in ITERATIVE and (_eps(c) or 0) >= 1 and _rate(c) < 0.99:
+                flag(c, "unbounded", f"{_rate(c):.0%} fooled")
+        for it in (c for c in group if c["attack_type"] in ITERATIVE):
+            for other, name in (
+                *((o, "single_step_beats_iterative") for o in group if o["attack_type"] in SINGLE_STEP),
+                *((o, "black_box_beats_white_box") for o in group if o["attack_type"] in BLACK_BOX),
+                *((o, "transfer_beats_white_box") for o in group if o.get("transfer")),
+            ):
+                same_budget = _eps(other) is not None and _eps(it) is not None and _eps(other) <= _eps(it) + 1e-12
+                if same_budget and _beats(other, it):
+                    flag(it, name, f"{other['attack']} {_rate(other):.0%} vs {_rate(it):.0%}")
+        by_attack = defaultdict(list)
+        for c in group:
+            if _eps(c) is not None:
+                by_attack[c.get("family", c["attack_type"])].append(c)
+        for family in by_attack.values():
+            family.sort(key=_eps)
+            for small, large in zip(family, family[1:]):
+                if _eps(large) > _eps(small) and _beats(small, large):
+                    flag(
+                        large,
+                        "eps_not_monotone",
+                        f"{_rate(small):.0%} at {_eps(small):g}, {_rate(large):.0%} at {_eps(large):g}",
+                    )
+        if any(c.get("random_defense") for c in group) and not any(c.get("eot", 1) > 1 for c in group):
+            for c in group:
+                flag(c, "random_defense_without_eot", defense)
+    return out
