@@ -28,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from staa.io.atomic import atomic_open, safe_name, write_json
+from staa.models.checks import INFORMATIVE
 
 NUMBER_KEYS = [
     "clean_accuracy",
@@ -106,7 +107,7 @@ def verdict(cells) -> list[dict]:
 
 def _verdict_table(rows: list[dict]) -> str:
     head = (
-        "<tr><th>victim</th><th>defense</th><th>n</th><th>clean accuracy</th><th>cost of the defense</th>"
+        "<tr><th>victim</th><th>defense</th><th>n</th><th>clean accuracy, defended</th><th>cost of the defense</th>"
         "<th>worst-case accuracy [95%]</th><th>by</th></tr>"
     )
     body = []
@@ -407,18 +408,30 @@ def sanity_flags_of(path, results: dict) -> list[dict]:
 
 
 def _flags_section(victims: dict[str, list[str]], sanity: list[dict]) -> str:
-    """The first thing a reader sees when anything is off: which numbers not to trust, and why."""
-    if not victims and not sanity:
-        return '<p class="ok">Sanity checks: no flags (eval.sanity lists what is checked).</p>'
-    items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(f)}</li>" for v, fs in victims.items() for f in fs)
+    """The first thing a reader sees when anything is off: which numbers not to trust, and why. A victim's
+    informative checks (padding: staa-ser never pads) are notes, not flags."""
+    notes = {v: [f for f in fs if f.split(":")[0] in INFORMATIVE] for v, fs in victims.items()}
+    faults = {v: [f for f in fs if f.split(":")[0] not in INFORMATIVE] for v, fs in victims.items()}
+    grouped: dict = {}  # one line per victim x defense x flag, naming the attacks
+    for f in sanity:
+        grouped.setdefault((f["victim"], f["defense"], f["flag"]), []).append(f)
+    items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(f)}</li>" for v, fs in faults.items() for f in fs)
     items += "".join(
-        f"<li><b>{html.escape(f['victim'])} / {html.escape(f['attack'])} / {html.escape(f['defense'])}</b>: "
-        f"{html.escape(f['reason'])}</li>"
-        for f in sanity
+        f"<li><b>{html.escape(v)} / {html.escape(d)}</b>: {html.escape(fs[0]['reason'])}; "
+        f"{html.escape(', '.join(f['attack'] for f in fs))}</li>"
+        for (v, d, _), fs in grouped.items()
     )
-    return (
-        f'<h2>Flags: {len(sanity) + sum(map(len, victims.values()))} numbers to distrust</h2><ul class="flags">{items}</ul>'
-        '<p class="muted">Flagged cells are marked in the table of all numbers; their robust accuracy overstates robustness.</p>'
+    n = len({(f["victim"], f["attack"], f["defense"]) for f in sanity}) + sum(map(len, faults.values()))
+    out = (
+        f'<h2>Flags: {n} numbers to distrust</h2><ul class="flags">{items}</ul>'
+        '<p class="muted">Flagged cells are marked in the table of all numbers; their robust accuracy overstates '
+        "robustness.</p>"
+        if n
+        else '<p class="ok">Sanity checks: no flags (eval/sanity.py lists what is checked).</p>'
+    )
+    note_items = "".join(f"<li><b>{html.escape(v)}</b>: {html.escape(f)}</li>" for v, fs in notes.items() for f in fs)
+    return out + (
+        f'<p class="muted">Notes on the victims:</p><ul class="notes muted">{note_items}</ul>' if note_items else ""
     )
 
 

@@ -247,23 +247,15 @@ def test_a_generator_trains_against_an_hf_surrogate_and_finds_it_after_a_move(fo
     import shutil
 
     from staa.attacks import STAA
-    from staa.datasets import load_records
-    from staa.generator import AttackTrainConfig, train_generator
+    from staa.cli import main
 
     manifest, _ = corpus
-    recs = load_records("manifest", manifest)
-    recs = [r for r in recs if r.split == "train"][:16] + [r for r in recs if r.split == "val"][:4]
     tree = tmp_path / "run"
     shutil.copytree(folders["wav2vec2"][0], tree / "model")
-    cfg = AttackTrainConfig(
-        generator={"channels": 4, "levels": 3},
-        epochs=1,
-        batch_size=8,
-        clip_seconds=0.5,
-        eval_clip_seconds=0.5,
-        conditional=True,  # so the attack loads its surrogate
-    )
-    train_generator(cfg, [f"hf:{tree / 'model'}"], recs, tree / "gen", progress=False)
+    # through the CLI, as a user runs it; conditional, so the attack has to find its surrogate again
+    args = ["train-attack", "--data", str(manifest), "--surrogate", f"hf:{tree / 'model'}", "--out", str(tree / "gen")]
+    args += ["--epochs", "1", "--batch-size", "16", "--crop-seconds", "0.5", "--conditional", "--quiet"]
+    assert main(args) == 0
     moved = shutil.move(tree, tmp_path / "moved")
     attack = STAA.from_checkpoint(f"{moved}/gen/best.pt")
     x = _speech(2, 0.5)

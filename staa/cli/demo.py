@@ -43,8 +43,9 @@ class DemoPlan:
     clip_seconds: float = 3.0
 
 
-# Sized for 2 CPU cores: quick about 3.5 minutes, full about 19 (measured: docs/results.md). Adaptive PGD costs k x EOT victim
-# gradients per clip and *per defense*, so the demo leaves it to `staa evaluate` (attack type adaptive_pgd).
+# Sized for 2 CPU cores: quick about 3.5 minutes; full 19 with three victims, at most 54 with wav2vec2 as the fourth (measured
+# on a shared machine: docs/results.md). Adaptive PGD costs k x EOT victim gradients per clip and *per defense*, so the demo
+# leaves it to `staa evaluate` (attack types adaptive_pgd, standard).
 PLANS = {
     "quick": DemoPlan(
         n_clips=600, victims=("mel_cnn", "emo18"), victim_epochs=4, generator_epochs=5, at_epochs=1, eval_clips=40
