@@ -29,7 +29,7 @@ from tqdm import tqdm
 from defenses import parse_defense
 from eval.config import EvalConfig
 from eval.sanity import sanity_flags
-from staa.attacks.registry import AttackSpec
+from staa.attacks.registry import PATHS, AttackSpec
 from staa.datasets import AudioDataset, length_batches, load_records
 from staa.generator.checkpoint import load_generator
 from staa.io.atomic import safe_name, write_csv, write_json
@@ -217,10 +217,12 @@ def summarise_cell(rows: list[dict]) -> dict:
     return cell
 
 
-def cell_context(spec: AttackSpec, cfg: EvalConfig, victim_name: str, victim_sha: str) -> dict:
+def cell_context(name: str, spec: AttackSpec, cfg: EvalConfig, victim_name: str, victim_sha: str) -> dict:
     """What the sanity checks need of a victim x attack besides its rates: the l-inf budget, the attack's family (its
     type and parameters but eps and seed), and for STAA whether its generator was made on another model (transfer)."""
     params = {k: v for k, v in spec.params.items() if k not in ("eps", "seed")}
+    if any(k in PATHS for k in params):  # a file's path differs between copies of one run: the attack's name does not
+        params = {"name": name}
     context = {"family": spec.type + ":" + ":".join(f"{k}={params[k]}" for k in sorted(params)), "transfer": False}
     if spec.type == "staa":
         gen = load_generator(str(spec.params["generator"]).replace("{victim}", victim_name))
@@ -470,7 +472,7 @@ def run_grid(
                 )
             rows = _read_rows(done.with_suffix(".csv"))
             all_rows += rows
-            context = cell_context(spec, cfg, victim_name, victim_sha)
+            context = cell_context(name, spec, cfg, victim_name, victim_sha)
             for spec_text in cfg.defenses:
                 cell_rows = [r for r in rows if r["defense"] == spec_text]
                 random_defense = parse_defense(spec_text).random

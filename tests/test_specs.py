@@ -73,6 +73,10 @@ def test_every_attack_spec_and_alias_builds_the_attack_it_names():
         "pgd",
         "cw",
         "sparse_pgd",
+        "apgd",
+        "apgd_t",
+        "square",
+        "standard",
         "adaptive_pgd",
     }
 
