@@ -5,6 +5,8 @@ dataset = "manifest"                        # iemocap, emodb, ravdess, cremad, d
 split = "test"
 max_clips = 200
 defenses = ["none", "mp3:32", "resample:8000"]
+eps = [0.002, 0.03]                         # one budget, or a list: a security curve (attacks named NAME@EPS)
+clip_seconds = 3.0                          # 0: each clip at its own length
 
 [victims]
 emo18 = "runs/victims/emo18/best.pt"
@@ -13,12 +15,13 @@ emo18 = "runs/victims/emo18/best.pt"
 staa = "staa:generator=runs/attacks/emo18/best.pt"
 pgd10 = "pgd:steps=10"
 bpda_pgd10 = { type = "adaptive_pgd", steps = 10, eot = 4 }   # run through each defense (BPDA/EOT)
+std = "standard"                            # APGD-CE, APGD-T, Square: the worst case, adaptive through each defense
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from staa.attacks.registry import parse_attack
@@ -38,7 +41,9 @@ class EvalConfig:
     clip_seconds: float = 3.0  # 0: each clip at its own length
     strict_rate: bool = False  # refuse audio at another rate than the victim's instead of resampling it
     batch_size: int = 16
-    eps: float = 0.03  # default l-inf budget of the gradient attacks
+    # l-inf budget of the gradient attacks that set none; a list runs each of them at every budget (a security curve),
+    # as NAME@EPS
+    eps: float | list[float] = 0.03
     seed: int = 0
     perceptual: bool = True  # PESQ / STOI / ESTOI (the slow part)
     perceptual_clips: int | None = None  # score them on a seeded sample of this many clips (the same for every attack)
@@ -58,7 +63,22 @@ class EvalConfig:
             raise ValueError("the grid needs at least one victim (name = checkpoint path)")
         if not self.attacks:
             raise ValueError("the grid needs at least one attack")
-        self.attack_specs = {name: parse_attack(spec, name) for name, spec in self.attacks.items()}
+        self.budgets = [self.eps] if isinstance(self.eps, (int, float)) else list(self.eps)
+        if not self.budgets or len(set(self.budgets)) != len(self.budgets):
+            raise ValueError(f"eps must be a number or a list of distinct numbers, got {self.eps!r}")
+        for e in self.budgets:
+            in_range("eps", e, 1e-6, 1.0)
+        self.attack_specs = {}
+        for name, spec in self.attacks.items():
+            parsed = parse_attack(spec, name)
+            sweep = len(self.budgets) > 1 and parsed.type != "staa" and "eps" not in parsed.params
+            if sweep and parsed.value("eps") is not None:
+                for e in self.budgets:
+                    self.attack_specs[f"{name}@{e:g}"] = replace(
+                        parsed, params={**parsed.params, "eps": e}, text=f"{parsed.text}:eps={e:g}"
+                    )
+            else:
+                self.attack_specs[name] = parsed
         if not self.defenses:
             raise ValueError('the grid needs at least one defense ("none" is the undefended model)')
         for spec in self.defenses:
@@ -70,7 +90,6 @@ class EvalConfig:
         for key in ("max_clips", "perceptual_clips", "workers"):
             if getattr(self, key) is not None:
                 in_range(key, getattr(self, key), 1, None)
-        in_range("eps", self.eps, 1e-6, 1.0)
         if self.clip_seconds != 0:
             in_range("clip_seconds", self.clip_seconds, 0.1, 600)
         in_range("batch_size", self.batch_size, 1, 4096)

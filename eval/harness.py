@@ -102,7 +102,7 @@ def build_grid_attack(
     """The attack of a grid cell: the grid's eps and seed unless its spec sets them."""
     return spec.build(
         victim.model,
-        eps=cfg.eps,
+        eps=cfg.budgets[0],
         seed=cfg.seed,
         defense=defense,
         sample_rate=victim.sample_rate,
@@ -228,7 +228,7 @@ def cell_context(name: str, spec: AttackSpec, cfg: EvalConfig, victim_name: str,
         gen = load_generator(str(spec.params["generator"]).replace("{victim}", victim_name))
         context |= {"eps": spec.params.get("eps") or gen.cfg.eps, "transfer": victim_sha not in gen.surrogate_sha256}
     else:  # the grid's eps where the spec sets none (build_grid_attack); None for attacks without an l-inf budget
-        context["eps"] = spec.params.get("eps", cfg.eps) if spec.value("eps") is not None else None
+        context["eps"] = spec.params.get("eps", cfg.budgets[0]) if spec.value("eps") is not None else None
     context["eot_param"] = spec.value("eot", 1) if spec.adaptive else 1
     return context
 

@@ -105,6 +105,38 @@ def verdict(cells) -> list[dict]:
     return out
 
 
+def security_curves(cells) -> list[dict]:
+    """Per victim x defense x attack family run at two or more budgets: accuracy of the defended victim, and the
+    perturbation's SNR and PESQ / STOI, at each eps (the data of a security curve)."""
+    groups: dict = {}
+    for c in cells:
+        if c.get("eps") is not None and c.get("family"):
+            groups.setdefault((c["victim"], c["defense"], c["family"]), []).append(c)
+    out = []
+    for (victim, defense, family), group in groups.items():
+        if len({c["eps"] for c in group}) < 2:
+            continue
+        group.sort(key=lambda c: c["eps"])
+        out.append(
+            {
+                "victim": victim,
+                "defense": defense,
+                "attack": group[0]["attack"].rsplit("@", 1)[0],
+                "family": family,
+                "points": [
+                    {
+                        "eps": c["eps"],
+                        "accuracy": c["defended_adversarial_accuracy"],
+                        "interval": (c.get("intervals") or {}).get("defended_adversarial_accuracy"),
+                        **{k: c[k] for k in ("snr_db", "pesq", "stoi")},
+                    }
+                    for c in group
+                ],
+            }
+        )
+    return out
+
+
 def _verdict_table(rows: list[dict]) -> str:
     head = (
         "<tr><th>victim</th><th>defense</th><th>n</th><th>clean accuracy, defended</th><th>cost of the defense</th>"
@@ -271,6 +303,29 @@ def plots(cells, run: Path) -> dict[str, str]:
     if example:
         figs["perturbation"] = _perturbation_figure(plt, *example[:2])
     return figs
+
+
+def _security_figure(curves) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_eps, by_snr) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for curve in curves:
+        pts = curve["points"]
+        label = f"{curve['victim']} / {curve['defense']} / {curve['attack']}"
+        line = by_eps.plot([p["eps"] for p in pts], [p["accuracy"] for p in pts], marker="o", label=label)[0]
+        snr = [(p["snr_db"], p["accuracy"]) for p in pts if p["snr_db"] is not None]
+        if snr:
+            by_snr.plot(*zip(*snr), marker="o", color=line.get_color())
+    by_eps.set_xscale("log")
+    by_eps.set(xlabel="eps (l-inf)", ylabel="accuracy of the defended victim", ylim=(-0.02, 1.02))
+    by_snr.set(xlabel="SNR of the perturbation (dB)")
+    by_snr.invert_xaxis()  # louder perturbations to the right, as larger eps on the left plot
+    by_eps.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return _png(fig)
 
 
 def _example_files(run: Path, cells):
@@ -457,12 +512,15 @@ def build_report(run_dir, *, out_dir=None) -> dict:
         "defense_cost": defense_cost(cells),
         "robust_accuracy": robust_accuracy(cells),
         "verdict": verdict(cells),
+        "security_curves": security_curves(cells),
         "victim_flags": flagged,
         "sanity_flags": sanity,
         "config": results.get("config"),
         "machine": results.get("machine"),
     }
     figs = plots(cells, run)
+    if report["security_curves"]:
+        figs["security"] = _security_figure(report["security_curves"])
     img = lambda key, alt: f'<img alt="{alt}" src="data:image/png;base64,{figs[key]}">' if key in figs else ""
     m = results.get("machine") if isinstance(results.get("machine"), dict) else {}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>staa-ser robustness report</title><style>{CSS}</style></head><body>
@@ -475,6 +533,7 @@ means the defense raised clean accuracy. Rows with a flagged cell are marked.</p
 <p class="muted">Success: the attack changes the undefended victim's prediction. Survival: share of successes that still change the
 defended victim's prediction (defense applied to clean and adversarial clip alike). Machine: {html.escape(str(m.get("processor", "?")))},
 {html.escape(str(m.get("threads", "?")))} threads, torch {html.escape(str(m.get("torch", "?")))}.</p>
+{"<h2>Security curves</h2>" + img("security", "accuracy against eps and against SNR") if "security" in figs else ""}
 <h2>Survival under each defense</h2>{img("survival", "survival heatmap")}
 <h2>Success vs perceptual quality</h2>{img("success_vs_pesq", "success vs PESQ")}
 <h2>Accuracy under attack</h2>{img("robust_accuracy", "accuracy under each attack")}

@@ -95,3 +95,15 @@ def test_a_run_folder_is_reused_only_with_resume_or_force(corpus, tmp_path, caps
     assert main([*args, "--seed", "1", "--force"]) == 0  # starts over with the new settings
     assert json.loads((out / "metrics.json").read_text())["history"] != first["history"]
     assert (out / "notes.txt").read_text() == "mine"  # --force removes only what the command writes
+
+
+def test_evaluate_takes_one_budget_or_a_list_of_them(capsys):
+    from staa.cli.commands import build_parser
+
+    base = ["evaluate", "--data", "d.csv", "--victim", "v=v.pt", "--attack", "p=pgd", "--out", "o"]
+    assert build_parser().parse_args([*base, "--eps", "0.01"]).eps == 0.01
+    assert build_parser().parse_args([*base, "--eps", "0.002, 0.03"]).eps == [0.002, 0.03]
+    for bad in ("0.01,0.01", "0.01,2", "0"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*base, "--eps", bad])
+        assert "--eps" in capsys.readouterr().err

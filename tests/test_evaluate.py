@@ -510,18 +510,50 @@ def test_sanity_rules_on_made_up_cells():
     assert flags == {("pgd", "masked_gradient"), ("pgd", "probability_output"), ("sq", "probability_output")}
 
 
-def test_a_gradient_masked_victim_is_flagged_and_a_plain_one_is_not(tmp_path):
+def _tones(folder):
+    """The tone victim of conftest saved as a checkpoint, and its 16 test tones as a manifest."""
     from staa.models.victim import save_victim
     from tests.conftest import fit_tone_model
 
     model, x = fit_tone_model()
     classes = ["low", "mid", "high", "top"]
-    save_victim(tmp_path / "tones.pt", model, "mel_cnn", classes, 16_000)
+    save_victim(folder / "tones.pt", model, "mel_cnn", classes, 16_000)
     lines = ["path,label,split"]
     for i, clip in enumerate(x):
-        sf.write(str(tmp_path / f"{i}.wav"), clip.numpy(), 16_000, subtype="FLOAT")
+        sf.write(str(folder / f"{i}.wav"), clip.numpy(), 16_000, subtype="FLOAT")
         lines.append(f"{i}.wav,{classes[i % 4]},test")
-    (tmp_path / "tones.csv").write_text("\n".join(lines) + "\n")
+    (folder / "tones.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_an_eps_list_gives_a_monotone_security_curve_for_a_plain_victim(tmp_path):
+    _tones(tmp_path)
+    cfg = EvalConfig(
+        data=str(tmp_path / "tones.csv"),
+        victims={"tones": str(tmp_path / "tones.pt")},
+        attacks={"pgd": "pgd:steps=5", "fgsm": "fgsm:eps=0.0001"},  # a spec's own eps is not swept
+        eps=[5e-5, 1e-4, 2e-4, 1e-3],
+        clip_seconds=0.5,
+        perceptual=False,
+        workers=1,
+    )
+    assert list(cfg.attack_specs) == ["pgd@5e-05", "pgd@0.0001", "pgd@0.0002", "pgd@0.001", "fgsm"]
+    results = run_grid(cfg, tmp_path / "run", progress=False)
+    assert not [f for f in results["flags"] if f["flag"] == "eps_not_monotone"]
+    (curve,) = build_report(tmp_path / "run")["security_curves"]
+    assert (curve["attack"], curve["defense"]) == ("pgd", "none")
+    eps = [p["eps"] for p in curve["points"]]
+    accuracy = [p["accuracy"] for p in curve["points"]]
+    snr = [p["snr_db"] for p in curve["points"]]
+    assert eps == sorted(eps) and len(eps) == 4
+    assert all(a >= b for a, b in zip(accuracy, accuracy[1:])) and accuracy[0] > accuracy[-1]  # it falls, and really
+    assert all(a > b for a, b in zip(snr, snr[1:]))  # a larger budget is a louder perturbation
+    assert "Security curves" in (tmp_path / "run" / "report.html").read_text()
+    with pytest.raises(ValueError, match="distinct"):
+        EvalConfig(data="x", victims={"v": "v.pt"}, attacks={"p": "pgd"}, eps=[0.01, 0.01])
+
+
+def test_a_gradient_masked_victim_is_flagged_and_a_plain_one_is_not(tmp_path):
+    _tones(tmp_path)
     (tmp_path / "masked.py").write_text(
         "import torch\n"
         "from staa.models.victim import load_victim\n\n\n"

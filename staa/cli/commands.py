@@ -84,6 +84,16 @@ VICTIM = "a staa-ser victim checkpoint, or a user's model: hf:DIR, torchscript:F
 SEED = integer(0, MAX_SEED)
 EPS = number(0, 1, above=True)
 SECONDS = number(0, 600, above=True)
+
+
+def eps_list(text: str):
+    """`0.03`, or `0.002,0.01,0.03`: one budget, or a security curve's."""
+    values = [EPS(part.strip()) for part in text.split(",")]
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: a budget is listed twice")
+    return values[0] if len(values) == 1 else values
+
+
 EVAL_SECONDS = number(0, 600)
 EVAL_SECONDS_HELP = "crop or pad each clip to this many seconds (default: 3; 0: each clip at its own length)"
 STRICT_RATE_HELP = "refuse audio at another sample rate than the model's (default: resample it, and say so)"
@@ -787,7 +797,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-clips", type=integer(0), default=200, help="clips per victim (default: 200; 0: all)")
     p.add_argument("--clip-seconds", type=EVAL_SECONDS, default=None, help=EVAL_SECONDS_HELP)
     p.add_argument("--strict-rate", action="store_true", help=STRICT_RATE_HELP)
-    p.add_argument("--eps", type=EPS, default=0.03)
+    p.add_argument(
+        "--eps",
+        type=eps_list,
+        default=0.03,
+        help="l-inf budget of the gradient attacks (default 0.03), or a list like 0.002,0.01,0.03: each attack at every "
+        "budget, named NAME@EPS, and the report draws security curves",
+    )
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad audio files instead of stopping")
     p.add_argument("--no-perceptual", action="store_true", help="skip PESQ / STOI (the slow part)")
