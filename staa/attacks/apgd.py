@@ -115,14 +115,13 @@ class APGD(Attack):
             x_prev = x_k
             loss_next, grad_next, logits = self._value_and_grad(x_next, y, target)
             ok = self._fooled(logits, y, target)
-            new = ok & ~done
-            found[new], done = x_next[new], done | ok
+            first = ok & ~done
+            found[first], done = x_next[first], done | ok
             rises += (loss_next > loss).float()
             better = loss_next > best_loss
             best_loss = torch.where(better, loss_next, best_loss)
-            x_max, grad_max = (
-                torch.where(better[:, None], new, old) for new, old in ((x_next, x_max), (grad_next, grad_max))
-            )
+            x_max = torch.where(better[:, None], x_next, x_max)
+            grad_max = torch.where(better[:, None], grad_next, grad_max)
             x_k, loss, grad = x_next, loss_next, grad_next
             if done.all():  # every clip has its adversarial example: more steps cannot change the result
                 break
