@@ -587,3 +587,39 @@ def test_a_gradient_masked_victim_is_flagged_and_a_plain_one_is_not(tmp_path):
     page = (tmp_path / "run" / "report.html").read_text()
     assert page.index("numbers to distrust") < page.index('class="summary"')  # the flags come first
     assert page.count('class="unreliable"') == 2  # the flagged cell's row, and its victim x defense in the verdict
+
+
+def test_report_over_seeds_gives_mean_std_and_the_per_seed_values(setup, tmp_path, capsys):
+    import statistics
+
+    runs = []
+    for seed in (0, 1, 2):
+        cfg = _config(setup, seed=seed, perceptual=False, attacks={"pgd": "pgd:steps=2:eps=0.002"}, max_clips=6)
+        runs.append((run_grid(cfg, tmp_path / f"s{seed}", progress=False), tmp_path / f"s{seed}"))
+    assert main(["report", *(str(r) for _, r in runs), "--out", str(tmp_path / "seeds")]) == 0
+    combined = json.loads((tmp_path / "seeds" / "seeds.json").read_text())
+    assert combined["seeds"] == [0, 1, 2] and len(combined["cells"]) == 3
+    for cell in combined["cells"]:
+        per_seed = [
+            next(c for c in res["cells"] if (c["attack"], c["defense"]) == (cell["attack"], cell["defense"]))
+            for res, _ in runs
+        ]
+        for key in ("success_rate", "defended_adversarial_accuracy"):
+            values = [c[key] for c in per_seed]
+            assert cell[key]["values"] == values
+            assert cell[key]["mean"] == pytest.approx(statistics.fmean(values))
+            assert cell[key]["std"] == pytest.approx(statistics.stdev(values))
+    # the seeds drew other clips: the numbers really move from seed to seed
+    assert any(len(set(c["defended_adversarial_accuracy"]["values"])) > 1 for c in combined["cells"])
+    assert "± " in (tmp_path / "seeds" / "seeds.html").read_text()
+    capsys.readouterr()
+
+    other = _config(
+        setup, seed=3, perceptual=False, attacks={"pgd": "pgd:steps=2:eps=0.002"}, max_clips=6, defenses=["none"]
+    )
+    run_grid(other, tmp_path / "other", progress=False)
+    assert main(["report", str(runs[0][1]), str(tmp_path / "other"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other: is not a run of the grid" in err[0]
+    assert main(["report", str(runs[0][1]), str(runs[0][1]), "--out", str(tmp_path / "y")]) == 2
+    assert "same seed" in capsys.readouterr().err

@@ -330,9 +330,24 @@ def cmd_evaluate(a) -> None:
 def cmd_report(a) -> None:
     from eval.report import build_report
 
-    report = build_report(a.run_dir)
+    if len(a.run_dir) > 1:
+        from eval.seeds import combine_runs, write_seed_report
+
+        if not a.out:
+            raise ValueError("several run folders: give --out, the folder for seeds.json and seeds.html")
+        combined = combine_runs(a.run_dir)
+        check_inputs(a.out, [], a.run_dir)  # a run folder holds one run's files; the combination goes elsewhere
+        page = write_seed_report(combined, a.out)
+        print(f"{'victim':<12}{'attack':<16}{'defense':<16}{'success (mean ± std)':>24}{'def.acc':>18}")
+        for c in combined["cells"]:
+            s, d = c["success_rate"], c["defended_adversarial_accuracy"]
+            pm = lambda x: "–" if x["mean"] is None else f"{x['mean']:.3f} ± {x['std'] or 0:.3f}"
+            print(f"{c['victim']:<12}{c['attack']:<16}{c['defense']:<16}{pm(s):>24}{pm(d):>18}")
+        print(page)
+        return
+    report = build_report(a.run_dir[0])
     print("\n".join(report["summary"]))
-    print(Path(a.run_dir) / "report.html")
+    print(Path(a.run_dir[0]) / "report.html")
 
 
 def cmd_adv_train(a) -> None:
@@ -823,9 +838,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report",
         help="write report.html and report.json for an evaluation run",
-        description="Build the self-contained HTML report (plots, audio examples, all numbers) and report.json from RUN_DIR/results.json.",
+        description="Build the self-contained HTML report (plots, audio examples, all numbers) and report.json from "
+        "RUN_DIR/results.json. With several run folders of one grid (other seeds), write OUT/seeds.json and "
+        "OUT/seeds.html: each rate's mean, std and per-seed values.",
     )
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", nargs="+")
+    p.add_argument("--out", default=None, help="with several run folders: where seeds.json and seeds.html go")
     _common(p)
     p.set_defaults(func=cmd_report)
 
