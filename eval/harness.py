@@ -387,6 +387,21 @@ def load_grid_records(cfg: EvalConfig) -> list:
     return load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **options)
 
 
+def _prepare(victim: Victim, records, cfg: EvalConfig, device, times: dict):
+    """A victim's clips, its faster predictor, and its clean predictions with and without each defense."""
+    data = select_clips(records, victim, cfg)
+    x = Clips([data[i][0].to(device) for i in range(len(data))], cfg.batch_size)
+    predictor = InferenceModel(victim.model)
+    clean_pred = _predict(predictor, x, times)
+    defended_clean = {}
+    for spec_text in cfg.defenses:
+        defense = parse_defense(spec_text)
+        defended_clean[spec_text] = (
+            clean_pred if _is_identity(defense) else _predict(predictor, x, times, defense, victim.sample_rate)
+        )
+    return data, x, predictor, clean_pred, defended_clean
+
+
 def run_grid(
     cfg: EvalConfig,
     out_dir,
@@ -396,9 +411,13 @@ def run_grid(
     resume: bool = True,
     records: list | None = None,
     times: dict | None = None,
-) -> dict:
+    shard: tuple[int, int] = (0, 1),
+) -> dict | None:
     """`records`: the grid's dataset already loaded (`load_grid_records`), so the caller's check need not read it twice.
-    `times`, if given, collects the seconds spent per kind of work (attack, defense, model, perceptual)."""
+    `times`, if given, collects the seconds spent per kind of work (attack, defense, model, perceptual).
+    `shard=(rank, world)` with world > 1 computes only this rank's share of the victim x attack cells into `cells/` and
+    returns None; a run without a shard afterwards finds every cell finished and gathers them (`staa evaluate` under
+    torchrun). Each cell is seeded by the grid alone, so the split does not change its numbers."""
     times = {} if times is None else times
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -409,8 +428,13 @@ def run_grid(
     write_json(saved, cfg.to_dict())
     records = records if records is not None else load_grid_records(cfg)
     torch.manual_seed(cfg.seed)
+    rank, world = shard
+    # diagonal: rank r takes victim i's attack j where i + j = r (mod world), so one expensive attack is spread over ranks
+    own = {(v, a) for i, v in enumerate(cfg.victims) for j, a in enumerate(cfg.attack_specs) if (i + j) % world == rank}
     cells, all_rows, classes, victims = [], [], {}, {}
     for victim_name, path in cfg.victims.items():
+        if world > 1 and not any(v == victim_name for v, _ in own):
+            continue
         victim = load_victim(path, device=device, check=True)
         victim_sha = fingerprint(path)
         victims[victim_name] = {
@@ -425,16 +449,7 @@ def run_grid(
         ) in cfg.defenses:  # before any work: a defense that cannot run at this rate fails now, not after the attacks
             parse_defense(spec_text).check(victim.sample_rate)
         classes[victim_name] = victim.classes
-        data = select_clips(records, victim, cfg)
-        x = Clips([data[i][0].to(device) for i in range(len(data))], cfg.batch_size)
-        predictor = InferenceModel(victim.model)
-        clean_pred = _predict(predictor, x, times)
-        defended_clean = {}
-        for spec_text in cfg.defenses:
-            defense = parse_defense(spec_text)
-            defended_clean[spec_text] = (
-                clean_pred if _is_identity(defense) else _predict(predictor, x, times, defense, victim.sample_rate)
-            )
+        prepared = None  # the clips and clean predictions, made only when a cell is still to compute
         for name, spec in cfg.attack_specs.items():
             done = out / "cells" / safe_name(victim_name) / f"{safe_name(name)}.json"
             if resume and done.is_file() and _read_json(done).get("victim_sha256") != victim_sha:
@@ -442,7 +457,11 @@ def run_grid(
                     f"{path}: is not the victim file the finished cells in {done.parent} were computed on (its SHA-256 "
                     "differs); use another output folder or --force"
                 )
+            if world > 1 and (victim_name, name) not in own:
+                continue
             if not (resume and done.is_file()):
+                prepared = prepared or _prepare(victim, records, cfg, device, times)
+                data, x, predictor, clean_pred, defended_clean = prepared
                 rows = evaluate_attack(
                     name,
                     spec,
@@ -468,8 +487,11 @@ def run_grid(
                         "type": spec.type,
                         "complete": True,
                         "victim_sha256": victim_sha,
+                        "rank": rank,  # which torchrun process computed it (0 in a single process)
                     },
                 )
+            if world > 1:
+                continue
             rows = _read_rows(done.with_suffix(".csv"))
             all_rows += rows
             context = cell_context(name, spec, cfg, victim_name, victim_sha)
@@ -490,6 +512,8 @@ def run_grid(
                         "eot": context["eot_param"] if random_defense else 1,
                     }
                 )
+    if world > 1:
+        return None
     _write_rows(out / "clips.csv", all_rows, safe=True)
     flagged = sanity_flags(cells, victims)
     for c in cells:

@@ -623,3 +623,38 @@ def test_report_over_seeds_gives_mean_std_and_the_per_seed_values(setup, tmp_pat
     assert len(err) == 1 and "other: is not a run of the grid" in err[0]
     assert main(["report", str(runs[0][1]), str(runs[0][1]), "--out", str(tmp_path / "y")]) == 2
     assert "same seed" in capsys.readouterr().err
+
+
+def test_evaluate_under_torchrun_gives_the_one_process_results(setup, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    manifest, root = setup
+    args = ["evaluate", "--data", str(manifest), "--victim", f"tiny={root / 'victim' / 'best.pt'}"]
+    args += ["--attack", f"staa=staa:generator={root / 'gen' / 'best.pt'}", "--attack", "fgsm=fgsm:eps=0.01"]
+    args += ["--attack", "bpda=adaptive_pgd:steps=2:eot=2", "--defense", "none", "--defense", "noise:30"]
+    args += ["--max-clips", "8", "--clip-seconds", "1", "--perceptual-clips", "2", "--quiet", "--no-report"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, "-m", "staa", *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29581"]
+    two = subprocess.run(
+        [*launcher, "-m", "staa", *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("results.json") == 1  # rank 0 alone gathers and reports
+    ranks = {json.loads(f.read_text())["rank"] for f in (tmp_path / "two" / "cells").rglob("*.json")}
+    assert ranks == {0, 1}  # the work was really split
+    a, b = (json.loads((tmp_path / r / "results.json").read_text())["cells"] for r in ("one", "two"))
+    assert len(a) == len(b) == 6
+    for x, y in zip(a, b):
+        for k in x:
+            if k == "seconds_per_clip":
+                continue
+            if isinstance(x[k], float):
+                assert y[k] == pytest.approx(x[k], abs=1e-6), k
+            else:
+                assert y[k] == x[k], k

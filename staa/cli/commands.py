@@ -298,8 +298,11 @@ def _run_dir_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(a) -> None:
+    import datetime
+
     from eval.harness import load_grid_records, run_grid
     from eval.report import build_report
+    from staa.training import distributed
 
     cfg = _eval_config(a)
     out = Path(a.out)
@@ -313,10 +316,25 @@ def cmd_evaluate(a) -> None:
         if k in spec.params
     }
     inputs = {"data": cfg.data, "config": a.config, **{f"victim {k}": v for k, v in cfg.victims.items()}, **generators}
-    with _claim(a, records, inputs):
-        results = run_grid(cfg, out, device=a.device, progress=not a.quiet, records=records)
-        if not a.no_report:
-            build_report(out)
+    # under torchrun each rank computes its share of the victim x attack cells, then rank 0 gathers and reports;
+    # a cell can take hours, so the ranks wait for each other that long
+    d = distributed.init(a.device, timeout=datetime.timedelta(hours=48))
+    try:
+        with _claim(a, records, inputs):
+            d.barrier()  # rank 0's claim (and what --force removes) comes before any rank writes a cell
+            if d.world > 1:
+                run_grid(
+                    cfg, out, device=a.device, progress=not a.quiet and d.main, records=records, shard=(d.rank, d.world)
+                )
+                d.barrier()
+            if d.main:
+                results = run_grid(cfg, out, device=a.device, progress=not a.quiet, records=records)
+                if not a.no_report:
+                    build_report(out)
+    finally:
+        distributed.shutdown(d)
+    if not d.main:
+        return
     print(f"{'victim':<12}{'attack':<16}{'defense':<20}{'success':>8}{'survival':>9}{'def.acc':>8}{'pesq':>7}")
     for c in results["cells"]:
         f = lambda v: "  –" if v is None else f"{v:.3f}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -32,12 +33,14 @@ class Dist:
             dist.barrier()
 
 
-def init(device: str = "cpu") -> Dist:
+def init(device: str = "cpu", timeout: timedelta | None = None) -> Dist:
+    """`timeout`: how long a rank waits for the others at a barrier (torch's default, 30 minutes, when None)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
+        backend = "nccl" if str(device).startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend, **({"timeout": timeout} if timeout else {}))
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
