@@ -8,17 +8,10 @@ import json
 import statistics
 from pathlib import Path
 
+from eval.harness import RATES as RATE_COUNTS
 from staa.io.atomic import atomic_open, write_json
 
-RATES = (
-    "clean_accuracy",
-    "defended_clean_accuracy",
-    "success_rate",
-    "adversarial_accuracy",
-    "defended_adversarial_accuracy",
-    "defended_fooling_rate",
-    "survival",
-)
+RATES = tuple(rate for rate, _ in RATE_COUNTS)  # the rates of a cell, as the harness defines them
 
 
 def _results(run: Path) -> dict:
