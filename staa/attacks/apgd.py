@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from staa.attacks.base import Attack, check_count, check_eps
+from staa.attacks.base import Attack, check_count, check_eps, margin
+from staa.metrics.classification import fooled
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -34,8 +35,7 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None 
     if target is not None:
         z_t = logits.gather(1, target[:, None])[:, 0]
         return -(z_y - z_t) / (top[:, 0] - (top[:, 2] + top[:, 3]) / 2 + 1e-12)
-    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
-    return -(z_y - other) / (top[:, 0] - top[:, 2] + 1e-12)
+    return -margin(logits, y) / (top[:, 0] - top[:, 2] + 1e-12)
 
 
 class APGD(Attack):
@@ -87,12 +87,6 @@ class APGD(Attack):
             losses, grads, logits = losses + loss.detach(), grads + g, out.detach()
         return losses / self.eot, grads / self.eot, logits
 
-    def _fooled(self, logits, y, target):
-        pred = logits.argmax(1)
-        if self.targeted:
-            return pred == y
-        return pred != y
-
     def run(self, x, y, target=None, start: torch.Tensor | None = None):
         """One APGD run from `start` (default: uniform in the eps-ball from the attack's seed): (x_adv, fooled)."""
         eps, n = self.eps, len(x)
@@ -102,7 +96,7 @@ class APGD(Attack):
         eta = torch.full((n, 1), 2 * eps, device=x.device)
         loss, grad, logits = self._value_and_grad(x_k, y, target)
         best_loss, x_max, grad_max = loss.clone(), x_k.clone(), grad.clone()
-        done = self._fooled(logits, y, target)
+        done = fooled(y, logits.argmax(1), y if self.targeted else None)
         found = x_k.clone()
         x_prev = x_k.clone()
         marks = set(checkpoints(self.steps))
@@ -114,7 +108,7 @@ class APGD(Attack):
             x_next = project(x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev))
             x_prev = x_k
             loss_next, grad_next, logits = self._value_and_grad(x_next, y, target)
-            ok = self._fooled(logits, y, target)
+            ok = fooled(y, logits.argmax(1), y if self.targeted else None)
             first = ok & ~done
             found[first], done = x_next[first], done | ok
             rises += (loss_next > loss).float()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def check_batch(x: torch.Tensor) -> None:
@@ -27,6 +28,13 @@ def check_count(name: str, value: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
         raise ValueError(f"{name} must be within 1-{hi}, got {value!r}")
     return value
+
+
+def margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+    """The logit margin per clip, z_y - max_{i != y} z_i: below 0, the clip is fooled. Targeted: its negative."""
+    z_y = logits.gather(1, y[:, None])[:, 0]
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return other - z_y if targeted else z_y - other
 
 
 class Attack:

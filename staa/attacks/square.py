@@ -10,19 +10,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from staa.attacks.base import Attack, check_count, check_eps
+from staa.attacks.base import Attack, check_count, check_eps, margin
 
 # the iterations (of 10,000) at which the paper halves the share of the clip that one query changes
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-
-
-def margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool = False) -> torch.Tensor:
-    """z_y - max_{i != y} z_i (untargeted: the clip is fooled below 0); targeted: max_{i != y} z_i - z_y."""
-    z_y = logits.gather(1, y[:, None])[:, 0]
-    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
-    return other - z_y if targeted else z_y - other
 
 
 class Square(Attack):
