@@ -26,6 +26,15 @@ DEFENSES = [
 ]
 
 
+def default_attacks(generator: str) -> dict:
+    return {
+        "staa": f"staa:generator={generator}",
+        "fgsm": "fgsm",
+        "pgd10": "pgd:steps=10",
+        "sparse_pgd": "sparse_pgd:steps=10",
+    }
+
+
 def bench_eval(
     data: str,
     victim: str,
@@ -38,15 +47,11 @@ def bench_eval(
     defenses: list | None = None,
     workers: int | None = None,
     perceptual_clips: int | None = None,
+    eps: float = 0.03,
     progress: bool = True,
 ) -> dict:
     torch.set_num_threads(threads)
-    attacks = attacks or {
-        "staa": f"staa:generator={generator}",
-        "fgsm": "fgsm",
-        "pgd10": "pgd:steps=10",
-        "sparse_pgd": "sparse_pgd:steps=10",
-    }
+    attacks = attacks or default_attacks(generator)
     cfg = EvalConfig(
         data=data,
         victims={"victim": victim},
@@ -55,6 +60,7 @@ def bench_eval(
         split=split,
         max_clips=clips,
         workers=workers or threads,
+        eps=eps,
         examples=0,
         perceptual_clips=perceptual_clips,
     )

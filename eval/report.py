@@ -79,19 +79,21 @@ def robust_accuracy(cells) -> dict:
 
 
 def verdict(cells) -> list[dict]:
-    """Per victim x defense: what the defense costs on clean clips and the worst-case accuracy over every attack
-    (adaptive ones included), with its n and 95% interval: the one number a defense's robustness is."""
+    """Per victim x defense x budget: what the defense costs on clean clips and the worst-case accuracy over every
+    attack at that eps (adaptive ones included), with its n and 95% interval: the one number a defense's robustness
+    is."""
     out = []
     groups: dict = {}
     for c in cells:
-        groups.setdefault((c["victim"], c["defense"]), []).append(c)
-    for (victim, defense), group in groups.items():
+        groups.setdefault((c["victim"], c["defense"], c.get("eps")), []).append(c)
+    for (victim, defense, eps), group in sorted(groups.items(), key=lambda kv: _verdict_order(kv[0], cells)):
         worst = min(group, key=lambda c: c["defended_adversarial_accuracy"])
         ci = (worst.get("intervals") or {}).get("defended_adversarial_accuracy")
         out.append(
             {
                 "victim": victim,
                 "defense": defense,
+                "eps": eps,
                 "n": worst["n"],
                 "clean_accuracy": worst["clean_accuracy"],
                 "defended_clean_accuracy": worst["defended_clean_accuracy"],
@@ -103,6 +105,13 @@ def verdict(cells) -> list[dict]:
             }
         )
     return out
+
+
+def _verdict_order(key, cells):
+    victims = list(dict.fromkeys(c["victim"] for c in cells))
+    defenses = list(dict.fromkeys(c["defense"] for c in cells))
+    victim, defense, eps = key
+    return victims.index(victim), defenses.index(defense), float("inf") if eps is None else eps
 
 
 def security_curves(cells) -> list[dict]:
@@ -139,7 +148,8 @@ def security_curves(cells) -> list[dict]:
 
 def _verdict_table(rows: list[dict]) -> str:
     head = (
-        "<tr><th>victim</th><th>defense</th><th>n</th><th>clean accuracy, defended</th><th>cost of the defense</th>"
+        "<tr><th>victim</th><th>defense</th><th>eps</th><th>n</th><th>clean accuracy, defended</th>"
+        "<th>cost of the defense</th>"
         "<th>worst-case accuracy [95%]</th><th>by</th></tr>"
     )
     body = []
@@ -147,7 +157,8 @@ def _verdict_table(rows: list[dict]) -> str:
         mark = ' class="unreliable"' if r["flagged"] else ""
         ci = r["worst_case_interval"]
         body.append(
-            f"<tr{mark}><td>{html.escape(r['victim'])}</td><td>{html.escape(r['defense'])}</td><td>{r['n']}</td>"
+            f"<tr{mark}><td>{html.escape(r['victim'])}</td><td>{html.escape(r['defense'])}</td>"
+            f"<td>{'' if r['eps'] is None else format(r['eps'], 'g')}</td><td>{r['n']}</td>"
             f"<td>{fmt(r['defended_clean_accuracy'])}</td><td>{100 * r['clean_cost']:+.1f} pts</td>"
             f"<td>{fmt(r['worst_case_accuracy'])}"
             + (f'<span class="ci"> [{ci[0]:.2f}, {ci[1]:.2f}]</span>' if ci else "")
@@ -156,34 +167,66 @@ def _verdict_table(rows: list[dict]) -> str:
     return f'<table class="verdict">{head}{"".join(body)}</table>'
 
 
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
 def summary_sentences(cells) -> list[str]:
-    """Per attack (averaged over victims): how often it succeeds, which defense removes most of its successes."""
-    out = []
-    victims = sorted({c["victim"] for c in cells})
+    """A few sentences, each with a fact the others lack: clean accuracy, the strongest attack at each budget, the
+    defense with the best worst case and what it costs, the attack that survives the defenses best, and whether
+    the evaluation doubted itself."""
+    victims = list(dict.fromkeys(c["victim"] for c in cells))
     clean = {c["victim"]: c["clean_accuracy"] for c in cells}
-    out.append("Clean accuracy: " + ", ".join(f"{v} {clean[v]:.0%}" for v in victims) + f" on {cells[0]['n']} clips.")
-    for attack in dict.fromkeys(c["attack"] for c in cells):
-        mine = [c for c in cells if c["attack"] == attack]
-        base = [c["success_rate"] for c in _undefended(mine)]
-        line = f"{attack} changes the prediction on {np.mean(base):.0%} of clips without a defense"
-        by_def = {}
-        for c in mine:
-            if c["defense"] != "none" and c["survival"] is not None:
-                by_def.setdefault(c["defense"], []).append(c["survival"])
-        if by_def:
-            best = min(by_def, key=lambda d: np.mean(by_def[d]))
-            worst = max(by_def, key=lambda d: np.mean(by_def[d]))
-            cost = np.mean([clean[c["victim"]] - c["defended_clean_accuracy"] for c in mine if c["defense"] == best])
-            price = (
-                f"costing {100 * cost:.0f} points of clean accuracy"
+    out = [
+        f"On {cells[0]['n']} clips the victims' clean accuracy is "
+        + ", ".join(f"{v} {_pct(clean[v])}" for v in victims)
+        + "."
+    ]
+    rows = verdict(cells)
+    for eps in sorted({r["eps"] for r in rows if r["eps"] is not None}):
+        worst = [r for r in rows if r["defense"] == "none" and r["eps"] == eps]
+        if worst:
+            out.append(
+                f"At eps {eps:g} with no defense, the strongest attack leaves "
+                + ", ".join(f"{r['victim']} at {_pct(r['worst_case_accuracy'])} ({r['worst_attack']})" for r in worst)
+                + "."
+            )
+    defended = [r for r in rows if r["defense"] != "none"]
+    if defended:
+        budget = min((r["eps"] for r in defended if r["eps"] is not None), default=None)
+        at = [r for r in defended if r["eps"] == budget]
+        by_def: dict = {}
+        for r in at:
+            by_def.setdefault(r["defense"], []).append(r)
+        best = max(by_def, key=lambda d: np.mean([r["worst_case_accuracy"] for r in by_def[d]]))
+        mine = by_def[best]
+        cost = np.mean([r["clean_cost"] for r in mine])
+        out.append(
+            f"The defense with the best worst case{'' if budget is None else f' at eps {budget:g}'} is {best}: "
+            + ", ".join(
+                f"{r['victim']} keeps {_pct(r['worst_case_accuracy'])} against {r['worst_attack']}" for r in mine
+            )
+            + (
+                f", for {100 * cost:.0f} points of clean accuracy."
                 if cost >= 0
-                else f"gaining {-100 * cost:.0f} points of clean accuracy"
+                else f", and it gains {-100 * cost:.0f} points of clean accuracy."
             )
-            line += (
-                f"; {best} removes {1 - np.mean(by_def[best]):.0%} of its successes ({price}),"
-                f" while {np.mean(by_def[worst]):.0%} survive {worst}"
+        )
+        survival: dict = {}
+        for c in cells:
+            if c["defense"] != "none" and c["survival"] is not None:
+                survival.setdefault(c["attack"], []).append(c["survival"])
+        if survival:
+            top = max(survival, key=lambda k: np.mean(survival[k]))
+            out.append(
+                f"{top}'s successes survive the defenses best: {_pct(float(np.mean(survival[top])))} of them on average."
             )
-        out.append(line + ".")
+    flagged = [c for c in cells if c.get("flags")]
+    out.append(
+        f"{len(flagged)} of {len(cells)} cells are flagged unreliable; the flags above say why."
+        if flagged
+        else f"No sanity check fired on the {len(cells)} cells."
+    )
     return out
 
 
@@ -244,23 +287,7 @@ def plots(cells, run: Path) -> dict[str, str]:
         )
         figs["survival"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for c in _undefended(cells):
-        if c["pesq"] is not None:
-            ax.scatter(c["pesq"], c["success_rate"], s=40)
-            ax.annotate(
-                f"{c['attack']} → {c['victim']}",
-                (c["pesq"], c["success_rate"]),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-    ax.set(
-        xlabel="PESQ-wb of adversarial vs clean (higher = less audible)",
-        ylabel="success rate",
-        ylim=(-0.05, 1.05),
-        title="Success vs quality",
-    )
+    fig = _success_vs_pesq(plt, cells)
     figs["success_vs_pesq"] = _png(fig)
 
     t = transfer_table(cells)
@@ -303,6 +330,49 @@ def plots(cells, run: Path) -> dict[str, str]:
     if example:
         figs["perturbation"] = _perturbation_figure(plt, *example[:2])
     return figs
+
+
+MARKERS = "osD^vP*Xp<>h"
+
+
+def _success_vs_pesq(plt, cells):
+    """Colour is the victim, the marker the attack, both keyed in legends beside the plot: text labels next to the
+    points would overlap wherever two attacks score alike."""
+    points = [c for c in _undefended(cells) if c["pesq"] is not None]
+    victims = list(dict.fromkeys(c["victim"] for c in points))
+    attacks = list(dict.fromkeys(c["attack"] for c in points))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for c in points:
+        ax.scatter(
+            c["pesq"],
+            c["success_rate"],
+            s=40,
+            color=colours[victims.index(c["victim"]) % len(colours)],
+            marker=MARKERS[attacks.index(c["attack"]) % len(MARKERS)],
+        )
+    ax.set(
+        xlabel="PESQ-wb of adversarial vs clean (higher = less audible)",
+        ylabel="success rate",
+        ylim=(-0.05, 1.05),
+        title="Success vs quality",
+    )
+    from matplotlib.lines import Line2D
+
+    def key(label, **style):
+        return Line2D([], [], linestyle="none", label=label, **style)
+
+    handles = [key(v, marker="o", color=colours[i % len(colours)]) for i, v in enumerate(victims)]
+    handles += [key(a, marker=MARKERS[i % len(MARKERS)], color="0.4") for i, a in enumerate(attacks)]
+    ax.legend(
+        handles=handles,
+        title="colour: victim; marker: attack",
+        fontsize=7,
+        title_fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+    )
+    return fig
 
 
 def _security_figure(curves) -> str:

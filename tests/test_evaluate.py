@@ -58,6 +58,7 @@ def _config(setup, **kw):
         clip_seconds=1.0,
         workers=1,
         batch_size=4,
+        eps=0.03,
     )
     return EvalConfig(**{**base, **kw})
 
@@ -235,7 +236,7 @@ def test_config_file_and_its_errors(setup, tmp_path):
         f'[attacks]\npgd = {{type = "pgd", steps = 3}}\n'
     )
     cfg = load_config(good)
-    assert cfg.attack_specs["pgd"].params == {"steps": 3} and cfg.defenses == ["none", "mp3:32"]
+    assert cfg.attack_specs["pgd@0.03"].params == {"steps": 3, "eps": 0.03} and cfg.defenses == ["none", "mp3:32"]
     bad = {
         "unknown keys": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsm"}\nepsilon = 3\n',
         "unknown type": 'data = "x"\nvictims = {a = "b"}\nattacks = {f = "fgsmm"}\n',
@@ -291,6 +292,8 @@ def test_kill_9_mid_grid_then_resume_gives_the_uninterrupted_numbers(setup, tmp_
         "fgsm=fgsm",
         "--attack",
         "slow=pgd:steps=300",
+        "--eps",
+        "0.03",
         "--defense",
         "none",
         "--defense",
@@ -460,18 +463,47 @@ def test_every_rate_has_its_n_and_interval(grid):
             assert (lo, hi) == pytest.approx(wilson(round(c[key] * c[of]), c[of])) and lo <= c[key] <= hi
 
 
-def test_the_verdict_is_the_worst_case_over_every_attack_per_defense(grid, tmp_path):
+def test_the_verdict_is_the_worst_case_over_every_attack_per_defense_and_budget(grid, tmp_path):
     results, out = grid
     report = build_report(out, out_dir=tmp_path)
-    assert len(report["verdict"]) == 3  # one victim x three defenses
+    key = ("victim", "defense", "eps")
+    assert [tuple(r[k] for k in key) for r in report["verdict"]] == [
+        ("tiny", d, e) for d in ("none", "quantize:8", "noise:30") for e in (0.01, 0.03)
+    ]  # fgsm at its own 0.01; the generator and bpda at 0.03, in the grid's order
     for row in report["verdict"]:
-        mine = [c for c in results["cells"] if (c["victim"], c["defense"]) == (row["victim"], row["defense"])]
+        mine = [c for c in results["cells"] if tuple(c[k] for k in key) == tuple(row[k] for k in key)]
         worst = min(mine, key=lambda c: c["defended_adversarial_accuracy"])
         assert row["worst_case_accuracy"] == worst["defended_adversarial_accuracy"] and row["n"] == 8
         assert row["worst_case_interval"] == worst["intervals"]["defended_adversarial_accuracy"]
         assert row["clean_cost"] == pytest.approx(worst["clean_accuracy"] - worst["defended_clean_accuracy"])
     page = (tmp_path / "report.html").read_text()
     assert page.index('class="verdict"') < page.index('class="summary"')
+
+
+def test_the_summary_says_a_new_thing_in_each_sentence_and_the_scatter_has_no_labels_to_overlap(grid, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eval.report import _success_vs_pesq
+
+    results, out = grid
+    report = build_report(out, out_dir=tmp_path)
+    summary, rows = report["summary"], report["verdict"]
+    assert len(summary) == len(set(summary)) == 6  # clean, one per budget, best defense, survival, flags
+    undefended = {r["eps"]: r for r in rows if r["defense"] == "none"}
+    for eps, r in undefended.items():
+        (line,) = [s for s in summary if s.startswith(f"At eps {eps:g} ")]
+        assert f"tiny at {r['worst_case_accuracy']:.0%} ({r['worst_attack']})" in line
+    best = max((r for r in rows if r["defense"] != "none" and r["eps"] == 0.01), key=lambda r: r["worst_case_accuracy"])
+    assert any(s.startswith(f"The defense with the best worst case at eps 0.01 is {best['defense']}:") for s in summary)
+    fig = _success_vs_pesq(plt, results["cells"])
+    (ax,) = fig.axes
+    assert not ax.texts  # no label beside a point
+    keyed = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert keyed == ["tiny", "staa", "fgsm", "bpda"]
+    plt.close(fig)
 
 
 def _cell(attack, kind, rate, eps=0.03, n=20, **kw):
@@ -550,6 +582,8 @@ def test_an_eps_list_gives_a_monotone_security_curve_for_a_plain_victim(tmp_path
     assert "Security curves" in (tmp_path / "run" / "report.html").read_text()
     with pytest.raises(ValueError, match="distinct"):
         EvalConfig(data="x", victims={"v": "v.pt"}, attacks={"p": "pgd"}, eps=[0.01, 0.01])
+    default = EvalConfig(data="x", victims={"v": "v.pt"}, attacks={"p": "pgd", "f": "fgsm:eps=0.01"})
+    assert list(default.attack_specs) == ["p@0.002", "p@0.03", "f"]  # a realistic budget next to the paper's
 
 
 def test_a_gradient_masked_victim_is_flagged_and_a_plain_one_is_not(tmp_path):
@@ -625,7 +659,7 @@ def test_report_over_seeds_gives_mean_std_and_the_per_seed_values(setup, tmp_pat
     assert "same seed" in capsys.readouterr().err
 
 
-def test_evaluate_under_torchrun_gives_the_one_process_results(setup, tmp_path):
+def test_evaluate_under_torchrun_on_one_node_or_two_gives_the_one_process_results(setup, tmp_path):
     import os
     import subprocess
     import sys
@@ -634,7 +668,18 @@ def test_evaluate_under_torchrun_gives_the_one_process_results(setup, tmp_path):
     args = ["evaluate", "--data", str(manifest), "--victim", f"tiny={root / 'victim' / 'best.pt'}"]
     args += ["--attack", f"staa=staa:generator={root / 'gen' / 'best.pt'}", "--attack", "fgsm=fgsm:eps=0.01"]
     args += ["--attack", "bpda=adaptive_pgd:steps=2:eot=2", "--defense", "none", "--defense", "noise:30"]
-    args += ["--max-clips", "8", "--clip-seconds", "1", "--perceptual-clips", "2", "--quiet", "--no-report"]
+    args += [
+        "--eps",
+        "0.03",
+        "--max-clips",
+        "8",
+        "--clip-seconds",
+        "1",
+        "--perceptual-clips",
+        "2",
+        "--quiet",
+        "--no-report",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run(
         [sys.executable, "-m", "staa", *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True
@@ -646,15 +691,32 @@ def test_evaluate_under_torchrun_gives_the_one_process_results(setup, tmp_path):
     )
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("results.json") == 1  # rank 0 alone gathers and reports
-    ranks = {json.loads(f.read_text())["rank"] for f in (tmp_path / "two" / "cells").rglob("*.json")}
-    assert ranks == {0, 1}  # the work was really split
-    a, b = (json.loads((tmp_path / r / "results.json").read_text())["cells"] for r in ("one", "two"))
-    assert len(a) == len(b) == 6
-    for x, y in zip(a, b):
-        for k in x:
-            if k == "seconds_per_clip":
-                continue
-            if isinstance(x[k], float):
-                assert y[k] == pytest.approx(x[k], abs=1e-6), k
-            else:
-                assert y[k] == x[k], k
+    # two nodes of one process each, meeting by c10d rendezvous as on a cluster, writing to one shared folder
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d"]
+    node += [
+        "--rdzv-endpoint=localhost:29583",
+        "--rdzv-id=staa-test",
+        "-m",
+        "staa",
+        *args,
+        "--out",
+        str(tmp_path / "nodes"),
+    ]
+    nodes = [subprocess.Popen(node, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    outs = [n.communicate(timeout=600) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], [err[-3000:] for _, err in outs]
+    a = json.loads((tmp_path / "one" / "results.json").read_text())["cells"]
+    assert len(a) == 6
+    for run in ("two", "nodes"):
+        ranks = {json.loads(f.read_text())["rank"] for f in (tmp_path / run / "cells").rglob("*.json")}
+        assert ranks == {0, 1}, run  # the work was really split
+        b = json.loads((tmp_path / run / "results.json").read_text())["cells"]
+        assert len(b) == len(a)
+        for x, y in zip(a, b):
+            for k in x:
+                if k == "seconds_per_clip":
+                    continue
+                if isinstance(x[k], float):
+                    assert y[k] == pytest.approx(x[k], abs=1e-6), (run, k)
+                else:
+                    assert y[k] == x[k], (run, k)

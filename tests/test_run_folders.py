@@ -47,7 +47,7 @@ def evaluate_args(manifest, victim, out, *extra):
         "--victim",
         f"v={victim}",
         "--attack",
-        "f=fgsm",
+        "f=fgsm:eps=0.03",
         "--max-clips",
         "4",
         "--no-perceptual",
@@ -135,7 +135,7 @@ def test_force_removes_exactly_what_the_command_wrote(corpus, tmp_path, capsys):
     (out / "examples" / "keep").mkdir(parents=True, exist_ok=True)
     (out / "examples" / "keep" / "a.txt").write_text("mine too")
     args = evaluate_args(manifest, victim, out, "--force")
-    args[args.index("f=fgsm")] = "g=fgsm:eps=0.01"  # another grid: the first run's cells must go
+    args[args.index("f=fgsm:eps=0.03")] = "g=fgsm:eps=0.01"  # another grid: the first run's cells must go
     assert main(args) == 0
     assert not (out / "cells" / "v" / "f.json").exists() and (out / "cells" / "v" / "g.json").is_file()
     assert (out / "cells" / "notes.txt").read_text() == "mine" and (
@@ -292,7 +292,12 @@ def test_the_harness_itself_refuses_cells_of_another_victim_file(corpus, tmp_pat
     manifest, _ = corpus
     victim = victim_file(tmp_path / "v.pt")
     cfg = EvalConfig(
-        data=str(manifest), victims={"v": str(victim)}, attacks={"f": "fgsm"}, max_clips=4, perceptual=False, workers=1
+        data=str(manifest),
+        victims={"v": str(victim)},
+        attacks={"f": "fgsm:eps=0.03"},
+        max_clips=4,
+        perceptual=False,
+        workers=1,
     )
     run_grid(cfg, tmp_path / "run", progress=False)
     victim_file(victim, seed=1)
@@ -431,7 +436,7 @@ def test_evaluate_takes_an_explicit_surrogate_in_the_attack_spec(corpus, tmp_pat
     moved = tmp_path / "moved.pt"
     surrogate.rename(moved)  # the recorded surrogate is gone
     args = evaluate_args(manifest, victim_file(tmp_path / "v.pt", seed=3), tmp_path / "a")
-    args[args.index("f=fgsm")] = f"s=staa:generator={gen}"
+    args[args.index("f=fgsm:eps=0.03")] = f"s=staa:generator={gen}"
     assert main(args) == 2 and "is not there" in capsys.readouterr().err
     args[args.index(f"s=staa:generator={gen}")] = f"s=staa:generator={gen}:surrogate={moved}"
     assert main([*args, "--force"]) == 0

@@ -261,13 +261,14 @@ def cmd_train_attack(a) -> None:
 
 
 def _eval_config(a):
-    from eval.config import EvalConfig, load_config
+    from eval.config import DEFAULT_EPS, EvalConfig, load_config
 
     if a.config:
-        if a.data or a.victim or a.attack or a.defense or a.skip_bad or a.clip_seconds is not None or a.strict_rate:
+        flags = a.data or a.victim or a.attack or a.defense or a.skip_bad or a.strict_rate
+        if flags or a.clip_seconds is not None or a.eps is not None:
             raise ValueError(
-                "give either --config or --data/--victim/--attack/--defense/--skip-bad/--clip-seconds/--strict-rate, "
-                "not both"
+                "give either --config or --data/--victim/--attack/--defense/--eps/--skip-bad/--clip-seconds/"
+                "--strict-rate, not both"
             )
         return load_config(a.config)
     if not (a.data and a.victim and a.attack):
@@ -280,7 +281,7 @@ def _eval_config(a):
         defenses=a.defense or ["none"],
         split=a.split,
         max_clips=a.max_clips or None,
-        eps=a.eps,
+        eps=list(DEFAULT_EPS) if a.eps is None else a.eps,
         perceptual=not a.no_perceptual,
         perceptual_clips=a.perceptual_clips,
         seed=a.seed,
@@ -324,11 +325,11 @@ def cmd_evaluate(a) -> None:
             d.barrier()  # rank 0's claim (and what --force removes) comes before any rank writes a cell
             if d.world > 1:
                 run_grid(
-                    cfg, out, device=a.device, progress=not a.quiet and d.main, records=records, shard=(d.rank, d.world)
+                    cfg, out, device=d.device, progress=not a.quiet and d.main, records=records, shard=(d.rank, d.world)
                 )
                 d.barrier()
             if d.main:
-                results = run_grid(cfg, out, device=a.device, progress=not a.quiet, records=records)
+                results = run_grid(cfg, out, device=d.device, progress=not a.quiet, records=records)
                 if not a.no_report:
                     build_report(out)
     finally:
@@ -833,9 +834,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eps",
         type=eps_list,
-        default=0.03,
-        help="l-inf budget of the gradient attacks (default 0.03), or a list like 0.002,0.01,0.03: each attack at every "
-        "budget, named NAME@EPS, and the report draws security curves",
+        default=None,
+        help="l-inf budget of the gradient attacks, or a list like 0.002,0.01,0.03: each attack at every budget, named "
+        "NAME@EPS, and the report draws security curves (default 0.002,0.03: a realistic budget and the paper's)",
     )
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad audio files instead of stopping")

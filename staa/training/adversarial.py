@@ -298,6 +298,7 @@ def _batch(dataset, indices, device):
 
 def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cpu", progress: bool = True) -> dict:
     d = distributed.init(device)
+    device = d.device
     if cfg.batch_size % d.world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {d.world}")
     out = Path(out_dir)

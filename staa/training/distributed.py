@@ -1,7 +1,7 @@
 """torchrun / DistributedDataParallel plumbing: which rank this is, and each rank's share of a global batch.
 
-Under `torchrun --nproc_per_node=N` the environment holds RANK and WORLD_SIZE; the process group uses gloo
-on CPU and nccl on GPUs. Without them everything runs as a single process (rank 0 of 1).
+Under `torchrun --nproc_per_node=N` (on each of --nnodes machines, meeting by c10d rendezvous) the environment
+holds RANK, LOCAL_RANK and WORLD_SIZE; the process group uses gloo on CPU and nccl on GPUs, one GPU per process. Without them everything runs as a single process (rank 0 of 1).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch.distributed as dist
 class Dist:
     rank: int = 0
     world: int = 1
+    device: str = "cpu"  # this rank's device: cuda:LOCAL_RANK under torchrun on GPUs
 
     @property
     def main(self) -> bool:
@@ -37,11 +38,14 @@ def init(device: str = "cpu", timeout: timedelta | None = None) -> Dist:
     """`timeout`: how long a rank waits for the others at a barrier (torch's default, 30 minutes, when None)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist()
+        return Dist(device=str(device))
+    cuda = str(device).startswith("cuda")
+    if cuda and str(device) == "cuda":  # one GPU per process on each node: nccl refuses two ranks on one device
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if str(device).startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend, **({"timeout": timeout} if timeout else {}))
-    return Dist(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group(backend="nccl" if cuda else "gloo", **({"timeout": timeout} if timeout else {}))
+    return Dist(dist.get_rank(), dist.get_world_size(), str(device))
 
 
 def wrap(module: torch.nn.Module, d: Dist) -> torch.nn.Module:

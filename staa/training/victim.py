@@ -64,6 +64,7 @@ def _split(records: list[Record], name: str) -> list[Record]:
 def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cpu", progress: bool = True) -> dict:
     """Train `cfg.arch` on the train split of `records`, validate on val, score the best model on test."""
     d = distributed.init(device)
+    device = d.device
     if cfg.batch_size % d.world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {d.world}")
     out = Path(out_dir)
