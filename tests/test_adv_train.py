@@ -108,6 +108,76 @@ def test_resume_after_a_kill_mid_epoch_reaches_the_same_weights(records, tmp_pat
             assert torch.equal(value, resumed[key][name]), (key, name)
 
 
+def test_the_kept_epoch_is_the_most_robust_of_those_that_keep_clean_accuracy():
+    from staa.training.adversarial import _better, _lr
+
+    cfg = _cfg(max_clean_drop=0.05)
+
+    def kept(start, epochs):
+        state = {"start": start, "history": [], "best_epoch": 0}
+        for i, (ua, fgsm) in enumerate(epochs):
+            state["history"].append({"val_ua": ua, "val_fgsm_accuracy": fgsm})
+            if _better(cfg, state, state["history"][-1]):
+                state["best_epoch"] = i + 1
+        return state["best_epoch"]
+
+    start = {"val_ua": 0.90, "val_fgsm_accuracy": 0.2}
+    assert kept(start, [(0.88, 0.4), (0.80, 0.9), (0.86, 0.5)]) == 3  # epoch 2 is robust but lost 10 points
+    assert kept(start, [(0.70, 0.4), (0.80, 0.3), (0.75, 0.9)]) == 2  # none within 5 points: the cleanest
+    assert kept(start, [(0.70, 0.9), (0.86, 0.3)]) == 2  # one that keeps accuracy beats any that does not
+    assert kept({}, [(0.50, 0.1), (0.54, 0.2)]) == 2  # from scratch the first epoch sets the bar
+    assert _lr(cfg, 0) == pytest.approx(cfg.lr) and _lr(cfg, 1) == pytest.approx(cfg.lr / 10)
+    assert all(_lr(cfg, t / 10) > _lr(cfg, (t + 1) / 10) for t in range(10))
+    assert _cfg().lr == 5e-4 and _cfg(init_victim="v.pt").lr == 1e-4  # a fine-tune starts gentler
+
+
+@pytest.fixture(scope="module")
+def start(records, tmp_path_factory):
+    """A trained tiny victim to fine-tune."""
+    out = tmp_path_factory.mktemp("start")
+    adv_train(_cfg("clean", epochs=2), records[1], out, progress=False)
+    return out / "victim.pt"
+
+
+def test_clean_kl_anchors_a_fine_tune_to_the_starting_model(records, start, tmp_path):
+    from staa.datasets import AudioDataset
+
+    _, recs = records
+    val = AudioDataset([r for r in recs if r.split == "val"], list(EMOTIONS), clip_seconds=0.5, crop="center")
+    x = torch.stack([val[i][0] for i in range(len(val))])
+
+    def drift(clean_kl):
+        cfg = _cfg("fgsm", epochs=1, lr=0.02, init_victim=str(start), clean_kl=clean_kl, max_clean_drop=1.0)
+        adv_train(cfg, recs, tmp_path / str(clean_kl), progress=False)
+        with torch.no_grad():
+            before = torch.log_softmax(load_victim(start).model.eval()(x), 1)
+            after = torch.log_softmax(load_victim(tmp_path / str(clean_kl) / "victim.pt").model.eval()(x), 1)
+        return float(torch.nn.functional.kl_div(after, before, log_target=True, reduction="batchmean"))
+
+    assert drift(20.0) < 0.5 * drift(0.0)
+
+
+def test_victim_pt_is_the_kept_epoch_of_a_fine_tune(records, start, tmp_path):
+    from staa.models.inference import predict
+
+    _, recs = records
+    cfg = _cfg("generator", epochs=3, lr=0.02, init_victim=str(start))
+    report = adv_train(cfg, recs, tmp_path / "tuned", progress=False)
+    assert report["start"]["val_ua"] > 0 and 1 <= report["best_epoch"] <= 3
+    history = report["history"]
+    kept = history[report["best_epoch"] - 1]
+    ok = [h for h in history if h["val_ua"] >= report["start"]["val_ua"] - cfg.max_clean_drop - 1e-9]
+    assert kept == (
+        max(ok, key=lambda h: (h["val_fgsm_accuracy"], h["val_ua"])) if ok else max(history, key=lambda h: h["val_ua"])
+    )
+    from staa.datasets import AudioDataset
+    from staa.metrics.classification import classification_scores
+
+    val = AudioDataset([r for r in recs if r.split == "val"], cfg.classes, clip_seconds=0.5, crop="center")
+    truth, pred = predict(load_victim(tmp_path / "tuned" / "victim.pt").model, val)
+    assert classification_scores(truth, pred, 4)["ua"] == pytest.approx(kept["val_ua"])
+
+
 def test_bad_settings_are_refused():
     for bad in [dict(method="madry"), dict(adv_ratio=1.5), dict(eps=0), dict(defenses=["mp3:0"]), dict(pgd_steps=0)]:
         with pytest.raises(ValueError):

@@ -47,6 +47,8 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_numbers(tmp
     assert done.returncode == 0, done.stderr[-3000:]
     whole_seconds = time.time() - started
     assert "report: " in done.stdout and "accuracy under attack" in done.stdout
+    assert "emo18 hardened by the generator (epoch 1 of 1 kept): val UA" in done.stdout  # the demo's own numbers
+    assert "[95% " in done.stdout and "white-box, " in done.stdout  # with their intervals
     report = json.loads((tmp_path / "whole" / "eval" / "report.json").read_text())
     assert set(report["robust_accuracy"]) == {"emo18", "mel_cnn", "emo18_at"}  # the hardened victim is in the grid
 

@@ -399,6 +399,7 @@ def cmd_adv_train(a) -> None:
         clip_seconds=a.clip_seconds,
         model=model,
         eps=a.eps,
+        max_clean_drop=a.max_clean_drop,
         adv_ratio=a.adv_ratio,
         pgd_steps=a.pgd_steps,
         trades_beta=a.trades_beta,
@@ -412,9 +413,15 @@ def cmd_adv_train(a) -> None:
     )
     with _claim(a, records, {"data": a.data, "init-victim": a.init_victim, "init-generator": a.init_generator}):
         report = adv_train(cfg, records, a.out, device=a.device, progress=not a.quiet)
-    last = report["history"][-1]
-    if "val_ua" in last:
-        print(f"{a.method} AT: val UA {last['val_ua']:.3f}, val FGSM accuracy {last['val_fgsm_accuracy']:.3f}")
+    kept = report["history"][report["best_epoch"] - 1]
+    if "val_ua" in kept:
+        start = report["start"]
+        print(
+            f"{a.method} AT: kept epoch {report['best_epoch']}: val UA {kept['val_ua']:.3f}"
+            + (f" (from {start['val_ua']:.3f})" if start else "")
+            + f", val FGSM accuracy {kept['val_fgsm_accuracy']:.3f}"
+            + (f" (from {start['val_fgsm_accuracy']:.3f})" if start else "")
+        )
     print(Path(a.out) / "victim.pt")
 
 
@@ -768,8 +775,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=integer(1, 4096), default=32, help="global batch size (split across torchrun processes)"
     )
-    p.add_argument("--lr", type=number(0, 1, above=True), default=5e-4)
+    p.add_argument(
+        "--lr",
+        type=number(0, 1, above=True),
+        default=None,
+        help="peak learning rate, cosine-decayed to a tenth (default: 1e-4 with --init-victim, else 5e-4)",
+    )
     p.add_argument("--eps", type=EPS, default=0.03)
+    p.add_argument(
+        "--max-clean-drop",
+        type=number(0, 1),
+        default=0.05,
+        help="keep the epoch most robust on val among those within this much clean val UA of the start (default 0.05)",
+    )
     p.add_argument(
         "--adv-ratio", type=number(0, 1), default=0.5, help="share of each batch replaced by adversarial clips"
     )

@@ -20,6 +20,7 @@ from staa.attacks.runner import run_attack, transfer_matrix
 from staa.datasets import AudioDataset, load_records
 from staa.datasets.synthetic.corpus import EMOTIONS, CorpusConfig, build_corpus
 from staa.generator import AttackTrainConfig, recipe, train_generator
+from staa.metrics.intervals import wilson
 from staa.models.victim import load_victim
 from staa.training.adversarial import AdvTrainConfig, adv_train
 from staa.training.victim import TrainConfig, train_victim
@@ -35,7 +36,7 @@ class DemoPlan:
     generator_epochs: int = 8
     aware_epochs: int = 0  # 0: no defense-aware generator; else epochs of defense-aware fine-tuning of the plain one
     aware_of: tuple = ("mp3:32", "resample:8000")
-    at_epochs: int = 1  # generator adversarial training (fine-tuning the surrogate); 0: none
+    at_epochs: int = 3  # generator adversarial training (fine-tuning the surrogate), the best epoch kept; 0: none
     attacks: dict = field(default_factory=lambda: {"fgsm": "fgsm"})  # grid attacks besides the STAA generators
     defenses: tuple = ("none", "mp3:32", "resample:8000", "quantize:8")
     eval_clips: int = 40
@@ -168,11 +169,14 @@ def run_demo(
                 at_cfg, records, out / "hardened" / surrogate, device=device, progress=progress
             )
         victim_paths[f"{surrogate}_at"] = out / "hardened" / surrogate / "victim.pt"
+        _print_hardening(results["adv_train"], surrogate)
 
     with timed("grid and report", seconds):
         report = _grid(out, plan, manifest, victim_paths, generators, progress, device)
     results["report"] = report
     print("\n" + "\n".join(report["summary"]))
+    for flag in report["sanity_flags"]:
+        print(f"FLAG {flag['victim']} / {flag['attack']} / {flag['defense']}: {flag['reason']}")
     _print_robust_table(report["robust_accuracy"])
     print(
         "\nwall time: "
@@ -181,6 +185,20 @@ def run_demo(
     )
     print(f"report: {out / 'eval' / 'report.html'}")
     return results
+
+
+def _print_hardening(report: dict, surrogate: str) -> None:
+    start, kept = report["start"], report["history"][report["best_epoch"] - 1]
+    if not start or "val_ua" not in kept:
+        return
+    drop = start["val_ua"] - kept["val_ua"]
+    print(
+        f"\n{surrogate} hardened by the generator (epoch {report['best_epoch']} of {len(report['history'])} kept): "
+        f"val UA {kept['val_ua']:.3f} (from {start['val_ua']:.3f}), val accuracy under FGSM "
+        f"{kept['val_fgsm_accuracy']:.3f} (from {start['val_fgsm_accuracy']:.3f})"
+    )
+    if drop > report["config"]["max_clean_drop"]:
+        print(f"  FLAG: the hardened model lost {100 * drop:.1f} points of clean accuracy")
 
 
 def _white_box_and_transfer(out, plan, records, victim_paths, generator, eps, results, device, progress) -> None:
@@ -199,5 +217,6 @@ def _white_box_and_transfer(out, plan, records, victim_paths, generator, eps, re
     )
     for arch, rate in matrix["fooling_rate"][surrogate].items():
         kind = "white-box" if arch == surrogate else "transfer"
-        print(f"  fooling rate on {arch:<16}{rate:.3f}  ({kind}, {matrix['n']} test clips)")
+        lo, hi = wilson(round(rate * matrix["n"]), matrix["n"])
+        print(f"  fooling rate on {arch:<16}{rate:.3f} [95% {lo:.2f}, {hi:.2f}]  ({kind}, {matrix['n']} test clips)")
     results["white_box"], results["transfer"] = white, matrix

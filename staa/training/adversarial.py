@@ -8,7 +8,8 @@ of one generator forward/backward per step instead of PGD's k victim forward/bac
 
 `OUT/last.pt` (weights, optimisers, RNG, position in the epoch) is rewritten every `checkpoint_every` steps
 and at each epoch's end, so a killed run continues mid-epoch and ends where an uninterrupted one would.
-`OUT/victim.pt` is the trained victim (a victim checkpoint; a Hugging Face or TorchScript model fine-tuned from
+`OUT/victim.pt` is the kept epoch's victim (the most robust on val among the epochs that keep clean accuracy within
+`max_clean_drop` of the starting model's; a victim checkpoint; a Hugging Face or TorchScript model fine-tuned from
 `init_victim` is also written back as `OUT/hf/` or `OUT/victim.torchscript`), `OUT/generator.pt` the generator it
 trained against, `OUT/metrics.json` the history. Under torchrun each rank takes its share of every global batch and
 DDP averages the gradients; only rank 0 writes.
@@ -16,6 +17,8 @@ DDP averages the gradients; only rank 0 writes.
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,7 +51,9 @@ class AdvTrainConfig:
     method: str = "generator"
     epochs: int = 5
     batch_size: int = 32  # the global batch: under torchrun each of N ranks takes batch_size / N
-    lr: float = 5e-4
+    # peak learning rate, decayed by a cosine to lr / 10 over the run; None: 5e-4 from scratch, 1e-4 to fine-tune
+    # `init_victim` (5e-4 on a fresh optimiser throws a trained model off: the demo's mel_cnn lost 13-44 points)
+    lr: float | None = None
     weight_decay: float = 1e-4
     seed: int = 0
     sample_rate: int = 16_000
@@ -62,12 +67,28 @@ class AdvTrainConfig:
     gen_updates: int = 1  # generator steps per victim step
     gen_crop_seconds: float = 1.0  # the generator learns on crops (it is fully convolutional), then attacks whole clips
     init_victim: str | None = None  # warm start (fine-tune) from a trained victim
+    # keep the epoch most robust on val (accuracy under FGSM) among those whose clean val UA is within this of the
+    # starting model's (of the first epoch's, from scratch); without a val split, the last epoch
+    max_clean_drop: float = 0.05
+    # batch-norm statistics stay those of the clean data the victim was trained on (None: frozen when fine-tuning):
+    # adversarial clips in half of every batch would otherwise drag the running mean and variance the clean
+    # predictions use
+    freeze_bn: bool | None = None
+    # fine-tuning: weight of KL(starting model || model) on each batch's clean clips, which anchors the clean
+    # predictions to the model being hardened (0: plain cross-entropy)
+    clean_kl: float = 1.0
     init_generator: str | None = None  # warm start from a trained generator
     defenses: list = field(default_factory=list)  # augmentation: each batch through one of these, drawn at random
     checkpoint_every: int = 25  # steps
 
     def __post_init__(self):
+        if self.lr is None:
+            self.lr = 1e-4 if self.init_victim else 5e-4
+        if self.freeze_bn is None:
+            self.freeze_bn = self.init_victim is not None
         check_fields(self)
+        in_range("max_clean_drop", self.max_clean_drop, 0.0, 1.0)
+        in_range("clean_kl", self.clean_kl, 0.0, 1000.0)
         in_range("epochs", self.epochs, 1, 10_000)
         in_range("batch_size", self.batch_size, 1, 4096)
         in_range("pgd_steps", self.pgd_steps, 1, 1000)
@@ -115,7 +136,9 @@ def _mix(x, x_adv, ratio):
 class Step:
     """One training step of any method on a (rank-local) batch; returns the victim's loss."""
 
-    def __init__(self, cfg: AdvTrainConfig, model, ddp_model, opt, gen=None, gen_opt=None, d=distributed.Dist()):
+    def __init__(
+        self, cfg: AdvTrainConfig, model, ddp_model, opt, gen=None, gen_opt=None, d=distributed.Dist(), anchor=None
+    ):
         self.cfg, self.model, self.ddp_model, self.opt, self.gen, self.gen_opt, self.d = (
             cfg,
             model,
@@ -126,6 +149,7 @@ class Step:
             d,
         )
         self.attack_cfg = cfg.attack_config()
+        self.anchor = anchor  # the frozen starting model of a fine-tune, for clean_kl
 
     def __call__(self, x, y, epoch: int, step: int) -> float:
         cfg = self.cfg
@@ -142,12 +166,25 @@ class Step:
                     else PGD(self.model, eps=cfg.eps, steps=1, alpha=1.25 * cfg.eps, seed=_seed(cfg, epoch, step))
                 )  # Wong et al.'s fast AT
                 x = _mix(x, attack(x, y), cfg.adv_ratio)
-            self.model.train()
-            loss = F.cross_entropy(self.ddp_model(x), y)
+            self._train_mode()
+            logits = self.ddp_model(x)
+            loss = F.cross_entropy(logits, y)
+            k = round(cfg.adv_ratio * len(x)) if cfg.method != "clean" else 0
+            if self.anchor is not None and k < len(x):
+                with torch.no_grad():
+                    ref = F.softmax(self.anchor(x[k:]), dim=1)
+                loss = loss + cfg.clean_kl * F.kl_div(F.log_softmax(logits[k:], dim=1), ref, reduction="batchmean")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         return loss.item()
+
+    def _train_mode(self):
+        self.model.train()
+        if self.cfg.freeze_bn:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def _augment(self, x, epoch, step):
         if not self.cfg.defenses:
@@ -207,7 +244,7 @@ class Step:
             kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_clean, reduction="sum")
             (grad,) = torch.autograd.grad(kl, x_adv)
             x_adv = (x + (x_adv.detach() + alpha * grad.sign() - x).clamp(-cfg.eps, cfg.eps)).clamp(-1, 1)
-        model.train()
+        self._train_mode()
         logits = self.ddp_model(torch.cat([x, x_adv]))  # one forward for both halves: one DDP gradient sync
         clean, adv = logits[: len(x)], logits[len(x) :]
         return F.cross_entropy(clean, y) + cfg.trades_beta * F.kl_div(
@@ -305,8 +342,12 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
     model, opt, gen, gen_opt = _build(cfg, device)
-    state = _resume(out, cfg, model, opt, gen, gen_opt, {"epoch": 0, "step": 0, "history": []})
-    step_fn = Step(cfg, model, distributed.wrap(model, d), opt, gen, gen_opt, d)
+    fresh = {"epoch": 0, "step": 0, "history": [], "start": {}, "best_epoch": 0}
+    anchor = None
+    if cfg.init_victim and cfg.clean_kl > 0 and cfg.method in ("generator", "pgd", "fgsm"):
+        anchor = copy.deepcopy(model).eval().requires_grad_(False)  # before _resume: the starting weights
+    state = _resume(out, cfg, model, opt, gen, gen_opt, fresh)
+    step_fn = Step(cfg, model, distributed.wrap(model, d), opt, gen, gen_opt, d, anchor)
     make = lambda split, crop: AudioDataset(
         [r for r in records if r.split == split],
         cfg.classes,
@@ -320,6 +361,8 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
     n_steps = len(train_set) // cfg.batch_size
     if n_steps == 0:
         raise ValueError(f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}")
+    if val_set is not None and cfg.init_victim and not state["start"] and d.main:
+        state["start"] = _validate(model, val_set, cfg, device)
     for epoch in range(state["epoch"], cfg.epochs):
         train_set.set_epoch(epoch)
         order = torch.randperm(
@@ -334,6 +377,8 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
         )
         for step in bar:
             x, y = _batch(train_set, d.shard(order[step * cfg.batch_size : (step + 1) * cfg.batch_size]), device)
+            for group in opt.param_groups:
+                group["lr"] = _lr(cfg, (epoch * n_steps + step) / (cfg.epochs * n_steps))
             losses.append(step_fn(x, y, epoch, step))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             state["step"] = step + 1
@@ -358,14 +403,44 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
                         else ""
                     )
                 )
-            _save_models(out, cfg, model, gen)
+            if _better(cfg, state, record):
+                state["best_epoch"] = epoch + 1
+                _save_models(out, cfg, model, gen)
             _save(out, cfg, model, opt, gen, gen_opt, state)
         d.barrier()
-    report = {"method": cfg.method, "config": asdict(cfg), "history": state["history"], "processes": d.world}
+    report = {
+        "method": cfg.method,
+        "config": asdict(cfg),
+        "start": state["start"],
+        "best_epoch": state["best_epoch"],
+        "history": state["history"],
+        "processes": d.world,
+    }
     if d.main:
         write_json(out / "metrics.json", report)
     distributed.shutdown(d)
     return report
+
+
+def _lr(cfg, progress: float) -> float:
+    """Cosine from cfg.lr down to cfg.lr / 10; a function of the position alone, so a resumed run follows it."""
+    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+
+
+def _better(cfg, state, record) -> bool:
+    """Whether this epoch replaces the kept one: among epochs within `max_clean_drop` of the start's clean val UA
+    (the first epoch's from scratch), the most robust on val; failing that, the cleanest."""
+    if "val_ua" not in record:
+        return True
+    history = state["history"]
+    floor = (state["start"] or history[0])["val_ua"] - cfg.max_clean_drop
+
+    def key(r):
+        ok = r["val_ua"] >= floor - 1e-9
+        return (ok, r["val_fgsm_accuracy"] if ok else r["val_ua"], r["val_ua"])
+
+    best = state["best_epoch"]
+    return best == 0 or key(record) > key(history[best - 1])
 
 
 def _validate(model, val_set, cfg, device) -> dict:
