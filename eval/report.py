@@ -336,7 +336,7 @@ MARKERS = "osD^vP*Xp<>h"
 
 
 def _success_vs_pesq(plt, cells):
-    """Colour is the victim, the marker the attack, both keyed in legends beside the plot: text labels next to the
+    """Colour is the victim, the marker the attack, both keyed in one legend beside the plot: text labels next to the
     points would overlap wherever two attacks score alike."""
     points = [c for c in _undefended(cells) if c["pesq"] is not None]
     victims = list(dict.fromkeys(c["victim"] for c in points))
