@@ -128,8 +128,13 @@ def _seed(cfg, epoch, step) -> int:
     return cfg.seed * 1_000_003 + epoch * 10_007 + step
 
 
+def _n_adversarial(ratio: float, n: int) -> int:
+    """How many of a batch's n clips are replaced by adversarial ones (the first ones)."""
+    return round(ratio * n)
+
+
 def _mix(x, x_adv, ratio):
-    k = round(ratio * len(x))
+    k = _n_adversarial(ratio, len(x))
     return torch.cat([x_adv[:k], x[k:]])
 
 
@@ -169,7 +174,7 @@ class Step:
             self._train_mode()
             logits = self.ddp_model(x)
             loss = F.cross_entropy(logits, y)
-            k = round(cfg.adv_ratio * len(x)) if cfg.method != "clean" else 0
+            k = _n_adversarial(cfg.adv_ratio, len(x)) if cfg.method != "clean" else 0
             if self.anchor is not None and k < len(x):
                 with torch.no_grad():
                     ref = F.softmax(self.anchor(x[k:]), dim=1)
@@ -203,7 +208,7 @@ class Step:
         """Update the generator against the frozen current victim, then attack with it. Only the share of the batch
         that will be replaced is used, and the update runs on a `gen_crop_seconds` crop of those clips (as
         `train-attack` does): this is what keeps generator-AT near the cost of clean training."""
-        k = round(self.cfg.adv_ratio * len(x))
+        k = _n_adversarial(self.cfg.adv_ratio, len(x))
         if k == 0:
             return x[:0]
         xs, ys = x[:k], y[:k]
