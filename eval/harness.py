@@ -226,8 +226,7 @@ def cell_context(name: str, spec: AttackSpec, cfg: EvalConfig, victim_name: str,
     context = {"family": spec.type + ":" + ":".join(f"{k}={params[k]}" for k in sorted(params)), "transfer": False}
     if spec.type == "staa":
         gen = load_generator(str(spec.params["generator"]).replace("{victim}", victim_name))
-        # the generator keeps eps in a float32 buffer: 0.03 comes back as 0.029999999, another budget than PGD's 0.03
-        eps = spec.params.get("eps") or float(f"{gen.cfg.eps:.6g}")
+        eps = spec.params.get("eps") or gen.cfg.eps
         context |= {"eps": eps, "transfer": victim_sha not in gen.surrogate_sha256}
     else:  # the grid's eps where the spec sets none (build_grid_attack); None for attacks without an l-inf budget
         context["eps"] = spec.params.get("eps", cfg.budgets[0]) if spec.value("eps") is not None else None

@@ -113,13 +113,14 @@ SIZES = {
 }
 
 
-def _stage(path: Path, fn):
+def _stage(path: Path, fn, commit: str):
     """The stage's numbers from its file, or computed and written (atomically) when it has not finished before."""
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     started = time.perf_counter()
     value = {"result": fn()}
     value["seconds"] = time.perf_counter() - started
+    value["commit"] = commit  # a resumed run may span commits: the page names each one its numbers came from
     write_json(path, value)
     return value
 
@@ -149,7 +150,7 @@ def _accuracy(model, attack, x, y, batch: int = 16) -> float:
 class Seed:
     """One seed's run folder and its stages, in order; each returns the stage's numbers."""
 
-    def __init__(self, size: Size, seed: int, work: Path, records, manifest: Path, progress: bool):
+    def __init__(self, size: Size, seed: int, work: Path, records, manifest: Path, progress: bool, commit: str):
         self.size, self.seed, self.dir, self.records, self.manifest = (
             size,
             seed,
@@ -157,13 +158,13 @@ class Seed:
             records,
             manifest,
         )
-        self.progress = progress
+        self.progress, self.commit = progress, commit
         self.victim = lambda arch: self.dir / "victims" / arch / "best.pt"
         self.generator = lambda name: self.dir / "generators" / name / "best.pt"
 
     def run(self) -> dict:
         stages = ("victims", "generators", "white_box", "transfer", "defenses", "adversarial_training")
-        return {name: _stage(self.dir / f"{name}.json", getattr(self, name)) for name in stages}
+        return {name: _stage(self.dir / f"{name}.json", getattr(self, name), self.commit) for name in stages}
 
     def victims(self) -> dict:
         out = {}
@@ -555,10 +556,10 @@ def main(argv=None) -> int:
     write_json(plan, asdict(size))
     manifest = build_corpus(work / "corpus", CorpusConfig(n_clips=size.n_clips), progress=not a.quiet)
     records = load_records("manifest", manifest)
-    runs = []
+    runs, commit = [], _commit()
     for seed in range(a.seeds):
         print(f"seed {seed}: {work / f'seed{seed}'}", flush=True)
-        runs.append(Seed(size, seed, work, records, manifest, progress=not a.quiet).run())
+        runs.append(Seed(size, seed, work, records, manifest, progress=not a.quiet, commit=commit).run())
     results = {
         "schema": "staa-ser/reproduce/1",
         "size": a.size,
@@ -566,7 +567,7 @@ def main(argv=None) -> int:
         "seeds": list(range(a.seeds)),
         "provenance": {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": _commit(),
+            "commit": ", ".join(sorted({stage.get("commit", "unknown") for run in runs for stage in run.values()})),
             "machine": machine(),
             "command": "python scripts/reproduce.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         },

@@ -441,3 +441,12 @@ def test_evaluate_takes_an_explicit_surrogate_in_the_attack_spec(corpus, tmp_pat
     args[args.index(f"s=staa:generator={gen}")] = f"s=staa:generator={gen}:surrogate={moved}"
     assert main([*args, "--force"]) == 0
     assert json.loads((tmp_path / "a" / "results.json").read_text())["cells"][0]["attack_type"] == "staa"
+
+
+def test_a_generator_reloads_with_the_budget_it_was_set_to_not_its_float32_neighbour(tmp_path):
+    gen = load_generator(conditional_generator(tmp_path / "gen.pt", victim_file(tmp_path / "v.pt")))
+    for eps in (0.03, 0.002, 0.0123):
+        gen.set_eps(eps)
+        assert float(gen.eps) != eps  # the buffer is float32
+        save_generator(tmp_path / "g.pt", gen, sample_rate=16_000, classes=EMOTIONS, surrogates=[tmp_path / "v.pt"])
+        assert load_generator(tmp_path / "g.pt").cfg.eps == eps

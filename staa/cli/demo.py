@@ -30,7 +30,7 @@ from staa.training.victim import TrainConfig, train_victim
 class DemoPlan:
     n_clips: int
     # the first is the surrogate: the generator trains against it, AT hardens it. mel_cnn: against emo18 the conditional
-    # generator stays dense (l0 0.5-0.7 under the 0.2 budget; docs/results.md)
+    # generator stays dense (l0 0.5-0.7 under the 0.2 budget; docs/experiments.md)
     victims: tuple = ("mel_cnn", "emo18", "crnn")
     victim_epochs: int = 8
     generator_epochs: int = 8
@@ -45,7 +45,7 @@ class DemoPlan:
 
 
 # Sized for 2 CPU cores: quick about 3.5 minutes; full 19 with three victims, at most 54 with wav2vec2 as the fourth (measured
-# on a shared machine: docs/results.md). Adaptive PGD costs k x EOT victim gradients per clip and *per defense*, so the demo
+# on a shared machine: docs/experiments.md). Adaptive PGD costs k x EOT victim gradients per clip and *per defense*, so the demo
 # leaves it to `staa evaluate` (attack types adaptive_pgd, standard).
 PLANS = {
     "quick": DemoPlan(
@@ -130,7 +130,7 @@ def run_demo(
             attack_cfg, [victim_paths[surrogate]], records, generators["staa"].parent, device=device, progress=progress
         )
         if plan.aware_epochs:
-            # fine-tuned from the plain generator: trained from scratch through the defenses, it never beat it (docs/results.md)
+            # fine-tuned from the plain generator: trained from scratch through the defenses, it never beat it (docs/experiments.md)
             aware_cfg = replace(
                 attack_cfg,
                 epochs=plan.aware_epochs,

@@ -23,13 +23,18 @@ from staa.models.victim import fingerprint, source_path, split_spec
 log = logging.getLogger(__name__)
 
 
+def _budget(eps) -> float:
+    """The generator keeps eps in a float32 buffer: 0.03 comes back as 0.029999999, another budget than PGD's 0.03."""
+    return float(f"{float(eps):.6g}")
+
+
 def save_generator(path, gen: STAAGenerator, *, sample_rate: int, classes, surrogates, **extra) -> None:
     """Write `gen` (its current eps included) with the surrogate checkpoints it was trained against."""
     save_checkpoint(
         path,
         "generator",
         {
-            "config": gen.config | {"eps": float(gen.eps)},
+            "config": gen.config | {"eps": _budget(gen.eps)},
             "state_dict": gen.state_dict(),
             "sample_rate": int(sample_rate),
             "classes": list(classes),
@@ -80,7 +85,8 @@ def load_generator(path, *, device="cpu") -> STAAGenerator:
     check_sample_rate(path, ckpt["sample_rate"])
     check_state_dict(path, ckpt["state_dict"])
     try:
-        gen = STAAGenerator(GeneratorConfig(**ckpt["config"]))
+        config = ckpt["config"] | ({"eps": _budget(ckpt["config"]["eps"])} if "eps" in ckpt["config"] else {})
+        gen = STAAGenerator(GeneratorConfig(**config))
         gen.load_state_dict(ckpt["state_dict"])
     except (TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: not a valid generator: {err}") from None
