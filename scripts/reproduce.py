@@ -431,10 +431,17 @@ def build_tables(runs: list[dict], size: Size) -> dict:
         f"trained ({size.generator_epochs} epochs) against that model; epoch cost: seconds per epoch over a clean "
         "fine-tune's. The kept epoch keeps clean val UA within 5 points of the start where one does.",
     )
+
+    def wall(run):
+        out = {stage: {"seconds": v["seconds"]} for stage, v in run.items()}
+        return out | {"seed (all stages)": {"seconds": sum(v["seconds"] for v in run.values())}}
+
     tables["wall_time"] = _table(
         "Wall time per stage (seconds)",
         ["seconds"],
-        _collect(runs, lambda r: {stage: {"seconds": v["seconds"]} for stage, v in r.items()}),
+        _collect(runs, wall),
+        "The corpus, shared by the seeds, is not counted. A stage resumed after a kill counts only its time after the "
+        "restart (its trainers pick up from their checkpoints).",
     )
     return tables
 

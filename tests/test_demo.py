@@ -75,3 +75,27 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_numbers(tmp
                 a["attack"],
                 k,
             )
+
+
+def test_the_seed_reaches_the_trainers_and_a_folder_of_another_seed_is_refused(tmp_path, monkeypatch):
+    from staa.cli import demo
+
+    seen = []
+
+    def first_trainer(cfg, *args, **kwargs):
+        seen.append(cfg.seed)
+        raise KeyboardInterrupt  # stop at the first training step: only its settings matter here
+
+    monkeypatch.setattr(demo, "build_corpus", lambda out, cfg, progress: out / "manifest.csv")
+    monkeypatch.setattr(demo, "load_records", lambda kind, path: [])
+    monkeypatch.setattr(demo, "train_victim", first_trainer)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_demo(tmp_path, quick=True, seed=7, progress=False)
+    assert seen == [7]
+    with pytest.raises(ValueError, match=r"demo\.json: holds a demo of other settings \(seed 7\)"):
+        demo.run_demo(tmp_path, quick=True, seed=1, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        demo.run_demo(tmp_path, quick=False, seed=7, progress=False)  # another plan
+    with pytest.raises(KeyboardInterrupt):  # the same settings resume
+        demo.run_demo(tmp_path, quick=True, seed=7, progress=False)
+    assert seen == [7, 7]

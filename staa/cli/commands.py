@@ -506,7 +506,7 @@ def cmd_demo(a) -> None:
     from staa.cli.demo import run_demo
 
     with _claim(a):
-        run_demo(Path(a.out), quick=a.quick, progress=not a.quiet, device=a.device)
+        run_demo(Path(a.out), quick=a.quick, seed=a.seed, progress=not a.quiet, device=a.device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -902,10 +902,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="the whole pipeline on the built-in corpus",
-        description="The whole pipeline on the built-in corpus: corpus, victims (3 architectures), STAA (plain and defense-aware), white-box and transfer rates, generator adversarial training, a grid of attacks x defenses, report.html. --quick: a smaller first look. Interrupted runs continue with --resume.",
+        description="The whole pipeline on the built-in corpus: corpus, victims (4 architectures), STAA (plain and defense-aware), white-box and transfer rates, generator adversarial training, a grid of attacks x defenses, report.html. --quick: a smaller first look. Interrupted runs continue with --resume.",
     )
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--quick", action="store_true", help="a smaller corpus and fewer epochs, for a first look")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of every training and attack draw; the corpus stays (default: 0)"
+    )
     _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_demo)

@@ -6,12 +6,14 @@ x defenses over every victim (the hardened one included, for before/after) throu
 report.html.
 
 Every step writes its results atomically and is skipped when they are already there, and every random draw
-is seeded, so a run killed at any moment and started again ends with the numbers of an uninterrupted run.
+is seeded (`--seed` changes every training and attack draw; the corpus stays the same), so a run killed at any
+moment and started again ends with the numbers of an uninterrupted run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from eval.harness import timed
@@ -20,6 +22,7 @@ from staa.attacks.runner import run_attack, transfer_matrix
 from staa.datasets import AudioDataset, load_records
 from staa.datasets.synthetic.corpus import EMOTIONS, CorpusConfig, build_corpus
 from staa.generator import AttackTrainConfig, recipe, train_generator
+from staa.io.atomic import write_json
 from staa.metrics.intervals import wilson
 from staa.models.victim import load_victim
 from staa.training.adversarial import AdvTrainConfig, adv_train
@@ -65,7 +68,14 @@ PLANS = {
 
 
 def _grid(
-    out: Path, plan: DemoPlan, manifest: Path, victim_paths: dict, generators: dict, progress: bool, device: str
+    out: Path,
+    plan: DemoPlan,
+    manifest: Path,
+    victim_paths: dict,
+    generators: dict,
+    progress: bool,
+    device: str,
+    seed: int,
 ) -> dict:
     from eval.config import EvalConfig
     from eval.harness import run_grid
@@ -80,9 +90,26 @@ def _grid(
         max_clips=plan.eval_clips,
         perceptual=plan.perceptual,
         clip_seconds=plan.clip_seconds,
+        seed=seed,
     )
     run_grid(cfg, out / "eval", device=device, progress=progress)
     return build_report(out / "eval")
+
+
+def _claim_settings(out: Path, settings: dict) -> None:
+    """A demo folder holds one plan and seed: resuming it with others would mix two runs' models."""
+    path = out / "demo.json"
+    settings = json.loads(json.dumps(settings))
+    if path.is_file():
+        try:
+            held = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            held = None
+        if held != settings:
+            seed = held.get("seed") if isinstance(held, dict) else "?"
+            raise ValueError(f"{path}: holds a demo of other settings (seed {seed}); use another --out, or --force")
+        return
+    write_json(path, settings)
 
 
 def _print_robust_table(table: dict) -> None:
@@ -94,9 +121,16 @@ def _print_robust_table(table: dict) -> None:
 
 
 def run_demo(
-    out: Path, *, quick: bool = False, plan: DemoPlan | None = None, progress: bool = True, device: str = "cpu"
+    out: Path,
+    *,
+    quick: bool = False,
+    plan: DemoPlan | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    device: str = "cpu",
 ) -> dict:
     plan = plan or PLANS["quick" if quick else "full"]
+    _claim_settings(out, {"plan": asdict(plan), "seed": seed})
     seconds: dict = {}  # wall time per phase of this run (a resumed run counts only what it redid)
     with timed("corpus", seconds):
         manifest = build_corpus(
@@ -107,7 +141,7 @@ def run_demo(
     with timed("victims", seconds):
         for arch in plan.victims:
             cfg = TrainConfig(
-                arch=arch, classes=list(EMOTIONS), epochs=plan.victim_epochs, clip_seconds=plan.clip_seconds
+                arch=arch, classes=list(EMOTIONS), epochs=plan.victim_epochs, clip_seconds=plan.clip_seconds, seed=seed
             )
             results[arch] = train_victim(cfg, records, out / "victims" / arch, device=device, progress=progress)
     print(f"\n{'victim':<18}{'val UA':>8}{'test UA':>9}{'test WA':>9}")
@@ -122,7 +156,7 @@ def run_demo(
     # the default recipe, its budget from the first step: with a sparsity warm-up the mask on this small corpus is fully
     # on by the time the budget starts, and the budget then switches it off almost entirely (docs/design.md)
     attack_cfg = AttackTrainConfig(
-        epochs=plan.generator_epochs, eval_clip_seconds=plan.clip_seconds, **recipe("default")
+        epochs=plan.generator_epochs, eval_clip_seconds=plan.clip_seconds, seed=seed, **recipe("default")
     )
     generators = {"staa": out / "attacks" / surrogate / "best.pt"}
     with timed("generators", seconds):
@@ -163,6 +197,7 @@ def run_demo(
             init_generator=str(generators["staa"]),
             generator=recipe("default"),
             gen_crop_seconds=0,
+            seed=seed,
         )
         with timed("adversarial training", seconds):
             results["adv_train"] = adv_train(
@@ -172,7 +207,7 @@ def run_demo(
         _print_hardening(results["adv_train"], surrogate)
 
     with timed("grid and report", seconds):
-        report = _grid(out, plan, manifest, victim_paths, generators, progress, device)
+        report = _grid(out, plan, manifest, victim_paths, generators, progress, device, seed)
     results["report"] = report
     print("\n" + "\n".join(report["summary"]))
     for flag in report["sanity_flags"]:
