@@ -286,12 +286,14 @@ def _stat(values: list) -> dict | None:
     }
 
 
-def _table(title: str, columns: list, rows: dict, note: str = "") -> dict:
-    """`rows`: label -> column -> the per-seed values."""
+def _table(title: str, columns: list, rows: dict, note: str = "", order=()) -> dict:
+    """`rows`: label -> column -> the per-seed values; `order`: the labels to show first, in this order."""
+    rows = {label: rows[label] for label in [*(o for o in order if o in rows), *(r for r in rows if r not in order)]}
     return {
         "title": title,
         "columns": columns,
         "rows": {label: {c: _stat(vals.get(c, [])) for c in columns} for label, vals in rows.items()},
+        "row_order": list(rows),  # json keys come back sorted
         "note": note,
     }
 
@@ -317,6 +319,7 @@ def build_tables(runs: list[dict], size: Size) -> dict:
                 lambda r: {a: {"val UA": v["val_ua"], "test UA": v["test_ua"]} for a, v in res(r, "victims").items()},
             ),
             "Unweighted accuracy on the speaker- and sentence-held-out splits; chance is 0.25.",
+            order=size.victims,
         )
     }
     names = {"staa": "STAA", "fgsm": "FGSM", "pgd10": "PGD-10", "pgd100": "PGD-100"}
@@ -344,6 +347,7 @@ def build_tables(runs: list[dict], size: Size) -> dict:
             _collect(runs, pick),
             f"{size.bench_clips} test clips; STAA is the generator trained at this eps (default recipe, "
             f"{size.generator_epochs} epochs). Distortion over successful clips; ms per clip after one warm-up batch.",
+            order=["STAA", *(names.get(a, a) for a in size.attacks)],
         )
 
     def speed(run):
@@ -382,6 +386,7 @@ def build_tables(runs: list[dict], size: Size) -> dict:
         targets,
         _collect(runs, lambda r: {f"from {s}": row for s, row in res(r, "transfer")["fooling_rate"].items()}),
         "Rows: the generator's surrogate; the diagonal is white-box.",
+        order=[f"from {a}" for a in size.transfer_sources],
     )
 
     def survival(run):  # undefended: the success rate; defended: the share of those successes that survive
@@ -430,6 +435,7 @@ def build_tables(runs: list[dict], size: Size) -> dict:
         f"Test UA and accuracy under attack at eps 0.03 on {size.eval_clips} test clips. Fresh STAA: a generator "
         f"trained ({size.generator_epochs} epochs) against that model; epoch cost: seconds per epoch over a clean "
         "fine-tune's. The kept epoch keeps clean val UA within 5 points of the start where one does.",
+        order=["none", *AT_METHODS],
     )
 
     def wall(run):
@@ -523,16 +529,16 @@ def render(results: dict) -> str:
         "| bar | met on | per seed |",
         "|---|---|---|",
     ]
-    for bar, per_seed in results["bars"].items():
-        lines.append(
-            f"| {bar} | {sum(per_seed)} of {len(per_seed)} | {' '.join('yes' if b else 'no' for b in per_seed)} |"
-        )
+    for bar in results["bars"]:
+        met = bar["met"]
+        lines.append(f"| {bar['bar']} | {sum(met)} of {len(met)} | {' '.join('yes' if b else 'no' for b in met)} |")
     for key in TABLES:  # json keys come back sorted
         t = results["tables"][key]
         lines += ["", f"## {t['title']}", "", f"<!-- table {key} -->", ""]
         lines.append("| | " + " | ".join(t["columns"]) + " |")
         lines.append("|---|" + "---|" * len(t["columns"]))
-        for label, row in t["rows"].items():
+        for label in t["row_order"]:
+            row = t["rows"][label]
             lines.append(f"| {label} | " + " | ".join(_cell(row[c], per_seed=True) for c in t["columns"]) + " |")
         if t["note"]:
             lines += ["", t["note"]]
@@ -578,7 +584,7 @@ def main(argv=None) -> int:
             "machine": machine(),
             "command": "python scripts/reproduce.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         },
-        "bars": bars(runs),
+        "bars": [{"bar": bar, "met": met} for bar, met in bars(runs).items()],  # a list: json objects come back sorted
         "tables": build_tables(runs, size),
     }
     out = Path(a.out)

