@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,6 +41,7 @@ from staa.io.atomic import write_json  # noqa: E402
 from staa.io.provenance import machine  # noqa: E402
 from staa.metrics.classification import classification_scores  # noqa: E402
 from staa.models import MODELS  # noqa: E402
+from staa.models.inference import predict  # noqa: E402
 from staa.models.victim import load_victim  # noqa: E402
 from staa.training.adversarial import AdvTrainConfig, adv_train  # noqa: E402
 from staa.training.victim import TrainConfig, train_victim  # noqa: E402
@@ -133,18 +135,13 @@ def _generator_cfg(size: Size, seed: int, eps: float) -> AttackTrainConfig:
     )
 
 
-def _test_tensors(records, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    test = AudioDataset([r for r in records if r.split == "test"][:n], list(EMOTIONS), crop="center")
-    return torch.stack([test[i][0] for i in range(len(test))]), torch.tensor([test[i][1] for i in range(len(test))])
-
-
-def _accuracy(model, attack, x, y, batch: int = 16) -> float:
+def _accuracy_under(model, attack, test, batch: int = 16) -> float:
     right = 0
-    for i in range(0, len(x), batch):
-        xb = attack(x[i : i + batch], y[i : i + batch]) if attack is not None else x[i : i + batch]
+    for x, y in DataLoader(test, batch_size=batch, shuffle=False):
+        x_adv = attack(x, y)
         with torch.no_grad():
-            right += int((model(xb).argmax(1) == y[i : i + batch]).sum())
-    return right / len(x)
+            right += int((model(x_adv).argmax(1) == y).sum())
+    return right / len(test)
 
 
 class Seed:
@@ -238,7 +235,9 @@ class Seed:
         return {"cells": [{k: c[k] for k in ("attack", "defense", *keys)} for c in results["cells"]]}
 
     def adversarial_training(self) -> dict:
-        x, y = _test_tensors(self.records, self.size.eval_clips)
+        test = AudioDataset(
+            [r for r in self.records if r.split == "test"][: self.size.eval_clips], list(EMOTIONS), crop="center"
+        )
         start = self.victim(SURROGATE)
         models, epoch_seconds = {"none": start}, {}
         for method in ("clean", *AT_METHODS):
@@ -264,11 +263,10 @@ class Seed:
             if name != "none":
                 self._train_generator(f"fresh_{name}", path, 0.03)
             model = load_victim(path).model.eval()
-            with torch.no_grad():
-                pred = torch.cat([model(x[i : i + 16]).argmax(1) for i in range(0, len(x), 16)])
-            row = {"clean_ua": classification_scores(y.tolist(), pred.tolist(), len(EMOTIONS))["ua"]}
+            row = {"clean_ua": classification_scores(*predict(model, test), len(EMOTIONS))["ua"]}
             for key, spec in {"staa": f"staa:generator={fresh}", **self.size.robust}.items():
-                row[f"{key}_accuracy"] = _accuracy(model, build_attack(spec, model, sample_rate=16_000, eps=0.03), x, y)
+                attack = build_attack(spec, model, sample_rate=16_000, eps=0.03)
+                row[f"{key}_accuracy"] = _accuracy_under(model, attack, test)
             row["epoch_cost"] = epoch_seconds[name] / epoch_seconds["clean"] if name in epoch_seconds else None
             out[name] = row
         return out
