@@ -1,13 +1,15 @@
 """Reproduce docs/results.json and docs/results.md on the built-in corpus: every table, over seeds.
 
     python scripts/reproduce.py --size quick|full [--seeds 3] [--work runs/reproduce] [--out docs] [--threads 2]
+    python scripts/reproduce.py --size quick --seed 1 --threads 1   # one seed's stages only: a part to run apart
 
 Per seed it trains what it needs, each seed its own: the six zoo victims, STAA generators against the surrogate
 (mel_cnn) at eps 0.03 and 0.002, models hardened from the surrogate by every adversarial-training method, and a fresh
 generator against each hardened model. Then it measures the white-box table of every attack at both budgets (with
 their speed against STAA), the transfer matrix, survival through the defenses with the standard suite through each,
 and the adversarial-training comparison. Every stage writes its numbers to WORK/seedN/STAGE.json when it finishes
-and the trainers resume from their last checkpoint, so a killed run started again picks up where it stopped. The
+and the trainers resume from their last checkpoint, so a killed run started again picks up where it stopped, and
+seeds can run as separate parts (`--seed K`, one process each) that a last run without `--seed` gathers. The
 corpus is one for all seeds (as a real dataset would be); the seed changes every training and attack draw.
 
 Writes OUT/results.json (each number's per-seed values, mean and std) and OUT/results.md, made from it, with the
@@ -102,7 +104,15 @@ SIZES = {
         standard="standard:steps=2:queries=5",
         robust={"apgd": "apgd:steps=2", "square": "square:queries=5"},
     ),
-    "quick": Size(n_clips=600, victim_epochs=4, generator_epochs=6, at_epochs=1, bench_clips=32, eval_clips=40),
+    "quick": Size(
+        n_clips=600,
+        victim_epochs=4,
+        generator_epochs=6,
+        at_epochs=1,
+        bench_clips=32,
+        eval_clips=40,
+        standard="standard:steps=20:queries=200",  # run through each of the six defenses: the stage's largest share
+    ),
     "full": Size(
         n_clips=1200,
         victim_epochs=8,
@@ -553,9 +563,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="docs", help="folder for results.json and results.md (default: docs)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--seed", type=int, help="run only this seed's stages and write no results (a part of the run)")
     a = p.parse_args(argv)
     if a.seeds < 1:
         p.error("--seeds must be at least 1")
+    if a.seed is not None and a.seed < 0:
+        p.error("--seed must be 0 or more")
     torch.set_num_threads(a.threads)
     size = SIZES[a.size]
     work = Path(a.work) / a.size
@@ -568,6 +581,10 @@ def main(argv=None) -> int:
     manifest = build_corpus(work / "corpus", CorpusConfig(n_clips=size.n_clips), progress=not a.quiet)
     records = load_records("manifest", manifest)
     runs, commit = [], _commit()
+    if a.seed is not None:
+        Seed(size, a.seed, work, records, manifest, progress=not a.quiet, commit=commit).run()
+        print(f"seed {a.seed}: done in {work / f'seed{a.seed}'}", flush=True)
+        return 0
     for seed in range(a.seeds):
         print(f"seed {seed}: {work / f'seed{seed}'}", flush=True)
         runs.append(Seed(size, seed, work, records, manifest, progress=not a.quiet, commit=commit).run())
