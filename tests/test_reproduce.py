@@ -47,17 +47,23 @@ def _check_tables(results: dict, reproduce, n_seeds: int) -> None:
 
 @pytest.mark.slow  # minutes: it trains every model of a seed
 @pytest.mark.filterwarnings("ignore")
-def test_a_smoke_run_writes_every_table_and_a_rerun_resumes_from_its_stages(tmp_path, reproduce):
+def test_a_smoke_run_in_parts_writes_every_table_and_a_rerun_resumes_from_its_stages(tmp_path, reproduce):
     work, out = tmp_path / "work", tmp_path / "docs"
-    args = ["--size", "smoke", "--seeds", "1", "--work", str(work), "--out", str(out), "--quiet"]
+    common = ["--size", "smoke", "--work", str(work), "--out", str(out), "--quiet"]
+    # a seed run as a part of its own writes its stages and no results; the run without --seed gathers them
+    assert reproduce.main([*common, "--seed", "0"]) == 0
+    seed = work / "smoke" / "seed0"
+    parted = {f.name: os.stat(f).st_mtime_ns for f in seed.glob("*.json")}
+    assert len(parted) == 6 and not out.exists()
+    args = [*common, "--seeds", "1"]
     assert reproduce.main(args) == 0
+    assert {f.name: os.stat(f).st_mtime_ns for f in seed.glob("*.json")} == parted
     results = json.loads((out / "results.json").read_text())
     _check_tables(results, reproduce, 1)
     assert (out / "results.md").read_text() == reproduce.render(results)
 
     # a run killed during its last stage: the stages before it are read back, not recomputed, and the stage
     # redone from its trainers' checkpoints gives the same numbers
-    seed = work / "smoke" / "seed0"
     kept = {f.name: os.stat(f).st_mtime_ns for f in seed.glob("*.json") if f.name != "adversarial_training.json"}
     before = json.loads((seed / "adversarial_training.json").read_text())["result"]
     (seed / "adversarial_training.json").unlink()

@@ -106,3 +106,20 @@ def test_foreign_and_tampered_checkpoints_are_refused(corpus, tmp_path, capsys):
         load_victim(tmp_path / "swapped2.pt")
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_victim(tmp_path / "nope.pt")
+
+
+def test_batch_norm_statistics_are_those_of_the_final_weights_on_the_training_clips(corpus, tmp_path):
+    recs = _tiny(corpus)
+    train_victim(_cfg(epochs=1), recs, tmp_path, progress=False)
+    model = load_victim(tmp_path / "last.pt").model
+    bn = model.body[0][1]
+    # what the first batch-norm layer sees on the training clips (the epoch's random crops), through the saved weights
+    train = AudioDataset([r for r in recs if r.split == "train"], list(EMOTIONS), clip_seconds=1.0, crop="random")
+    train.set_epoch(0)
+    seen = []
+    hook = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].mean(dim=(0, 2, 3))))
+    with torch.no_grad():
+        model(torch.stack([train[i][0] for i in range(len(train))]))
+    hook.remove()
+    # three steps of momentum 0.1 from zeros would leave the running mean at a quarter of this
+    torch.testing.assert_close(bn.running_mean, seen[0], rtol=0.05, atol=1e-3)

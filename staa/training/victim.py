@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -114,6 +115,9 @@ def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cp
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
+        # Running batch-norm statistics trail weights that moved fast; with few steps they can leave the model in
+        # eval mode near chance while it is right in train mode. Recompute them with the epoch's final weights.
+        update_bn(loader, model, device)
         state["epoch"] = epoch + 1
         if not d.main:
             d.barrier()  # rank 0 validates and writes the checkpoints meanwhile
