@@ -85,5 +85,5 @@ def test_the_committed_results_have_every_table_and_the_page_is_made_from_them(r
     results = json.loads((ROOT / "docs" / "results.json").read_text())
     assert results["size"] in ("quick", "full")
     _check_tables(results, reproduce, len(results["seeds"]))
-    assert len(results["seeds"]) >= 1
+    assert len(results["seeds"]) >= 3  # a headline is a mean over seeds
     assert (ROOT / "docs" / "results.md").read_text() == reproduce.render(results)
