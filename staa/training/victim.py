@@ -115,13 +115,13 @@ def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cp
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
+        state["epoch"] = epoch + 1
+        if not d.main:
+            d.barrier()  # rank 0 validates and writes the checkpoints meanwhile (DDP broadcasts its buffers)
+            continue
         # Running batch-norm statistics trail weights that moved fast; with few steps they can leave the model in
         # eval mode near chance while it is right in train mode. Recompute them with the epoch's final weights.
         update_bn(loader, model, device)
-        state["epoch"] = epoch + 1
-        if not d.main:
-            d.barrier()  # rank 0 validates and writes the checkpoints meanwhile
-            continue
         val = classification_scores(*predict(model, val_set, device=device), len(cfg.classes))
         state["history"].append(
             {
