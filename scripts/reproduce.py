@@ -581,13 +581,11 @@ def main(argv=None) -> int:
     manifest = build_corpus(work / "corpus", CorpusConfig(n_clips=size.n_clips), progress=not a.quiet)
     records = load_records("manifest", manifest)
     runs, commit = [], _commit()
-    if a.seed is not None:
-        Seed(size, a.seed, work, records, manifest, progress=not a.quiet, commit=commit).run()
-        print(f"seed {a.seed}: done in {work / f'seed{a.seed}'}", flush=True)
-        return 0
-    for seed in range(a.seeds):
+    for seed in range(a.seeds) if a.seed is None else [a.seed]:
         print(f"seed {seed}: {work / f'seed{seed}'}", flush=True)
         runs.append(Seed(size, seed, work, records, manifest, progress=not a.quiet, commit=commit).run())
+    if a.seed is not None:  # a part: its stages are written; the run without --seed gathers them
+        return 0
     results = {
         "schema": "staa-ser/reproduce/1",
         "size": a.size,
