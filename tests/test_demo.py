@@ -49,6 +49,7 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_numbers(tmp
     assert "report: " in done.stdout and "accuracy under attack" in done.stdout
     assert "emo18 hardened by the generator (epoch 1 of 1 kept): val UA" in done.stdout  # the demo's own numbers
     assert "[95% " in done.stdout and "white-box, " in done.stdout  # with their intervals
+    assert "emo18 before and after generator adversarial training (8 test clips" in done.stdout
     report = json.loads((tmp_path / "whole" / "eval" / "report.json").read_text())
     assert set(report["robust_accuracy"]) == {"emo18", "mel_cnn", "emo18_at"}  # the hardened victim is in the grid
 
@@ -99,3 +100,30 @@ def test_the_seed_reaches_the_trainers_and_a_folder_of_another_seed_is_refused(t
     with pytest.raises(KeyboardInterrupt):  # the same settings resume
         demo.run_demo(tmp_path, quick=True, seed=7, progress=False)
     assert seen == [7, 7]
+
+
+@pytest.mark.parametrize("after, flagged", [(0.80, False), (0.70, True)])
+def test_the_hardened_model_is_flagged_when_it_loses_more_than_the_guard_on_test(capsys, after, flagged):
+    from staa.cli.demo import _hardening_on_test
+
+    cell = lambda victim, clean, adv: {
+        "victim": victim,
+        "attack": "staa",
+        "defense": "none",
+        "n": 100,
+        "clean_accuracy": clean,
+        "adversarial_accuracy": adv,
+    }
+    report = {
+        "cells": [
+            cell("mel_cnn", 0.83, 0.10),
+            cell("mel_cnn_at", after, 0.40),
+            {**cell("mel_cnn_at", 0.10, 0.0), "defense": "mp3:32"},
+        ]
+    }
+    got = _hardening_on_test(report, "mel_cnn", 0.05)
+    printed = capsys.readouterr().out
+    assert got["flag"] is flagged
+    assert got["clean_accuracy"] == {"before": 0.83, "after": after}
+    assert "0.100 -> 0.400" in printed and "(+30.0 points)" in printed
+    assert ("FLAG mel_cnn_at: lost 13.0 points" in printed) is flagged
