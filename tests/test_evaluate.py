@@ -604,7 +604,7 @@ def test_a_gradient_masked_victim_is_flagged_and_a_plain_one_is_not(tmp_path):
     cfg = EvalConfig(
         data=str(tmp_path / "tones.csv"),
         victims={"plain": str(tmp_path / "tones.pt"), "masked": f"python:{tmp_path / 'masked.py'}:build"},
-        attacks={"pgd": "pgd:steps=5", "square": "square:queries=200"},
+        attacks={"pgd": "pgd:steps=5:random_start=false", "square": "square:queries=200"},
         eps=0.002,
         clip_seconds=0.5,
         perceptual=False,

@@ -68,7 +68,11 @@ def test_square_fools_without_gradients_where_gradient_attacks_see_none(fitted):
     x_adv = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(nn.functional.cross_entropy(masked(x_adv), masked(x).argmax(1)), x_adv)
     assert grad.abs().max() == 0  # the masking is real
-    assert _success(masked, x, APGD(masked, eps=0.01, steps=20)(x)) == 0.0
+    apgd = APGD(masked, eps=0.01, steps=20)
+    start = torch.max(torch.min(x + apgd._start(x, 0), (x + 0.01).clamp(-1, 1)), (x - 0.01).clamp(-1, 1))
+    # no gradient step moves a clip beyond its random start: whatever the start happens to flip on this machine's
+    # floating point is all that APGD finds
+    assert torch.equal(apgd(x), start)
     square = Square(masked, eps=0.01, queries=300)
     adv = square(x)
     assert _success(masked, x, adv) >= 0.5 and (adv - x).abs().max() <= 0.01 + 1e-6
