@@ -170,7 +170,7 @@ class RunDir:
 
         if split_spec(path)[0]:  # a user's model (hf:DIR, torchscript:FILE, python:module:function): its files
             found = source_path(path)
-            return {"path": path, "sha256": fingerprint(path) if found is None or found.exists() else None}
+            return {"path": path, "sha256": fingerprint(path) if found is not None and found.exists() else None}
         p = Path(path)
         if p.is_dir():  # a dataset folder: its listing (names and sizes), not gigabytes of audio
             h = hashlib.sha256()

@@ -122,12 +122,13 @@ def resolve_surrogate(checkpoint, gen: STAAGenerator, override=None) -> str:
         )
     recorded = gen.surrogates[0]
     prefix, path = _prefix(recorded), Path(recorded.removeprefix(_prefix(recorded)))
-    if prefix == "python:":
-        candidates = [recorded]
-    else:
-        candidates = [recorded if path.is_absolute() else prefix + str(Path(checkpoint).parent / path)]
-        candidates += gen.surrogates_absolute[:1]
-    found = [c for c in candidates if prefix == "python:" or source_path(c).exists()]
+    if prefix == "python:":  # a checkpoint is data: code to run comes only from the user's command line
+        raise CheckpointError(
+            f"{checkpoint}: its surrogate is code to run ({recorded[:80]!r}), never run from a file; {hint}"
+        )
+    candidates = [recorded if path.is_absolute() else prefix + str(Path(checkpoint).parent / path)]
+    candidates += gen.surrogates_absolute[:1]
+    found = [c for c in candidates if source_path(c).exists()]
     for c in found:
         if fingerprint(c) == gen.surrogate_sha256[0]:
             return c

@@ -104,14 +104,54 @@ def hf_classes(path, config: dict) -> list[str]:
     return [str(labels[k]) for k in order]
 
 
+# the extractor settings the front ends read, with the type each must have (bool is no int here: `True` Hz is a typo)
+SETTING_TYPES = {
+    "sampling_rate": "int",
+    "num_mel_bins": "int",
+    "max_length": "int",
+    "do_normalize": "bool",
+    "mean": "number",
+    "std": "number",
+}
+
+
+def _typed(value, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or (kind == "number" and value == value and abs(value) != float("inf"))
+
+
 def extractor_settings(path, settings: dict) -> dict:
     kind = settings.get("feature_extractor_type")
     if kind not in FRONT_ENDS:
         raise CheckpointError(
-            f"{path}: feature extractor {kind!r} has no torch front end here (supported: {', '.join(FRONT_ENDS)}); "
-            "wrap the model as python:module:function instead"
+            f"{path}: feature extractor {str(kind)[:60]!r} has no torch front end here "
+            f"(supported: {', '.join(FRONT_ENDS)}); wrap the model as python:module:function instead"
         )
+    for key, want in SETTING_TYPES.items():
+        if key in settings and not _typed(settings[key], want):
+            raise CheckpointError(
+                f"{path}: {key} must be {'a' if want != 'int' else 'an'} {want}, got {settings[key]!r:.60}"
+            )
+    for key in ("sampling_rate", "num_mel_bins", "max_length"):
+        if key in settings and settings[key] <= 0:
+            raise CheckpointError(f"{path}: {key} must be positive, got {settings[key]}")
     return settings
+
+
+def _no_custom_code(path, config: dict, transformers) -> None:
+    """Refuse a config that asks for code of its own: `auto_map` (custom classes in the folder) or a model_type
+    transformers does not know. Only transformers' own classes are ever built; nothing in a folder runs."""
+    if "auto_map" in config:
+        raise CheckpointError(
+            f"{path}: asks to run custom code from the folder (auto_map); staa-ser loads only transformers' own "
+            "model classes: wrap the model as python:module:function if you trust that code"
+        )
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or model_type not in transformers.CONFIG_MAPPING:
+        raise CheckpointError(f"{path}: model_type {str(model_type)[:60]!r} is not one transformers knows")
 
 
 def load_hf(folder: str | os.PathLike) -> tuple[HFClassifier, list[str], int]:
@@ -131,11 +171,34 @@ def load_hf(folder: str | os.PathLike) -> tuple[HFClassifier, list[str], int]:
     if not any((folder / f).is_file() for f in MODEL_FILES):
         raise CheckpointError(f"{folder}: holds no weights (none of {', '.join(MODEL_FILES)})")
     transformers = transformers_offline()
+    _no_custom_code(folder / "config.json", config, transformers)
+    if not any((folder / f).is_file() for f in MODEL_FILES if "safetensors" in f):
+        raise CheckpointError(
+            f"{folder}: holds its weights as a pickle (pytorch_model.bin), which is never unpickled here; "
+            "save them as safetensors (save_pretrained's default)"
+        )
     try:
-        net = transformers.AutoModelForAudioClassification.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        net, info = transformers.AutoModelForAudioClassification.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=False, use_safetensors=True, output_loading_info=True
+        )
+    except Exception as err:  # noqa: BLE001 - truncated files, bad config values: any of transformers' errors
         raise CheckpointError(f"{folder}: transformers cannot load it as an audio classifier: {_first(err)}") from None
+    # a missing head is initialised at random by transformers: a victim whose logits mean nothing
+    for what in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = [str(k) for k in info.get(what) or []]
+        if keys:
+            raise CheckpointError(
+                f"{folder}: its weights do not fit its config ({what.replace('_', ' ')}: {', '.join(keys[:3])}"
+                f"{', ...' if len(keys) > 3 else ''})"
+            )
+    check_finite(folder, net)
     return HFClassifier(net, settings).eval(), classes, int(settings.get("sampling_rate", 16_000))
+
+
+def check_finite(path, net: nn.Module) -> None:
+    bad = [name for name, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite weights (NaN or inf) in {', '.join(bad[:3])}")
 
 
 def hf_from_config(path, config: dict) -> HFClassifier:
@@ -144,10 +207,11 @@ def hf_from_config(path, config: dict) -> HFClassifier:
     model, extractor = config.get("model"), config.get("extractor")
     if not isinstance(model, dict) or not isinstance(extractor, dict):
         raise CheckpointError(f"{path}: an hf victim checkpoint needs the model's and the extractor's configs")
+    _no_custom_code(path, model, transformers)
     try:
         cfg = transformers.AutoConfig.for_model(**model)
-        net = transformers.AutoModelForAudioClassification.from_config(cfg)
-    except (ValueError, KeyError, TypeError) as err:
+        net = transformers.AutoModelForAudioClassification.from_config(cfg, trust_remote_code=False)
+    except Exception as err:  # noqa: BLE001 - any bad value in a stored config
         raise CheckpointError(f"{path}: its model config does not build an audio classifier: {_first(err)}") from None
     return HFClassifier(net, extractor_settings(path, extractor))
 

@@ -23,14 +23,20 @@ def split_target(target: str) -> tuple[str, str]:
 
 
 def module_file(target: str) -> Path | None:
-    """The source file the target's module comes from, if it can be found without running it."""
+    """The source file the target's module comes from, found without running any code (a dotted module's parent
+    packages are not imported), searched where `load_python` imports from: the current folder, then sys.path."""
     module, _ = split_target(target)
     if module.endswith(".py"):
         return Path(module)
-    try:
-        spec = importlib.util.find_spec(module) if "." not in module else None
-    except (ImportError, ValueError):
+    parts = module.split(".")
+    if not all(p.isidentifier() for p in parts):
         return None
+    for root in [os.getcwd(), *sys.path]:
+        base = Path(root or ".").joinpath(*parts)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    spec = importlib.util.find_spec(parts[0]) if len(parts) == 1 else None  # a compiled or frozen top-level module
     return Path(spec.origin) if spec and spec.origin and os.path.isfile(spec.origin) else None
 
 
@@ -45,9 +51,14 @@ def load_python(target: str) -> tuple[nn.Module, list, int]:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:
-            if os.getcwd() not in sys.path:  # a module in the current folder, as `python -m` would find it
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(module_name)
+            # a module in the current folder, as `python -m` would find it; only for this import, so that a file
+            # lying in the current folder never shadows a library imported later in the run
+            saved = list(sys.path)
+            sys.path.insert(0, os.getcwd())
+            try:
+                module = importlib.import_module(module_name)
+            finally:
+                sys.path[:] = saved
     except CheckpointError:
         raise
     except ImportError as err:

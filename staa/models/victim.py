@@ -3,7 +3,8 @@
 `load_victim(SPEC)` takes a staa-ser checkpoint (a path), or a user's own model behind a prefix:
 `hf:DIR` (a Hugging Face audio classifier, `staa.models.huggingface`), `torchscript:FILE` (`staa.models.torchscript`)
 or `python:module:function` (`staa.models.python_victim`). A staa-ser checkpoint of a fine-tuned user model records
-its format in `arch` ("hf", "torchscript", "python:module:function") and loads the same way as a zoo one.
+its format in `arch` ("hf" with its stored config, "torchscript" with its program) and loads the same way as a zoo
+one. A checkpoint is data: one that names code to import (`python:...`) is refused, never run.
 """
 
 from __future__ import annotations
@@ -116,6 +117,11 @@ def _load_external(text: str, classes, sample_rate):
     return (*load_python(target), text)
 
 
+def _printable(text: str, limit: int = 80) -> str:
+    """`text` as one safe line for a message: repr escapes control characters (ANSI escapes too)."""
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
 def _load_checkpoint(path: str):
     ckpt = load_checkpoint(path, "victim", VICTIM_KEYS)
     check_fields(path, ckpt, {"arch": str, "config": dict})
@@ -135,12 +141,16 @@ def _load_checkpoint(path: str):
             from staa.models.torchscript import torchscript_from_bytes
 
             model = torchscript_from_bytes(path, ckpt["torchscript"].numpy().tobytes())
-        elif arch.startswith("python:"):
-            from staa.models.python_victim import load_python
-
-            model = load_python(arch.removeprefix("python:"))[0]
+        elif arch.startswith("python"):
+            # a checkpoint is data: the code a model is built by comes only from the user's own command line
+            raise CheckpointError(
+                f"{path}: names code to run ({_printable(arch)}); a checkpoint never runs code: name the code "
+                "yourself (--victim python:module:function) and load this file's state_dict into what it builds"
+            )
         else:
-            raise CheckpointError(f"{path}: unknown architecture {arch!r}")
+            raise CheckpointError(
+                f"{path}: unknown architecture {_printable(arch)} (expected one of {', '.join(MODELS)}, hf, torchscript)"
+            )
         model.load_state_dict(ckpt["state_dict"])
     except (ValueError, RuntimeError, TypeError) as err:
         if isinstance(err, CheckpointError):
@@ -180,6 +190,8 @@ def source_path(spec: str | os.PathLike) -> Path | None:
 def fingerprint(spec: str | os.PathLike) -> str:
     """SHA-256 over the victim's files (one file: that file's own SHA-256)."""
     files = source_files(spec)
+    if not files:  # never the hash of nothing: any unfound module would match it
+        raise CheckpointError(f"{spec}: its source file cannot be found, so it cannot be fingerprinted")
     if len(files) == 1 and split_spec(spec)[0] != "hf":
         return file_sha256(files[0])
     h = hashlib.sha256()
