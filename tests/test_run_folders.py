@@ -387,12 +387,14 @@ def test_an_old_generator_without_a_surrogate_hash_needs_an_explicit_surrogate(t
 
 
 def test_a_corpus_build_cleans_up_after_a_killed_one(tmp_path):
-    from staa.datasets.synthetic.corpus import CorpusConfig, build_corpus
+    from staa.datasets.synthetic.corpus import CorpusConfig, _fingerprint, build_corpus
 
     root = tmp_path / "c"
     stale = root / "train" / ".000000_neutral.wav.abcd1234.tmp"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half")
+    # what a killed build of the same settings leaves: its unfinished marker, written before the first clip
+    write_json(root / "corpus.json", {"fingerprint": _fingerprint(CorpusConfig(n_clips=12)), "complete": False})
     build_corpus(root, CorpusConfig(n_clips=12), workers=1, progress=False)
     assert not stale.exists() and len(list(root.rglob("*.wav"))) == 12
 

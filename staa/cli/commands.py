@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from staa import specs
-from staa.cli.run_dir import RunDir, RunDirError, check_inputs
+from staa.cli.run_dir import RunDir, RunDirError, check_inputs, check_output_file
 from staa.datasets import LOADERS, DatasetError
 from staa.io.audio import AudioError
 from staa.io.checkpoint import CheckpointError
@@ -105,9 +105,20 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _data_dirs(data, records) -> list[Path]:
-    """The folders a command reads audio from: the dataset root (or the manifest's folder) and every audio file's folder."""
+    """The folders a command reads audio from: the dataset root (or the manifest's folder) and every audio file's
+    folder, both as named and where a symlinked file really lies."""
     data = Path(data)
-    return sorted({data if data.is_dir() else data.parent} | {Path(r.path).parent for r in records})
+    files = [Path(r.path) for r in records]
+    return sorted(
+        {data if data.is_dir() else data.parent} | {f.parent for f in files} | {f.resolve().parent for f in files}
+    )
+
+
+def _check_out_file(a, inputs, dataset=None) -> None:
+    """`--out FILE` of a command that writes one file: never a folder, an input, or a file in a data folder."""
+    if a.out:
+        records = dataset.records if dataset is not None else ()
+        check_output_file(a.out, [*inputs, *(r.path for r in records)], _data_dirs(a.data, records))
 
 
 def _claim(a, records=(), inputs: dict | None = None):
@@ -470,9 +481,11 @@ def cmd_transfer(a) -> None:
     from staa.io.atomic import write_json
     from staa.models.victim import load_victim
 
+    _check_out_file(a, [*a.generators, *a.victims, a.data])  # before any work, and again once the clips are known
     victims = {name: load_victim(p, device=a.device) for name, p in _labels(a.victims).items()}
     first = next(iter(victims.values()))
     dataset = _split_dataset(a, first.classes, first.sample_rate)
+    _check_out_file(a, [*a.generators, *a.victims, a.data], dataset)
     attacks = {name: STAA.from_checkpoint(p, device=a.device) for name, p in _labels(a.generators).items()}
     result = transfer_matrix(
         attacks, {k: v.model for k, v in victims.items()}, dataset, device=a.device, progress=not a.quiet
@@ -490,10 +503,18 @@ def cmd_bench(a) -> None:
     from eval.bench import bench_attacks
 
     a.limit = a.limit or 32
+    inputs = [a.victim, a.generator, a.data]
+    _check_out_file(a, inputs)
+
+    def dataset(classes, rate):
+        clips = _split_dataset(a, classes, rate)
+        _check_out_file(a, inputs, clips)
+        return clips
+
     bench_attacks(
         a.victim,
         a.generator,
-        lambda classes, rate: _split_dataset(a, classes, rate),
+        dataset,
         threads=a.threads,
         batch_size=a.batch_size,
         device=a.device,

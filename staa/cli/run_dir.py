@@ -42,9 +42,18 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or path.is_relative_to(folder)
 
 
+def _check_name(out) -> None:
+    # a byte that is not UTF-8 (a surrogate escape from argv) would fail only when a report names the folder
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RunDirError(f"{ascii(str(out))}: is not valid UTF-8; choose another --out") from None
+
+
 def check_inputs(out: str | os.PathLike, inputs: Iterable = (), data_dirs: Iterable = ()) -> None:
-    """Refuse an output folder that holds one of `inputs` (files, folders or victim specs the command reads) or that lies inside, or holds,
-    one of `data_dirs`; paths are compared resolved, through symlinks."""
+    """Refuse an output folder that holds one of `inputs` (files, folders or victim specs the command reads) or that
+    lies inside, or holds, one of `data_dirs`; paths are compared resolved, through symlinks."""
+    _check_name(out)
     out_path = Path(out)
     target = _resolve(out_path)
     for d in data_dirs:
@@ -61,6 +70,25 @@ def check_inputs(out: str | os.PathLike, inputs: Iterable = (), data_dirs: Itera
         path = source_path(p)  # a victim spec's file or folder; any other input is a path already
         if path is not None and _inside(_resolve(path), target):
             raise RunDirError(f"{out_path}: holds the input {p}; choose an output folder outside your inputs")
+
+
+def check_output_file(out: str | os.PathLike, inputs: Iterable = (), data_dirs: Iterable = ()) -> None:
+    """Refuse a single output file (`--out FILE.json`) that is a folder, one of `inputs` (files, folders or victim
+    specs) or inside one, or inside one of `data_dirs`; compared resolved, through symlinks."""
+    _check_name(out)
+    out_path = Path(out)
+    if out_path.is_dir():
+        raise RunDirError(f"{out_path}: is a folder; --out names the JSON file to write")
+    target = _resolve(out_path)
+    for d in data_dirs:
+        if _inside(target, _resolve(Path(d))):
+            raise RunDirError(f"{out_path}: lies inside the data folder {d}; a data folder is never written to")
+    from staa.models.victim import source_path
+
+    for p in inputs:
+        path = source_path(p)
+        if path is not None and _inside(target, _resolve(path)):
+            raise RunDirError(f"{out_path}: is the input {p}; choose another --out, inputs are never overwritten")
 
 
 class RunDir:
@@ -217,9 +245,17 @@ class RunDir:
         log.info("%s: --force removed %d file(s) of the earlier run", self.path, len(files))
 
     def record(self, path: Path) -> None:
+        """Journal a write (called before its first byte); refuse one that a symlink inside the folder would carry
+        out of it (a linked `examples/` would otherwise write into, and on --force delete from, a user's folder)."""
+        real = _resolve(path.parent) / path.name
         try:
-            rel = path.resolve().relative_to(self._root)
+            rel = real.relative_to(self._root)
         except ValueError:
+            if _inside(Path(os.path.abspath(path)), Path(os.path.abspath(self.path))):
+                raise RunDirError(
+                    f"{path}: a symlink inside the run folder {self.path} leads out of it; staa-ser never writes "
+                    "through one (remove the link, or choose another --out)"
+                ) from None
             return  # written outside the run folder: not this folder's business
         with open(self._meta / "written", "a", encoding="utf-8") as fh:
             fh.write(f"{rel.as_posix()}\n")

@@ -2,8 +2,8 @@
 
 A crash or Ctrl-C mid-write leaves the previous file (or none) under the final name, never half of one.
 Files get the permissions of a plain `open` (0666 less the umask), not mkstemp's private 0600.
-Inside `recording(callback)` every write reports its final path to `callback` before the rename, so a run
-folder can list exactly what its command wrote, even when the process is killed right after.
+Inside `recording(callback)` every write reports its final path to `callback` before its first byte, so a run
+folder can list exactly what its command wrote, even when the process is killed mid-way, and can refuse a path.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def recording(callback: Callable[[Path], None]) -> Iterator[None]:
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temp file for writing (`mode` "w" or "wb"); it replaces `path` only if the block succeeds."""
     path = Path(path)
+    note_written(path)  # before its folder or first byte: the recorder may refuse the path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -55,8 +56,6 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        if (record := _RECORDER.get()) is not None:
-            record(path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -68,6 +67,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """A temp folder to fill (a library's `save_pretrained`); it replaces `path` whole only if the block succeeds,
     and each file in it is reported to the active `recording`."""
     path = Path(path)
+    note_written(path)  # before anything is written: the recorder may refuse the folder
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmpdir"))
     try:

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.signal import lfilter, resample_poly
 
 from staa.io.atomic import atomic_open, remove_stale_temp_files, write_json
-from staa.io.lock import FolderLock
+from staa.io.lock import META, FolderLock
 from staa.io.validate import check_fields, in_range
 from staa.io.workers import stop_pool, worker_pool
 
@@ -273,8 +273,23 @@ def build_corpus(
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"{root}: exists and is not a folder")
+    if root.is_dir() and not (root / "corpus.json").is_file() and any(p.name != META for p in root.iterdir()):
+        # before the lock, which would write into it: a user's folder is never written to, nor read as clips
+        raise FileExistsError(f"{root}: is not empty and holds no staa-ser corpus; choose a new or empty folder")
     with FolderLock(root, "corpus"):
         return _build(root, cfg, workers, progress)
+
+
+def _read_info(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("fingerprint"), str):
+        raise FileExistsError(f"{path}: is damaged; choose another folder or delete this one")
+    return info
 
 
 def _check_disk(root: Path, cfg: CorpusConfig) -> None:
@@ -294,15 +309,15 @@ def _build(root: Path, cfg: CorpusConfig, workers: int, progress: bool) -> Path:
     manifest = root / "manifest.csv"
     info_path = root / "corpus.json"
     fingerprint = _fingerprint(cfg)
-    if manifest.is_file() and info_path.is_file():
-        try:
-            same = json.loads(info_path.read_text()).get("fingerprint") == fingerprint
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            raise FileExistsError(f"{info_path}: is damaged; choose another folder or delete this one") from None
-        if same:
-            log.info("reusing corpus at %s", root)
-            return manifest
+    info = _read_info(info_path)
+    if info is not None and info["fingerprint"] != fingerprint:
+        # also a partial one: its clips are another seed's or size's, and must not be mixed into this corpus
         raise FileExistsError(f"{root} holds a corpus built with other settings; choose another folder or delete it")
+    if info is not None and info.get("complete", True) and manifest.is_file():
+        log.info("reusing corpus at %s", root)
+        return manifest
+    about = {"fingerprint": fingerprint, "config": asdict(cfg), "emotions": list(EMOTIONS)}
+    write_json(info_path, {**about, "complete": False})  # before the first clip: a rebuild knows whose clips these are
     if stale := remove_stale_temp_files(root):
         log.info("%s: removed %d temp file(s) left by an interrupted run", root, stale)
     _check_disk(root, cfg)
@@ -325,5 +340,5 @@ def _build(root: Path, cfg: CorpusConfig, workers: int, progress: bool) -> Path:
         writer = csv.DictWriter(fh, fieldnames=list(asdict(specs[0])))
         writer.writeheader()
         writer.writerows(asdict(s) for s in specs)
-    write_json(info_path, {"fingerprint": fingerprint, "config": asdict(cfg), "emotions": list(EMOTIONS)})
+    write_json(info_path, {**about, "complete": True})
     return manifest
