@@ -7,7 +7,14 @@ Definitions (per clip; "defended" = the defense, then the victim):
 - success: the adversarial clip changes the undefended victim's prediction (the paper's fooling);
 - defended fooling: the defended victim's prediction on the adversarial clip differs from its prediction on
   the clean clip, i.e. the attack still changes what the defended system says;
-- survival: the share of successful clips that still fool the defended system.
+- survival: the share of successful clips that still fool the defended system;
+- robust accuracy (RobustBench / AutoAttack): the clip is classified correctly and stays so under the attack.
+  For a correct clip the attack, run against the prediction, is run against the true label; a wrong clip is never
+  robust. So it never exceeds clean accuracy, unlike the accuracy on the adversarial clips ("adversarial
+  accuracy"), which an attack can raise by moving a wrong clip onto its label (a sanity flag fires when it does).
+
+Near-silent clips (RMS below `staa.metrics.perturbation.SILENCE_DBFS`) are left out of every cell and counted
+(`n_silent`): a perturbation within eps is louder than such a clip, and its success would measure nothing.
 
 Work is saved per victim x attack (`cells/VICTIM/ATTACK.{csv,json}`, the JSON written last), so a rerun skips
 what is finished. `results.json` and `clips.csv` gather all cells at the end.
@@ -38,7 +45,7 @@ from staa.io.provenance import machine
 from staa.metrics.classification import fooled
 from staa.metrics.intervals import wilson
 from staa.metrics.perceptual import perceptual_scores
-from staa.metrics.perturbation import perturbation_scores
+from staa.metrics.perturbation import near_silent, perturbation_scores
 from staa.models.checks import flags
 from staa.models.inference import InferenceModel
 from staa.models.victim import Victim, fingerprint, load_victim
@@ -67,6 +74,7 @@ CLIP_FIELDS = [
     "pesq_error",
     "seconds",
 ]
+SCHEMA = "staa-ser/results/2"  # 2: robust accuracy, n_silent and adaptive per cell
 SCORE_KEYS = ["l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db", "pesq", "stoi", "estoi"]
 
 
@@ -87,6 +95,10 @@ def select_clips(records, victim: Victim, cfg: EvalConfig) -> AudioDataset:
     if cfg.max_clips and len(chosen) > cfg.max_clips:  # a seeded sample, kept in manifest order
         keep = set(random.Random(cfg.seed).sample(range(len(chosen)), cfg.max_clips))
         chosen = [r for i, r in enumerate(chosen) if i in keep]
+    return _dataset(chosen, victim, cfg)
+
+
+def _dataset(chosen, victim: Victim, cfg: EvalConfig) -> AudioDataset:
     return AudioDataset(
         chosen,
         victim.classes,
@@ -184,6 +196,8 @@ RATES = (  # each rate of a cell, and the count it is a share of
     ("success_rate", "n"),
     ("adversarial_accuracy", "n"),
     ("defended_adversarial_accuracy", "n"),
+    ("robust_accuracy", "n"),
+    ("defended_robust_accuracy", "n"),
     ("defended_fooling_rate", "n"),
     ("survival", "n_success"),
 )
@@ -195,6 +209,7 @@ def summarise_cell(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["success"]]
     frac = lambda rs, key: sum(bool(r[key]) for r in rs) / len(rs) if rs else None
     acc = lambda key: sum(r[key] == r["label"] for r in rows) / n
+    robust = lambda clean, adv: sum(r[clean] == r["label"] == r[adv] for r in rows) / n
     cell = {
         "n": n,
         "clean_accuracy": acc("clean_pred"),
@@ -202,6 +217,8 @@ def summarise_cell(rows: list[dict]) -> dict:
         "success_rate": frac(rows, "success"),
         "adversarial_accuracy": acc("adv_pred"),
         "defended_adversarial_accuracy": acc("defended_adv_pred"),
+        "robust_accuracy": robust("clean_pred", "adv_pred"),
+        "defended_robust_accuracy": robust("defended_clean_pred", "defended_adv_pred"),
         "defended_fooling_rate": frac(rows, "defended_fooled"),
         "survival": frac(ok, "defended_fooled"),
         "n_success": len(ok),
@@ -389,9 +406,17 @@ def load_grid_records(cfg: EvalConfig) -> list:
 
 
 def _prepare(victim: Victim, records, cfg: EvalConfig, device, times: dict):
-    """A victim's clips, its faster predictor, and its clean predictions with and without each defense."""
+    """A victim's clips (the near-silent ones left out), its faster predictor, its clean predictions with and without
+    each defense, and how many clips were left out."""
     data = select_clips(records, victim, cfg)
-    x = Clips([data[i][0].to(device) for i in range(len(data))], cfg.batch_size)
+    waves = [data[i][0] for i in range(len(data))]
+    silent = {i for i, w in enumerate(waves) if near_silent(w[None])[0]}
+    if len(silent) == len(waves):
+        raise ValueError(f"all {len(waves)} clips of split {cfg.split!r} are near-silent: there is nothing to attack")
+    if silent:
+        data = _dataset([r for i, r in enumerate(data.records) if i not in silent], victim, cfg)
+        waves = [w for i, w in enumerate(waves) if i not in silent]
+    x = Clips([w.to(device) for w in waves], cfg.batch_size)
     predictor = InferenceModel(victim.model)
     clean_pred = _predict(predictor, x, times)
     defended_clean = {}
@@ -400,7 +425,7 @@ def _prepare(victim: Victim, records, cfg: EvalConfig, device, times: dict):
         defended_clean[spec_text] = (
             clean_pred if _is_identity(defense) else _predict(predictor, x, times, defense, victim.sample_rate)
         )
-    return data, x, predictor, clean_pred, defended_clean
+    return data, x, predictor, clean_pred, defended_clean, len(silent)
 
 
 def run_grid(
@@ -462,7 +487,7 @@ def run_grid(
                 continue
             if not (resume and done.is_file()):
                 prepared = prepared or _prepare(victim, records, cfg, device, times)
-                data, x, predictor, clean_pred, defended_clean = prepared
+                data, x, predictor, clean_pred, defended_clean, n_silent = prepared
                 rows = evaluate_attack(
                     name,
                     spec,
@@ -488,12 +513,14 @@ def run_grid(
                         "type": spec.type,
                         "complete": True,
                         "victim_sha256": victim_sha,
+                        "n_silent": n_silent,
                         "rank": rank,  # which torchrun process computed it (0 in a single process)
                     },
                 )
             if world > 1:
                 continue
             rows = _read_rows(done.with_suffix(".csv"))
+            n_silent = _read_json(done).get("n_silent", 0)
             all_rows += rows
             context = cell_context(name, spec, cfg, victim_name, victim_sha)
             for spec_text in cfg.defenses:
@@ -506,6 +533,8 @@ def run_grid(
                         "attack_type": spec.type,
                         "defense": spec_text,
                         **{k: _nan_to_none(v) for k, v in summarise_cell(cell_rows).items()},
+                        "n_silent": n_silent,
+                        "adaptive": spec.adaptive,
                         "eps": context["eps"],
                         "family": context["family"],
                         "transfer": context["transfer"],
@@ -524,7 +553,7 @@ def run_grid(
             if (f["victim"], f["attack"], f["defense"]) == (c["victim"], c["attack"], c["defense"])
         ]
     results = {
-        "schema": "staa-ser/results/1",
+        "schema": SCHEMA,
         "config": cfg.to_dict(),
         "machine": machine(),
         "classes": classes,

@@ -5,13 +5,15 @@ report.json schema ("staa-ser/report/1"):
     summary       list of plain-language sentences (the top of the page)
     cells         one object per victim x attack x defense, the harness's numbers (see eval.harness):
                   victim, attack, attack_type, defense, n, clean_accuracy, defended_clean_accuracy, success_rate,
-                  adversarial_accuracy, defended_adversarial_accuracy, defended_fooling_rate, survival, n_success,
+                  adversarial_accuracy, defended_adversarial_accuracy, robust_accuracy, defended_robust_accuracy
+                  (correct before and after the attack: never above clean accuracy), defended_fooling_rate,
+                  survival, n_success, n_silent (near-silent clips left out), adaptive,
                   l0_ratio, linf, distortion_db, snr_db, seg_snr_db, pesq, stoi, estoi, perceptual_n (clips
                   scored for PESQ/STOI), pesq_failures,
                   seconds_per_clip (null where undefined, e.g. survival with no success)
     transfer      {"rows": attacks, "columns": victims, "success_rate": {attack: {victim: rate}}} (undefended)
     defense_cost  {victim: {defense: clean accuracy after the defense}}
-    robust_accuracy  {victim: {"clean": clean accuracy, attack: accuracy under that attack}} (undefended): hardened
+    robust_accuracy  {victim: {"clean": clean accuracy, attack: robust accuracy under that attack}} (undefended): hardened
                   victims (e.g. after `staa adv-train`) next to the originals read as before/after
     config, machine   as in results.json
 """
@@ -36,6 +38,8 @@ NUMBER_KEYS = [
     "success_rate",
     "adversarial_accuracy",
     "defended_adversarial_accuracy",
+    "robust_accuracy",
+    "defended_robust_accuracy",
     "defended_fooling_rate",
     "survival",
     "l0_ratio",
@@ -74,21 +78,22 @@ def defense_cost(cells) -> dict:
 def robust_accuracy(cells) -> dict:
     out: dict = {}
     for c in _undefended(cells):
-        out.setdefault(c["victim"], {"clean": c["clean_accuracy"]})[c["attack"]] = c["adversarial_accuracy"]
+        out.setdefault(c["victim"], {"clean": c["clean_accuracy"]})[c["attack"]] = c["robust_accuracy"]
     return out
 
 
 def verdict(cells) -> list[dict]:
-    """Per victim x defense x budget: what the defense costs on clean clips and the worst-case accuracy over every
-    attack at that eps (adaptive ones included), with its n and 95% interval: the one number a defense's robustness
-    is."""
+    """Per victim x defense x budget: what the defense costs on clean clips and the worst-case robust accuracy over
+    every attack at that eps (adaptive ones included), with its n and 95% interval: the one number a defense's
+    robustness is. A defense that no adaptive attack went through gets none (`verified` false)."""
     out = []
     groups: dict = {}
     for c in cells:
         groups.setdefault((c["victim"], c["defense"], c.get("eps")), []).append(c)
     for (victim, defense, eps), group in sorted(groups.items(), key=lambda kv: _verdict_order(kv[0], cells)):
-        worst = min(group, key=lambda c: c["defended_adversarial_accuracy"])
-        ci = (worst.get("intervals") or {}).get("defended_adversarial_accuracy")
+        worst = min(group, key=lambda c: c["defended_robust_accuracy"])
+        ci = (worst.get("intervals") or {}).get("defended_robust_accuracy")
+        verified = defense == "none" or any(c.get("adaptive") for c in group)
         out.append(
             {
                 "victim": victim,
@@ -98,9 +103,10 @@ def verdict(cells) -> list[dict]:
                 "clean_accuracy": worst["clean_accuracy"],
                 "defended_clean_accuracy": worst["defended_clean_accuracy"],
                 "clean_cost": worst["clean_accuracy"] - worst["defended_clean_accuracy"],
-                "worst_case_accuracy": worst["defended_adversarial_accuracy"],
-                "worst_case_interval": ci,
-                "worst_attack": worst["attack"],
+                "worst_case_accuracy": worst["defended_robust_accuracy"] if verified else None,
+                "worst_case_interval": ci if verified else None,
+                "worst_attack": worst["attack"] if verified else None,
+                "verified": verified,
                 "flagged": any(c.get("flags") for c in group),
             }
         )
@@ -135,8 +141,8 @@ def security_curves(cells) -> list[dict]:
                 "points": [
                     {
                         "eps": c["eps"],
-                        "accuracy": c["defended_adversarial_accuracy"],
-                        "interval": (c.get("intervals") or {}).get("defended_adversarial_accuracy"),
+                        "accuracy": c["defended_robust_accuracy"],
+                        "interval": (c.get("intervals") or {}).get("defended_robust_accuracy"),
                         **{k: c[k] for k in ("snr_db", "pesq", "stoi")},
                     }
                     for c in group
@@ -150,7 +156,7 @@ def _verdict_table(rows: list[dict]) -> str:
     head = (
         "<tr><th>victim</th><th>defense</th><th>eps</th><th>n</th><th>clean accuracy, defended</th>"
         "<th>cost of the defense</th>"
-        "<th>worst-case accuracy [95%]</th><th>by</th></tr>"
+        "<th>worst-case robust accuracy [95%]</th><th>by</th></tr>"
     )
     body = []
     for r in rows:
@@ -160,9 +166,13 @@ def _verdict_table(rows: list[dict]) -> str:
             f"<tr{mark}><td>{html.escape(r['victim'])}</td><td>{html.escape(r['defense'])}</td>"
             f"<td>{'' if r['eps'] is None else format(r['eps'], 'g')}</td><td>{r['n']}</td>"
             f"<td>{fmt(r['defended_clean_accuracy'])}</td><td>{100 * r['clean_cost']:+.1f} pts</td>"
-            f"<td>{fmt(r['worst_case_accuracy'])}"
-            + (f'<span class="ci"> [{ci[0]:.2f}, {ci[1]:.2f}]</span>' if ci else "")
-            + f"</td><td>{html.escape(r['worst_attack'])}</td></tr>"
+            + (
+                f"<td>{fmt(r['worst_case_accuracy'])}"
+                + (f'<span class="ci"> [{ci[0]:.2f}, {ci[1]:.2f}]</span>' if ci else "")
+                + f"</td><td>{html.escape(r['worst_attack'])}</td></tr>"
+                if r["verified"]
+                else "<td>no verdict</td><td>no adaptive attack ran</td></tr>"
+            )
         )
     return f'<table class="verdict">{head}{"".join(body)}</table>'
 
@@ -191,7 +201,20 @@ def summary_sentences(cells) -> list[str]:
                 + ", ".join(f"{r['victim']} at {_pct(r['worst_case_accuracy'])} ({r['worst_attack']})" for r in worst)
                 + "."
             )
-    defended = [r for r in rows if r["defense"] != "none"]
+    unverified: dict = {}
+    for r in rows:
+        if not r["verified"]:
+            unverified.setdefault(r["eps"], [])
+            if r["defense"] not in unverified[r["eps"]]:
+                unverified[r["eps"]].append(r["defense"])
+    for eps, names in unverified.items():
+        one = len(names) == 1
+        out.append(
+            ("" if eps is None else f"At eps {eps:g}, ")
+            + f"{', '.join(names)} {'has' if one else 'have'} no verdict: no adaptive attack (BPDA/EOT) went through "
+            + ("it." if one else "them.")
+        )
+    defended = [r for r in rows if r["defense"] != "none" and r["verified"]]
     if defended:
         budget = min((r["eps"] for r in defended if r["eps"] is not None), default=None)
         at = [r for r in defended if r["eps"] == budget]
@@ -560,6 +583,10 @@ def _flags_section(victims: dict[str, list[str]], sanity: list[dict]) -> str:
     )
 
 
+def _short(err) -> str:
+    return repr(str(err)[:80])
+
+
 def build_report(run_dir, *, out_dir=None) -> dict:
     run = Path(run_dir)
     results_path = run / "results.json"
@@ -568,8 +595,15 @@ def build_report(run_dir, *, out_dir=None) -> dict:
     try:
         results = json.loads(results_path.read_text(encoding="utf-8"))
         cells = results["cells"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{results_path}: not a results file of staa evaluate ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as err:
+        raise ValueError(f"{results_path}: not a results file of staa evaluate ({_short(err)})") from None
+    from eval.harness import SCHEMA
+
+    if results.get("schema") != SCHEMA:
+        raise ValueError(
+            f"{results_path}: schema {str(results.get('schema'))[:40]!r} is not {SCHEMA!r}, the one this staa-ser "
+            "reads; rerun staa evaluate"
+        )
     _check_cells(results_path, cells)
     flagged = victim_flags(results_path, results)
     sanity = sanity_flags_of(results_path, results)

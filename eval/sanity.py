@@ -23,6 +23,10 @@ FLAGS = {
     "masked_gradient": "the victim's waveform gradient is zero or not finite",
     "probability_output": "the victim outputs probabilities, not logits: margin and cross-entropy losses misbehave",
     "random_defense_without_eot": "a random defense that no attack averaged over (EOT: adaptive_pgd, standard)",
+    "no_adaptive_attack": "no adaptive attack (BPDA/EOT through the defense) ran here, so the defense has no verdict: "
+    "an attack that ignores a defense says little about it",
+    "accuracy_above_clean": "accuracy on the adversarial clips exceeds clean accuracy: the attack moved wrong clips "
+    "onto their labels (robust accuracy, which counts only clips right before and after, is the number to read)",
 }
 
 
@@ -66,6 +70,17 @@ def sanity_flags(cells: list[dict], victims: dict) -> list[dict]:
                 flag(c, "probability_output")
             if kind in ITERATIVE and (_eps(c) or 0) >= 1 and _rate(c) < 0.99:
                 flag(c, "unbounded", f"{_rate(c):.0%} fooled")
+            above = [
+                (adv, clean)
+                for adv, clean in (
+                    ("adversarial_accuracy", "clean_accuracy"),
+                    ("defended_adversarial_accuracy", "defended_clean_accuracy"),
+                )
+                if c.get(adv) is not None and c.get(clean) is not None and c[adv] > c[clean] + 1e-9
+            ]
+            if above:
+                adv, clean = above[0]
+                flag(c, "accuracy_above_clean", f"{c[adv]:.0%} vs {c[clean]:.0%}")
         for it in (c for c in group if c["attack_type"] in ITERATIVE):
             for other, name in (
                 *((o, "single_step_beats_iterative") for o in group if o["attack_type"] in SINGLE_STEP),
@@ -88,6 +103,9 @@ def sanity_flags(cells: list[dict], victims: dict) -> list[dict]:
                         "eps_not_monotone",
                         f"{_rate(small):.0%} at {_eps(small):g}, {_rate(large):.0%} at {_eps(large):g}",
                     )
+        if defense != "none" and not any(c.get("adaptive") for c in group):
+            for c in group:
+                flag(c, "no_adaptive_attack")
         if any(c.get("random_defense") for c in group) and not any(c.get("eot", 1) > 1 for c in group):
             for c in group:
                 flag(c, "random_defense_without_eot", defense)

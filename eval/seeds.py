@@ -74,7 +74,7 @@ def _pm(stat) -> str:
 def write_seed_report(combined: dict, out) -> Path:
     out = Path(out)
     write_json(out / "seeds.json", combined)
-    keys = ("success_rate", "defended_adversarial_accuracy", "defended_clean_accuracy", "survival")
+    keys = ("success_rate", "defended_robust_accuracy", "defended_clean_accuracy", "survival")
     head = "".join(
         f"<th>{k.replace('_', ' ')}</th>" for k in ("victim", "attack", "defense", *keys, "flagged in seeds")
     )

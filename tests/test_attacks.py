@@ -185,3 +185,20 @@ def test_an_adaptive_attack_leaves_the_victim_in_eval_mode(victim_and_batch):
     model.eval()
     AdaptivePGD(model, parse_defense("quantize:8"), 16_000, steps=1)(x)
     assert not model.training and not any(m.training for m in model.modules())
+
+
+def test_run_attack_leaves_near_silent_clips_out_and_counts_them(tmp_path):
+    import soundfile as sf
+
+    from staa.datasets.records import Record
+    from tests.conftest import fit_tone_model
+
+    model, x = fit_tone_model(2)
+    records = []
+    for i, clip in enumerate([x[0], x[1], 1e-6 * x[0], 0 * x[1]]):
+        sf.write(str(tmp_path / f"{i}.wav"), clip.numpy(), 16_000, subtype="FLOAT")
+        records.append(Record(str(tmp_path / f"{i}.wav"), ["low", "high"][i % 2], "s", "test"))
+    summary = run_attack(PGD(model, eps=1e-3, steps=5), model, AudioDataset(records, ["low", "high"]), tmp_path / "o")
+    assert (summary["n"], summary["n_silent"]) == (2, 2)
+    with open(tmp_path / "o" / "clips.csv", newline="") as fh:
+        assert [r["path"] for r in csv.DictReader(fh)] == [records[0].path, records[1].path]

@@ -345,8 +345,12 @@ def test_a_hand_edited_results_file_is_refused_or_escaped(corpus, tmp_path, caps
     assert "<script>alert" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
     for broken, message in [
         ("{", "not a results file"),
-        ('{"cells": [{"victim": 1}]}', "no text field"),
-        (json.dumps({"cells": [{**results["cells"][0], "success_rate": "high"}]}), "success_rate must be a number"),
+        ('{"schema": "staa-ser/results/2", "cells": [{"victim": 1}]}', "no text field"),
+        ('{"schema": "staa-ser/results/9", "cells": []}', "schema 'staa-ser/results/9' is not"),
+        (
+            json.dumps({**results, "cells": [{**results["cells"][0], "success_rate": "high"}]}),
+            "success_rate must be a number",
+        ),
     ]:
         (run / "results.json").write_text(broken)
         assert message in one_error(capsys, "report", run)

@@ -112,7 +112,7 @@ def test_the_hardened_model_is_flagged_when_it_loses_more_than_the_guard_on_test
         "defense": "none",
         "n": 100,
         "clean_accuracy": clean,
-        "adversarial_accuracy": adv,
+        "robust_accuracy": adv,
     }
     report = {
         "cells": [

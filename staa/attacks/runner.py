@@ -14,7 +14,7 @@ from staa.datasets import AudioDataset, LengthBatchSampler
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
 from staa.metrics.classification import fooled
-from staa.metrics.perturbation import distortion_db, l0_count, l0_ratio, linf, snr_db
+from staa.metrics.perturbation import distortion_db, l0_count, l0_ratio, linf, near_silent, snr_db
 
 CSV_FIELDS = [
     "path",
@@ -42,13 +42,19 @@ def run_attack(
     device="cpu",
     progress: bool = True,
 ) -> dict:
-    """Attack every clip of `dataset`; with `out_dir`, write `adv/*.wav` and `clips.csv` (inputs are only read)."""
+    """Attack every clip of `dataset` but the near-silent ones (left out and counted: `n_silent`); with `out_dir`,
+    write `adv/*.wav` and `clips.csv` (inputs are only read)."""
     rows = {}  # by dataset index: the length batches may run in another order
+    n_silent = 0
     model.eval()
     sampler = LengthBatchSampler(dataset.lengths(), batch_size)
     loader = DataLoader(dataset, batch_sampler=sampler)
     for idx, (x, y) in zip(sampler, tqdm(loader, desc=f"attack {attack.name}", leave=False, disable=not progress)):
-        x = x.to(device)
+        keep = ~near_silent(x)
+        n_silent += int((~keep).sum())
+        if not keep.any():
+            continue
+        idx, x = [k for k, kept in zip(idx, keep.tolist()) if kept], x[keep].to(device)
         with torch.no_grad():
             clean_pred = model(x).argmax(1)
         t0 = time.perf_counter()
@@ -84,7 +90,9 @@ def run_attack(
                     subtype="FLOAT",
                 )
     rows = [rows[k] for k in sorted(rows)]
-    summary = summarise(rows)
+    if not rows:
+        raise ValueError(f"all {n_silent} clips are near-silent: there is nothing to attack")
+    summary = {**summarise(rows), "n_silent": n_silent}
     if out_dir is not None:
         write_csv(Path(out_dir) / "clips.csv", CSV_FIELDS, rows)
         write_json(Path(out_dir) / "summary.json", {"attack": attack.name, **summary})

@@ -347,12 +347,12 @@ def cmd_evaluate(a) -> None:
         distributed.shutdown(d)
     if not d.main:
         return
-    print(f"{'victim':<12}{'attack':<16}{'defense':<20}{'success':>8}{'survival':>9}{'def.acc':>8}{'pesq':>7}")
+    print(f"{'victim':<12}{'attack':<16}{'defense':<20}{'success':>8}{'survival':>9}{'robust':>8}{'pesq':>7}")
     for c in results["cells"]:
         f = lambda v: "  –" if v is None else f"{v:.3f}"
         print(
             f"{c['victim']:<12}{c['attack']:<16}{c['defense']:<20}{f(c['success_rate']):>8}{f(c['survival']):>9}"
-            f"{f(c['defended_adversarial_accuracy']):>8}{f(c['pesq']):>7}"
+            f"{f(c['defended_robust_accuracy']):>8}{f(c['pesq']):>7}"
         )
     print(out / ("results.json" if a.no_report else "report.html"))
 
@@ -368,9 +368,9 @@ def cmd_report(a) -> None:
         combined = combine_runs(a.run_dir)
         check_inputs(a.out, [], a.run_dir)  # a run folder holds one run's files; the combination goes elsewhere
         page = write_seed_report(combined, a.out)
-        print(f"{'victim':<12}{'attack':<16}{'defense':<16}{'success (mean ± std)':>24}{'def.acc':>18}")
+        print(f"{'victim':<12}{'attack':<16}{'defense':<16}{'success (mean ± std)':>24}{'robust':>18}")
         for c in combined["cells"]:
-            s, d = c["success_rate"], c["defended_adversarial_accuracy"]
+            s, d = c["success_rate"], c["defended_robust_accuracy"]
             pm = lambda x: "–" if x["mean"] is None else f"{x['mean']:.3f} ± {x['std'] or 0:.3f}"
             print(f"{c['victim']:<12}{c['attack']:<16}{c['defense']:<16}{pm(s):>24}{pm(d):>18}")
         print(page)

@@ -114,7 +114,7 @@ def _claim_settings(out: Path, settings: dict) -> None:
 
 def _print_robust_table(table: dict) -> None:
     attacks = [k for k in next(iter(table.values())) if k != "clean"]
-    print("\naccuracy under attack, no defense (" + ", ".join(attacks) + ")")
+    print("\nrobust accuracy under attack, no defense (" + ", ".join(attacks) + ")")
     print(f"{'victim':<16}{'clean':>8}" + "".join(f"{a[:12]:>13}" for a in attacks))
     for victim, row in table.items():
         print(f"{victim:<16}{row['clean']:>8.3f}" + "".join(f"{row[a]:>13.3f}" for a in attacks))
@@ -246,7 +246,7 @@ def _hardening_on_test(report: dict, surrogate: str, max_drop: float) -> dict:
     n = after["n"]
     out = {"n": n, "max_drop": max_drop}
     print(f"\n{surrogate} before and after generator adversarial training ({n} test clips, 95% intervals):")
-    for key, what in (("clean_accuracy", "clean accuracy"), ("adversarial_accuracy", "accuracy under the demo's STAA")):
+    for key, what in (("clean_accuracy", "clean accuracy"), ("robust_accuracy", "robust accuracy under its STAA")):
         a, b = before[key], after[key]
         lo, hi = wilson(round(b * n), n)
         print(f"  {what:<32}{a:.3f} -> {b:.3f} [{lo:.2f}, {hi:.2f}]  ({100 * (b - a):+.1f} points)")

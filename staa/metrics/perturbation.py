@@ -8,6 +8,17 @@ import torch
 _TINY = 1e-12
 
 
+# clips quieter than this (RMS in dB re full scale) hold no speech to attack: speech sits near -20 to -35 dBFS, and
+# a perturbation within eps is louder than such a clip, so a "success" on it measures nothing
+SILENCE_DBFS = -60.0
+
+
+def near_silent(x: torch.Tensor, floor_dbfs: float = SILENCE_DBFS) -> torch.Tensor:
+    """Per clip of `[B, T]`: True where its RMS level is below `floor_dbfs`."""
+    rms = x.double().pow(2).mean(dim=-1).sqrt()
+    return 20 * torch.log10(rms.clamp_min(_TINY)) < floor_dbfs
+
+
 def l0_count(clean: torch.Tensor, adv: torch.Tensor, tol: float = 0.0) -> torch.Tensor:
     """Number of samples changed by more than `tol` (pass ~1/32768 for audio read back from 16-bit files)."""
     return ((adv - clean).abs() > tol).sum(dim=-1)
