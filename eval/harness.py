@@ -38,6 +38,7 @@ from eval.config import EvalConfig
 from eval.sanity import sanity_flags
 from staa.attacks.registry import PATHS, AttackSpec
 from staa.datasets import AudioDataset, length_batches, load_records
+from staa.datasets.records import with_known_labels
 from staa.generator.checkpoint import load_generator
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
@@ -89,7 +90,8 @@ def timed(kind: str, into: dict):
 
 
 def select_clips(records, victim: Victim, cfg: EvalConfig) -> AudioDataset:
-    chosen = [r for r in records if r.split == cfg.split and r.label in victim.classes]
+    split = [r for r in records if r.split == cfg.split]
+    chosen = with_known_labels(split, victim.classes, f"{cfg.data} ({cfg.split})", skip=cfg.skip_bad)
     if not chosen:
         raise ValueError(f"no clips of split {cfg.split!r} with the victim's classes {victim.classes}")
     if cfg.max_clips and len(chosen) > cfg.max_clips:  # a seeded sample, kept in manifest order

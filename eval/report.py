@@ -24,6 +24,7 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -511,26 +512,101 @@ td:nth-child(-n+3){text-align:left}img{max-width:100%}.muted{color:#777;font-siz
 .flags li{color:#8a5a00}"""
 
 
+RATE_KEYS = {  # the cell's shares: numbers in [0, 1], or null where their count is 0
+    "clean_accuracy",
+    "defended_clean_accuracy",
+    "success_rate",
+    "adversarial_accuracy",
+    "defended_adversarial_accuracy",
+    "robust_accuracy",
+    "defended_robust_accuracy",
+    "defended_fooling_rate",
+    "survival",
+    "l0_ratio",
+    "stoi",
+    "estoi",
+}
+COUNT_KEYS = ("n_success", "perceptual_n", "pesq_failures", "n_silent")
+FLAG_KEYS = ("transfer", "adaptive", "random_defense")
+
+
+def _number(v) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return isinstance(v, int) or math.isfinite(v)
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _check_cell(c) -> str | None:
+    """What is wrong with one cell, or None."""
+    if not isinstance(c, dict):
+        return "is not an object"
+    for key in ("victim", "attack", "attack_type", "defense"):
+        if not isinstance(c.get(key), str):
+            return f"has no text field {key!r}"
+    if not _count(c.get("n")) or c["n"] < 1:
+        return "n must be a positive integer"
+    for key in NUMBER_KEYS:
+        if key not in c:
+            return f"lacks {key!r}"
+        v = c[key]
+        if v is not None and not _number(v):
+            return f"{key} must be a number or null, got {str(v)[:40]!r}"
+        if v is not None and key in RATE_KEYS and not 0 <= v <= 1:
+            return f"{key} must lie in [0, 1], got {v!r}"
+    for key in ("clean_accuracy", "defended_clean_accuracy", "defended_robust_accuracy"):
+        if c[key] is None:
+            return f"has no {key}"
+    for key in COUNT_KEYS:
+        if key in c and not _count(c[key]):
+            return f"{key} must be a count, got {str(c[key])[:40]!r}"
+    for key in FLAG_KEYS:
+        if key in c and not isinstance(c[key], bool):
+            return f"{key} must be true or false"
+    if c.get("eps") is not None and (not _number(c["eps"]) or c["eps"] <= 0):
+        return f"eps must be a positive number or null, got {str(c['eps'])[:40]!r}"
+    if "family" in c and not isinstance(c["family"], str):
+        return "family must be text"
+    if "eot" in c and (not _count(c["eot"]) or c["eot"] < 1):
+        return "eot must be a positive integer"
+    if c.get("seconds_per_clip") is not None and not _number(c["seconds_per_clip"]):
+        return "seconds_per_clip must be a number or null"
+    if not isinstance(c.get("flags", []), list) or not all(isinstance(f, str) for f in c.get("flags", [])):
+        return "flags must be a list of text"
+    intervals = c.get("intervals", {})
+    if not isinstance(intervals, dict):
+        return "intervals must be an object"
+    for key, ci in intervals.items():
+        if ci is not None and not (
+            isinstance(ci, list) and len(ci) == 2 and all(_number(b) and 0 <= b <= 1 for b in ci) and ci[0] <= ci[1]
+        ):
+            return f"interval {str(key)[:40]!r} must be [low, high] within [0, 1] or null"
+    return None
+
+
 def _check_cells(path, cells) -> None:
-    """A results.json edited by hand (or by anyone) reaches the page only if every cell has the harness's shape."""
+    """A results.json edited by hand (or by anyone) reaches the page only if every cell has the harness's shape and
+    the cells form its grid: each victim x attack once under every defense."""
     if not isinstance(cells, list) or not cells:
         raise ValueError(f"{path}: holds no cells")
     for i, c in enumerate(cells):
-        if not isinstance(c, dict):
-            raise ValueError(f"{path}: cell {i} is not an object")
-        for key in ("victim", "attack", "attack_type", "defense"):
-            if not isinstance(c.get(key), str):
-                raise ValueError(f"{path}: cell {i} has no text field {key!r}")
-        if not isinstance(c.get("n"), int) or isinstance(c.get("n"), bool) or c["n"] < 1:
-            raise ValueError(f"{path}: cell {i}: n must be a positive integer")
-        for key in NUMBER_KEYS:
-            if key not in c:
-                raise ValueError(f"{path}: cell {i} lacks {key!r}")
-            v = c[key]
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)):
-                raise ValueError(f"{path}: cell {i}: {key} must be a number or null, got {str(v)[:40]!r}")
-        if c.get("clean_accuracy") is None:
-            raise ValueError(f"{path}: cell {i} has no clean_accuracy")
+        if (problem := _check_cell(c)) is not None:
+            raise ValueError(f"{path}: cell {i} {problem}")
+    keys = [(c["victim"], c["attack"], c["defense"]) for c in cells]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{path}: a victim x attack x defense appears twice in its cells")
+    defenses: dict = {}
+    for victim, attack, defense in keys:
+        defenses.setdefault((victim, attack), set()).add(defense)
+    if len({frozenset(d) for d in defenses.values()}) > 1:
+        raise ValueError(f"{path}: its cells are not a grid (not every victim x attack has every defense)")
+    by_attack: dict = {}
+    for c in cells:  # one attack, one budget and one kind, whatever the victim or defense
+        if by_attack.setdefault(c["attack"], (c.get("eps"), c["attack_type"])) != (c.get("eps"), c["attack_type"]):
+            raise ValueError(f"{path}: attack {c['attack'][:40]!r} has two budgets or kinds in its cells")
 
 
 def victim_flags(path, results: dict) -> dict[str, list[str]]:

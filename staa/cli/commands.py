@@ -135,7 +135,8 @@ def _claim(a, records=(), inputs: dict | None = None):
     )
     if os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
-    return RunDir.claim(a.out, a.command, resume=a.resume, force=a.force, inputs=inputs)
+    audio = [r.path for r in records]
+    return RunDir.claim(a.out, a.command, resume=a.resume, force=a.force, inputs=inputs, audio=audio)
 
 
 def cmd_corpus(a) -> None:
@@ -206,8 +207,10 @@ def cmd_train_victim(a) -> None:
 
 def _split_dataset(a, classes, sample_rate):
     from staa.datasets import AudioDataset
+    from staa.datasets.records import with_known_labels
 
-    records = [r for r in _records(a) if r.split == a.split and r.label in classes]
+    split = [r for r in _records(a) if r.split == a.split]
+    records = with_known_labels(split, classes, f"{a.data} ({a.split})", skip=a.skip_bad)
     if not records:
         raise DatasetError(f"{a.data}: no clips of split {a.split!r} with the classes {', '.join(classes)}")
     if a.limit:
@@ -688,7 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest)"
         )
         p.add_argument("--classes", type=class_list, default=None, help="comma-separated class names to keep")
-        p.add_argument("--skip-bad", action="store_true", help="skip and count bad files instead of stopping")
+        p.add_argument(
+            "--skip-bad",
+            action="store_true",
+            help="skip and count bad files, rows and unknown labels instead of stopping",
+        )
         if split:
             p.add_argument(
                 "--split",
@@ -878,7 +885,9 @@ def build_parser() -> argparse.ArgumentParser:
         "NAME@EPS, and the report draws security curves (default 0.002,0.03: a realistic budget and the paper's)",
     )
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--skip-bad", action="store_true", help="skip and count bad audio files instead of stopping")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip and count bad files, rows and unknown labels instead of stopping"
+    )
     p.add_argument("--no-perceptual", action="store_true", help="skip PESQ / STOI (the slow part)")
     p.add_argument(
         "--perceptual-clips",

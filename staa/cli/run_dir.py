@@ -27,6 +27,9 @@ from staa.io.lock import META, FolderLock, LockError
 log = logging.getLogger(__name__)
 
 
+SETUP_FILES = {"config.json"}  # what a command writes before its first result
+
+
 class RunDirError(ValueError):
     """An output folder that cannot be used for this run; the message names it and says why."""
 
@@ -91,6 +94,26 @@ def check_output_file(out: str | os.PathLike, inputs: Iterable = (), data_dirs: 
             raise RunDirError(f"{out_path}: is the input {p}; choose another --out, inputs are never overwritten")
 
 
+def audio_fingerprint(paths: Iterable) -> str:
+    """SHA-256 over every audio file's name, size, mtime and content (head and tail past 1 MiB): a file replaced
+    under the same name, even at the same size, changes it; the manifest's own hash cannot see that."""
+    h = hashlib.sha256()
+    for name in sorted(map(str, paths)):
+        try:
+            st = os.stat(name)
+            with open(name, "rb") as fh:
+                head = fh.read(1 << 20)
+                if st.st_size > 1 << 20:
+                    fh.seek(max(1 << 20, st.st_size - (1 << 16)))
+                    head += fh.read()
+        except OSError:
+            h.update(f"{name}\tmissing\n".encode("utf-8", "surrogateescape"))
+            continue
+        digest = hashlib.sha256(head).hexdigest()
+        h.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\t{digest}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
 class RunDir:
     """An output folder claimed by one command: `with RunDir.claim(...) as run:` holds its lock and records every
     atomic write inside it until the block ends."""
@@ -100,6 +123,7 @@ class RunDir:
         self._root = path.resolve()
         self._meta = path / META
         self._recording = None
+        self._fresh = False
 
     @classmethod
     def claim(
@@ -110,9 +134,11 @@ class RunDir:
         resume: bool = False,
         force: bool = False,
         inputs: dict[str, str | os.PathLike] | None = None,
+        audio: Iterable = (),
     ) -> "RunDir":
         """Lock `out` for `command`; `--force` clears what an earlier run of it wrote, `--resume` checks that the
-        `inputs` (label -> file) are the files that run read. A non-empty folder needs one of the two."""
+        `inputs` (label -> file) and the `audio` files are those that run read. A non-empty folder needs one of the
+        two."""
         path = Path(out)
         _resolve(path)
         if path.exists() and not path.is_dir():
@@ -125,7 +151,7 @@ class RunDir:
             raise RunDirError(str(err)) from None
         run = cls(path, command, lock)
         try:
-            run._prepare(resume, force, {k: str(v) for k, v in (inputs or {}).items()})
+            run._prepare(resume, force, {k: str(v) for k, v in (inputs or {}).items()}, list(audio))
         except BaseException:
             lock.release()
             raise
@@ -162,9 +188,10 @@ class RunDir:
             "--out (--resume and --force work only on staa-ser run folders)"
         )
 
-    def _prepare(self, resume: bool, force: bool, inputs: dict[str, str]) -> None:
+    def _prepare(self, resume: bool, force: bool, inputs: dict[str, str], audio: list) -> None:
         info = self._info()
         contents = self._contents()
+        self._fresh = not contents
         if contents and info is None:
             self._refuse_foreign(self.path, resume or force)
         if stale := remove_stale_temp_files(self.path):
@@ -179,6 +206,8 @@ class RunDir:
                 f"{self.path}: exists and is not empty; pass --resume to continue that run or --force to start over"
             )
         hashes = {label: self._hash(p) for label, p in inputs.items()}
+        if audio:
+            hashes["audio files"] = {"path": f"the {len(audio)} audio files", "sha256": audio_fingerprint(audio)}
         if resume and info is not None:
             for label, digest in hashes.items():
                 old = info["inputs"].get(label)
@@ -268,8 +297,19 @@ class RunDir:
         self._recording.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         try:
-            self._recording.__exit__(*exc)
+            self._recording.__exit__(exc_type, *exc)
+            if exc_type is not None and self._fresh:
+                self._undo_setup()
         finally:
             self.release()
+
+    def _undo_setup(self) -> None:
+        """A fresh run that failed before computing anything (bad data found after the claim) leaves the folder
+        empty again, so the corrected command runs there without --force; anything more it wrote is kept."""
+        written = self.written()
+        if all(p.parent == self.path and p.name in SETUP_FILES for p in written):
+            for p in written:
+                p.unlink(missing_ok=True)
+            (self._meta / "written").unlink(missing_ok=True)

@@ -8,6 +8,7 @@ Columns: `path` (absolute, or relative to the CSV's folder) and `label` are requ
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from staa.datasets.records import SPLITS, DatasetError, Record, Scan, with_speaker_splits
@@ -17,7 +18,8 @@ def load_manifest(path, *, classes=None, seed: int = 0, on_error: str = "raise",
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: manifest not found")
-    with path.open(newline="", encoding="utf-8") as fh:
+    # utf-8-sig: spreadsheets' "CSV UTF-8" starts with a byte-order mark (CRLF line ends the csv module reads as is)
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         columns = set(reader.fieldnames or ())
         missing = {"path", "label"} - columns
@@ -30,12 +32,23 @@ def load_manifest(path, *, classes=None, seed: int = 0, on_error: str = "raise",
         rows = list(reader)
     scan = Scan(f"manifest {path}", on_error)
     keep = set(classes) if classes is not None else None
+    seen: dict[str, int] = {}
     for line, row in enumerate(rows, start=2):
-        audio = Path(row["path"])
+        audio = Path(row["path"] or "")
         audio = audio if audio.is_absolute() else path.parent / audio
-        label, split = (row.get("label") or "").strip(), (row.get("split") or "train").strip()
+        key = os.path.realpath(audio)
+        if key in seen:  # counted twice, a clip would weigh twice in every rate and narrow every interval
+            raise DatasetError(
+                f"{path}:{line}: {row['path']} is listed again (first on line {seen[key]}); list each clip once"
+            )
+        seen[key] = line
+        label = (row.get("label") or "").strip()
+        split = (row.get("split") or "").strip() if "split" in columns else "train"
         if not label:
             scan.bad(f"{path}:{line}", "empty label")
+            continue
+        if not split:
+            scan.bad(f"{path}:{line}", "empty split (train, val or test)")
             continue
         if split not in SPLITS:
             scan.bad(f"{path}:{line}", f"split {split!r} is not one of {', '.join(SPLITS)}")

@@ -65,6 +65,29 @@ class Scan:
         return self.records
 
 
+def with_known_labels(records: list[Record], classes, source: str, *, skip: bool = False) -> list[Record]:
+    """The records whose label is one of `classes` (a model's). Others are an error naming each unknown label and
+    its count, or, with `skip`, left out with a warning saying as much: never dropped in silence."""
+    known = set(classes)
+    unknown: dict[str, int] = {}
+    for r in records:
+        if r.label not in known:
+            unknown[r.label] = unknown.get(r.label, 0) + 1
+    if not unknown:
+        return records
+    lower = {c.lower(): c for c in classes}
+    named = ", ".join(
+        f"{label!r} ({n})" + (f", did you mean {lower[label.lower()]!r}?" if label.lower() in lower else "")
+        for label, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:5]
+    )
+    count = sum(unknown.values())
+    what = f"{source}: {count} clip(s) have labels the model does not know: {named}; its classes: {', '.join(classes)}"
+    if not skip:
+        raise DatasetError(f"{what}. Fix the labels, choose classes (--classes), or leave them out with --skip-bad")
+    log.warning("%s; left out (--skip-bad)", what)
+    return [r for r in records if r.label in known]
+
+
 def require_dir(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if not path.is_dir():
