@@ -115,6 +115,8 @@ def load_config(path) -> EvalConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid TOML: nested too deeply") from None
     except OSError as err:
         raise ValueError(f"{path}: cannot be read ({err.strerror})") from None
     known = {f.name for f in fields(EvalConfig)}

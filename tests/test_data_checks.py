@@ -89,3 +89,39 @@ def test_resume_refuses_audio_replaced_under_the_same_name_and_size(tmp_path, ca
     assert wav.stat().st_size == size and manifest.read_bytes() == before
     err = one_error(capsys, *evaluate, "--resume")
     assert "changed since this run started (audio files)" in err
+
+
+def test_odd_files_are_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    import numpy as np
+    import soundfile as sf
+
+    from staa.io.audio import AudioError, load_audio, save_audio
+
+    (tmp_path / "data").mkdir()
+    v = victim_file(tmp_path / "v.pt")
+    attack = lambda data, *extra: ["attack", "--data", data, "--victim", v, "--attack", "fgsm", *extra, "--quiet"]
+    wide = tmp_path / "data" / "wide.csv"  # one field past the csv module's limit
+    wide.write_text("path,label,split\n" + "a" * 200_000 + ".wav,angry,test\n")
+    assert "wide.csv:2: is not a readable CSV row" in one_error(capsys, *attack(wide, "--out", tmp_path / "o1"))
+    latin = tmp_path / "data" / "latin.csv"
+    latin.write_bytes("path,label,split\nd\xe9j\xe0.wav,angry,test\n".encode("latin-1"))
+    assert "latin.csv: is not UTF-8 text" in one_error(capsys, *attack(latin, "--out", tmp_path / "o2"))
+    # an 11-minute file is refused from its header, before gigabytes would be decoded
+    sf.write(str(tmp_path / "long.wav"), np.zeros(4_000 * 660, dtype=np.int16), 4_000, subtype="PCM_16")
+    with pytest.raises(AudioError, match=r"long.wav: is 11 min long; clips longer than 10 min are refused"):
+        load_audio(tmp_path / "long.wav")
+    escape = _manifest(tmp_path / "data", [("0.wav", "angry", "test"), ("1.wav", "\x1b[31mred", "test")], name="e.csv")
+    err = one_error(capsys, *attack(escape, "--out", tmp_path / "o3"))
+    assert "\x1b" not in err and "\\x1b[31mred" in err
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert "deep.toml: not valid TOML" in one_error(capsys, "evaluate", "--config", deep, "--out", tmp_path / "o4")
+    assert "is not valid UTF-8" in one_error(capsys, *attack(escape, "--out", str(tmp_path / "o\udcff")))
+
+    def short_write(*args, **kwargs):  # what soundfile does when the disk fills mid-write
+        raise AssertionError
+
+    monkeypatch.setattr(sf, "write", short_write)
+    with pytest.raises(OSError, match="the disk is full") as caught:
+        save_audio(tmp_path / "full.wav", np.zeros(160, dtype=np.float32), 16_000)
+    assert caught.value.filename == str(tmp_path / "full.wav") and not (tmp_path / "full.wav").exists()

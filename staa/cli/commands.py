@@ -950,6 +950,8 @@ def _one_line(err: BaseException) -> str:
         text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
     else:
         text = str(err) or type(err).__name__
+    # names come from users' files: control characters (ANSI escapes) are shown, never sent to the terminal
+    text = "".join(ch if ch.isprintable() or ch.isspace() else ascii(ch)[1:-1] for ch in text)
     return " ".join(text.split())[:2000]
 
 
@@ -959,6 +961,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        if getattr(args, "out", None):  # before any work: a name no report could print fails only at the end
+            from staa.cli.run_dir import check_name
+
+            check_name(args.out)
         args.func(args)
     except (
         AudioError,

@@ -8,6 +8,7 @@ Columns: `path` (absolute, or relative to the CSV's folder) and `label` are requ
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -19,8 +20,14 @@ def load_manifest(path, *, classes=None, seed: int = 0, on_error: str = "raise",
     if not path.is_file():
         raise DatasetError(f"{path}: manifest not found")
     # utf-8-sig: spreadsheets' "CSV UTF-8" starts with a byte-order mark (CRLF line ends the csv module reads as is)
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{path}: is not UTF-8 text ({err.reason} at byte {err.start}); save it as CSV UTF-8"
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         columns = set(reader.fieldnames or ())
         missing = {"path", "label"} - columns
         if missing:
@@ -30,6 +37,8 @@ def load_manifest(path, *, classes=None, seed: int = 0, on_error: str = "raise",
                 f"{path}: manifest needs a 'speaker' or a 'split' column for a speaker-independent split"
             )
         rows = list(reader)
+    except csv.Error as err:  # a field past the csv module's limit (131072 characters), a NUL byte
+        raise DatasetError(f"{path}:{reader.line_num + 1}: is not a readable CSV row ({err})") from None
     scan = Scan(f"manifest {path}", on_error)
     keep = set(classes) if classes is not None else None
     seen: dict[str, int] = {}

@@ -6,6 +6,7 @@ user's folder fails (or skips, where the user asked for that) with a message the
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ from staa.io.atomic import atomic_open
 
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
+MAX_SECONDS = 600  # longer files are refused before decoding (an hour of 48 kHz float32 is 700 MB)
 # A sample this close to full scale counts as clipped; more than CLIP_SHARE of them marks the clip.
 CLIP_LEVEL = 0.999
 CLIP_SHARE = 0.01
@@ -75,6 +77,12 @@ def probe_audio(path: str | os.PathLike):
         raise AudioError(path, "is truncated: the header promises more audio than the file holds")
     if info.frames == 0:
         raise AudioError(path, "has zero samples")
+    if info.samplerate > 0 and info.frames / info.samplerate > MAX_SECONDS:
+        # decoding it would take gigabytes of memory: an utterance corpus has nothing this long
+        raise AudioError(
+            path,
+            f"is {info.frames / info.samplerate / 60:.0f} min long; clips longer than {MAX_SECONDS // 60} min are refused",
+        )
     return info
 
 
@@ -124,6 +132,12 @@ def save_audio(
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
     if fmt is None:
         raise AudioError(path, "can only be written as .wav or .flac")
-    with atomic_open(path, "wb") as fh:
-        sf.write(fh, arr, sample_rate, subtype=subtype, format=fmt)
+    try:
+        with atomic_open(path, "wb") as fh:
+            sf.write(fh, arr, sample_rate, subtype=subtype, format=fmt)
+    except (AssertionError, RuntimeError, sf.LibsndfileError) as err:
+        # soundfile asserts on a short write (a full disk): the disk's problem, said as an OSError
+        full = isinstance(err, AssertionError)
+        what = "could not be written: the disk is full" if full else f"could not be written ({err})"
+        raise OSError(errno.ENOSPC if full else errno.EIO, what, str(path)) from None
     return path
