@@ -48,6 +48,8 @@ def test_every_method_trains_the_victim_and_the_generator_only_when_asked(method
     report = adv_train(_cfg(method), recs, tmp_path, progress=False)
     h = report["history"][0]
     assert torch.isfinite(torch.tensor(h["train_loss"])) and 0 <= h["val_fgsm_accuracy"] <= 1
+    assert 0 <= h["val_pgd_accuracy"] <= 1 and -1 <= h["val_grad_alignment"] <= 1
+    assert h["catastrophic_overfitting"] is False and report["flags"] == []
     victim = load_victim(tmp_path / "victim.pt")
     torch.manual_seed(0)
     from staa.models import build_model
@@ -56,7 +58,7 @@ def test_every_method_trains_the_victim_and_the_generator_only_when_asked(method
     assert any(
         not torch.equal(a, b) for a, b in zip(victim.model.state_dict().values(), untouched.state_dict().values())
     )
-    assert (tmp_path / "generator.pt").is_file() == (method == "generator")
+    assert (tmp_path / "generator.pt").is_file() == (method in ("generator", "generator_only"))
 
 
 @pytest.mark.parametrize("crop", [0.0, 0.25])
@@ -108,20 +110,21 @@ def test_resume_after_a_kill_mid_epoch_reaches_the_same_weights(records, tmp_pat
             assert torch.equal(value, resumed[key][name]), (key, name)
 
 
-def test_the_kept_epoch_is_the_most_robust_of_those_that_keep_clean_accuracy():
+def test_the_kept_epoch_is_the_most_accurate_under_pgd_of_those_that_keep_clean_accuracy():
     from staa.training.adversarial import _better, _lr
 
     cfg = _cfg(max_clean_drop=0.05)
 
     def kept(start, epochs):
         state = {"start": start, "history": [], "best_epoch": 0}
-        for i, (ua, fgsm) in enumerate(epochs):
-            state["history"].append({"val_ua": ua, "val_fgsm_accuracy": fgsm})
+        for i, (ua, pgd) in enumerate(epochs):
+            # FGSM accuracy runs against PGD's here: the rule must read PGD (FGSM is what overfitting inflates)
+            state["history"].append({"val_ua": ua, "val_pgd_accuracy": pgd, "val_fgsm_accuracy": 1 - pgd})
             if _better(cfg, state, state["history"][-1]):
                 state["best_epoch"] = i + 1
         return state["best_epoch"]
 
-    start = {"val_ua": 0.90, "val_fgsm_accuracy": 0.2}
+    start = {"val_ua": 0.90, "val_pgd_accuracy": 0.2}
     assert kept(start, [(0.88, 0.4), (0.80, 0.9), (0.86, 0.5)]) == 3  # epoch 2 is robust but lost 10 points
     assert kept(start, [(0.70, 0.4), (0.80, 0.3), (0.75, 0.9)]) == 2  # none within 5 points: the cleanest
     assert kept(start, [(0.70, 0.9), (0.86, 0.3)]) == 2  # one that keeps accuracy beats any that does not
@@ -168,7 +171,7 @@ def test_victim_pt_is_the_kept_epoch_of_a_fine_tune(records, start, tmp_path):
     kept = history[report["best_epoch"] - 1]
     ok = [h for h in history if h["val_ua"] >= report["start"]["val_ua"] - cfg.max_clean_drop - 1e-9]
     assert kept == (
-        max(ok, key=lambda h: (h["val_fgsm_accuracy"], h["val_ua"])) if ok else max(history, key=lambda h: h["val_ua"])
+        max(ok, key=lambda h: (h["val_pgd_accuracy"], h["val_ua"])) if ok else max(history, key=lambda h: h["val_ua"])
     )
     from staa.datasets import AudioDataset
     from staa.metrics.classification import classification_scores
@@ -329,3 +332,61 @@ def test_train_victim_under_torchrun_matches_one_process(records, tmp_path):
     with torch.no_grad():
         assert torch.allclose(a(x), b(x), atol=1e-4)
         assert (a(x) - fresh(x)).abs().max() > 1e-3  # both trained: they moved from the same start
+
+
+def test_catastrophic_overfitting_is_flagged_on_a_collapse_and_not_on_a_healthy_run():
+    from staa.training.adversarial import catastrophic_overfitting
+
+    epoch = lambda fgsm, pgd: {"val_fgsm_accuracy": fgsm, "val_pgd_accuracy": pgd}
+    start = epoch(0.10, 0.05)
+    healthy = [epoch(0.40, 0.30), epoch(0.45, 0.35), epoch(0.47, 0.33)]  # a small dip is noise
+    assert not any(catastrophic_overfitting(healthy[: i + 1], start) for i in range(3))
+    collapse = [epoch(0.40, 0.30), epoch(0.45, 0.36), epoch(0.90, 0.02)]  # FGSM soars while PGD falls to nothing
+    assert [catastrophic_overfitting(collapse[: i + 1], start) for i in range(3)] == [False, False, True]
+    both_fall = [epoch(0.40, 0.30), epoch(0.10, 0.05)]  # everything got worse: not the single-step blind spot
+    assert not catastrophic_overfitting(both_fall, start)
+    assert not catastrophic_overfitting([epoch(0.9, 0.0)], None)  # nothing to compare with
+
+
+def test_nfgsm_starts_beyond_eps_as_published_and_ends_within_its_bound():
+    from staa.training.adversarial import nfgsm
+    from tests.conftest import fit_tone_model
+
+    model, x = fit_tone_model()
+    y = model(x).argmax(1)
+    eps, k = 0.002, 2.0
+    adv = nfgsm(model, x, y, eps, k, seed=0)
+    delta = adv - x
+    assert delta.abs().max() > eps  # no projection onto the eps-ball: the noise alone reaches 2 eps
+    assert delta.abs().max() <= (k + 1) * eps + 1e-6 and adv.abs().max() <= 1
+    noise = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1) * k * eps
+    assert torch.allclose((delta - noise).abs(), torch.full_like(delta, eps), atol=1e-6)  # then one step of eps
+    assert torch.equal(adv, nfgsm(model, x, y, eps, k, seed=0))
+
+
+def test_the_generator_method_steps_from_the_generators_perturbation_and_trains_it_on_the_loss_after(records):
+    from staa.datasets import AudioDataset
+    from staa.training.adversarial import _build
+
+    _, recs = records
+    cfg = _cfg("generator", gen_crop_seconds=0, eps=0.01)
+    model, opt, gen, gen_opt = _build(cfg, "cpu")
+    data = AudioDataset([r for r in recs if r.split == "train"][:8], cfg.classes, clip_seconds=0.5)
+    x, y = torch.stack([data[i][0] for i in range(8)]), torch.tensor([data[i][1] for i in range(8)])
+    step = Step(cfg, model, model, opt, gen, gen_opt)
+    loss_after = lambda: -step._loss_after_step(x, y)[0].item()
+    torch.manual_seed(0)
+    before = [p.detach().clone() for p in gen.parameters()]
+    x_adv = step._generator(x, y, seed=0)
+    assert x_adv.shape == x[:4].shape and (x_adv - x[:4]).abs().max() <= cfg.eps + 1e-6
+    # the signed step moves (nearly) every sample: unlike the sparse generator output alone
+    assert ((x_adv - x[:4]).abs() > 0).float().mean() > 0.5
+    assert any(not torch.equal(a, b) for a, b in zip(before, gen.parameters()))
+    model.eval().requires_grad_(False)
+    first = loss_after()
+    for _ in range(5):
+        loss, _ = step._loss_after_step(x, y)
+        gen_opt.zero_grad()
+        loss.backward()
+        gen_opt.step()
+    assert loss_after() > first  # the generator learns to raise the victim's loss after the step

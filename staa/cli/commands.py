@@ -16,6 +16,7 @@ from staa.datasets import LOADERS, DatasetError
 from staa.io.audio import AudioError
 from staa.io.checkpoint import CheckpointError
 from staa.io.lock import LockError
+from staa.training.adversarial import METHODS as ADV_METHODS
 
 log = logging.getLogger("staa")
 MAX_SEED = 2**63 - 1
@@ -433,9 +434,13 @@ def cmd_adv_train(a) -> None:
         print(
             f"{a.method} AT: kept epoch {report['best_epoch']}: val UA {kept['val_ua']:.3f}"
             + (f" (from {start['val_ua']:.3f})" if start else "")
-            + f", val FGSM accuracy {kept['val_fgsm_accuracy']:.3f}"
+            + f", val accuracy under FGSM {kept['val_fgsm_accuracy']:.3f}"
             + (f" (from {start['val_fgsm_accuracy']:.3f})" if start else "")
+            + f", under PGD {kept['val_pgd_accuracy']:.3f}"
+            + (f" (from {start['val_pgd_accuracy']:.3f})" if start else "")
         )
+    for flag in report["flags"]:
+        print(f"FLAG {flag}: PGD val accuracy collapsed while FGSM val accuracy held; the kept epoch predates it")
     print(Path(a.out) / "victim.pt")
 
 
@@ -785,10 +790,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "adv-train",
-        help="adversarial training: STAA generator on the fly, or PGD / FGSM / TRADES baselines",
-        description="Train (or fine-tune with --init-victim) a zoo victim on adversarial batches. --method generator updates a STAA "
-        "generator against the current victim at every step (a min-max game); pgd, fgsm (fast AT with random start), "
-        "trades and clean are the baselines. Writes OUT/victim.pt, OUT/generator.pt, OUT/last.pt (resumes mid-epoch), "
+        help="adversarial training: STAA generator on the fly, or PGD / FGSM / N-FGSM / TRADES baselines",
+        description="Train (or fine-tune with --init-victim) a zoo victim on adversarial batches, at eps 0.002 by "
+        "default. --method generator: the STAA generator's perturbation starts one signed-gradient step, and the "
+        "generator learns, against the current victim, to maximise the loss after that step (after FGSM-SDI); "
+        "generator_only trains on the generator's output itself; pgd, fgsm (fast AT with random start), nfgsm "
+        "(N-FGSM), trades and clean are the baselines. The kept epoch is the most accurate under PGD on val within "
+        "--max-clean-drop of the start; a collapse of PGD accuracy while FGSM accuracy holds is flagged as "
+        "catastrophic overfitting. Writes OUT/victim.pt, OUT/generator.pt, OUT/last.pt (resumes mid-epoch), "
         "OUT/metrics.json. Runs under torchrun --nproc_per_node=N with DDP.",
     )
     data_args(p, split=False)
@@ -797,7 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer, wav2vec2 (default: --init-victim's)",
     )
-    p.add_argument("--method", default="generator", choices=["clean", "generator", "pgd", "fgsm", "trades"])
+    p.add_argument("--method", default="generator", choices=list(ADV_METHODS))
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=integer(1, 10_000), default=5)
     p.add_argument(
@@ -809,12 +818,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="peak learning rate, cosine-decayed to a tenth (default: 1e-4 with --init-victim, else 5e-4)",
     )
-    p.add_argument("--eps", type=EPS, default=0.03)
+    p.add_argument("--eps", type=EPS, default=0.002, help="l-inf budget of the training attacks (default 0.002)")
     p.add_argument(
         "--max-clean-drop",
         type=number(0, 1),
         default=0.05,
-        help="keep the epoch most robust on val among those within this much clean val UA of the start (default 0.05)",
+        help="keep the epoch most accurate under PGD on val among those within this much clean val UA of the start "
+        "(default 0.05)",
     )
     p.add_argument(
         "--adv-ratio", type=number(0, 1), default=0.5, help="share of each batch replaced by adversarial clips"

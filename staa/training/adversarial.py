@@ -1,10 +1,15 @@
-"""Adversarial training of a victim (`staa adv-train`): STAA generator on the fly, or the PGD / fast FGSM /
-TRADES baselines, or clean training, all in one loop so that they differ only in how a batch is attacked.
+"""Adversarial training of a victim (`staa adv-train`): the STAA generator on the fly, or the PGD / fast FGSM /
+N-FGSM / TRADES baselines, or clean training, all in one loop so that they differ only in how a batch is attacked.
 
-With the generator (a min-max game): each step first updates the generator against the current victim
-(`gen_updates` Adam steps on STAA's loss), then replaces `adv_ratio` of the batch by the generator's hard-mask
-adversarial clips and updates the victim on the mix. The attack keeps up as the model hardens, at the price
-of one generator forward/backward per step instead of PGD's k victim forward/backwards.
+`generator` (the default; after FGSM-SDI, Jia et al. 2022): the generator's sparse perturbation is the starting
+point of one signed-gradient step, projected onto the eps-ball; the victim trains on the result, and the generator
+is trained, against the current victim, to maximise the victim's loss *after* that step. `generator_only`: the
+generator's own output is the training example (robustness to generators only). Either way each step first
+updates the generator (`gen_updates` Adam steps), then replaces `adv_ratio` of the batch and updates the victim.
+
+The kept epoch is the one most accurate under PGD-10 at the training eps on a fixed val subset, among those that
+keep clean val UA within `max_clean_drop` of the start; FGSM accuracy alone hides catastrophic overfitting (Wong et
+al. 2020), which is flagged when PGD val accuracy collapses while FGSM val accuracy holds.
 
 `OUT/last.pt` (weights, optimisers, RNG, position in the epoch) is rewritten every `checkpoint_every` steps
 and at each epoch's end, so a killed run continues mid-epoch and ends where an uninterrupted one would.
@@ -18,6 +23,7 @@ DDP averages the gradients; only rank 0 writes.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +36,7 @@ from tqdm import tqdm
 from staa.attacks import FGSM, PGD
 from staa.datasets import AudioDataset, Record
 from staa.generator.checkpoint import load_generator, save_generator
+from staa.generator.losses import quality_loss, sparsity_loss
 from staa.generator.network import STAAGenerator
 from staa.generator.training import AttackTrainConfig, generator_loss
 from staa.io.atomic import write_json
@@ -41,7 +48,10 @@ from staa.models.inference import predict
 from staa.models.victim import load_victim, save_victim
 from staa.training import distributed
 
-METHODS = ("clean", "generator", "pgd", "fgsm", "trades")
+log = logging.getLogger(__name__)
+METHODS = ("clean", "generator", "generator_only", "pgd", "fgsm", "nfgsm", "trades")
+GENERATOR_log = logging.getLogger(__name__)
+GENERATOR_METHODS = ("generator", "generator_only")
 
 
 @dataclass
@@ -59,7 +69,7 @@ class AdvTrainConfig:
     sample_rate: int = 16_000
     clip_seconds: float = 3.0
     model: dict = field(default_factory=dict)
-    eps: float = 0.03
+    eps: float = 0.002  # the realistic audio budget (SpeakerGuard, AudioPure); the attack tables use 0.03 too
     adv_ratio: float = 0.5  # share of each batch replaced by adversarial clips (TRADES uses every clip twice)
     pgd_steps: int = 10
     trades_beta: float = 6.0
@@ -67,9 +77,13 @@ class AdvTrainConfig:
     gen_updates: int = 1  # generator steps per victim step
     gen_crop_seconds: float = 1.0  # the generator learns on crops (it is fully convolutional), then attacks whole clips
     init_victim: str | None = None  # warm start (fine-tune) from a trained victim
-    # keep the epoch most robust on val (accuracy under FGSM) among those whose clean val UA is within this of the
-    # starting model's (of the first epoch's, from scratch); without a val split, the last epoch
+    # keep the epoch most robust on val (accuracy under PGD at the training eps on `val_clips` clips) among those
+    # whose clean val UA is within this of the starting model's (of the first epoch's, from scratch); without a val
+    # split, the last epoch
     max_clean_drop: float = 0.05
+    val_clips: int = 64  # the fixed (seeded) val subset of the PGD reading and the gradient alignment
+    val_pgd_steps: int = 10
+    nfgsm_noise: float = 2.0  # N-FGSM's noise, U(-k eps, k eps) (de Jorge et al. 2022: k = 2), then one step of eps
     # batch-norm statistics stay those of the clean data the victim was trained on (None: frozen when fine-tuning):
     # adversarial clips in half of every batch would otherwise drag the running mean and variance the clean
     # predictions use
@@ -92,6 +106,9 @@ class AdvTrainConfig:
         in_range("epochs", self.epochs, 1, 10_000)
         in_range("batch_size", self.batch_size, 1, 4096)
         in_range("pgd_steps", self.pgd_steps, 1, 1000)
+        in_range("val_clips", self.val_clips, 1, 100_000)
+        in_range("val_pgd_steps", self.val_pgd_steps, 1, 1000)
+        in_range("nfgsm_noise", self.nfgsm_noise, 0.0, 100.0)
         in_range("gen_updates", self.gen_updates, 1, 100)
         in_range("eps", self.eps, 1e-6, 1.0)
         in_range("lr", self.lr, 0, 1)
@@ -162,8 +179,12 @@ class Step:
         if cfg.method == "trades":
             loss = self._trades(x, y, _seed(cfg, epoch, step))
         else:
-            if cfg.method == "generator":
+            if cfg.method in GENERATOR_METHODS:
                 x = _mix(x, self._generator(x, y, _seed(cfg, epoch, step)), cfg.adv_ratio)
+            elif cfg.method == "nfgsm":
+                k = _n_adversarial(cfg.adv_ratio, len(x))
+                adv = nfgsm(self.model, x[:k], y[:k], cfg.eps, cfg.nfgsm_noise, _seed(cfg, epoch, step))
+                x = _mix(x, adv, cfg.adv_ratio)
             elif cfg.method in ("pgd", "fgsm"):
                 attack = (
                     PGD(self.model, eps=cfg.eps, steps=cfg.pgd_steps, seed=_seed(cfg, epoch, step))
@@ -205,9 +226,10 @@ class Step:
             return defense(x, self.cfg.sample_rate).clamp(-1, 1)
 
     def _generator(self, x, y, seed):
-        """Update the generator against the frozen current victim, then attack with it. Only the share of the batch
-        that will be replaced is used, and the update runs on a `gen_crop_seconds` crop of those clips (as
-        `train-attack` does): this is what keeps generator-AT near the cost of clean training."""
+        """Update the generator against the frozen current victim, then attack with it (`generator`: its output,
+        then one signed-gradient step). Only the share of the batch that will be replaced is used, and the update
+        runs on a `gen_crop_seconds` crop of those clips (as `train-attack` does): this is what keeps generator-AT
+        near the cost of clean training."""
         k = _n_adversarial(self.cfg.adv_ratio, len(x))
         if k == 0:
             return x[:0]
@@ -220,20 +242,42 @@ class Step:
             train_on = xs
         self.model.eval().requires_grad_(False)
         self.gen.train()
+        stepped = self.cfg.method == "generator"
         for _ in range(self.cfg.gen_updates):
-            loss, _, x_adv = generator_loss(
-                self.attack_cfg, self.gen, [self.model], train_on, labels=ys, with_adversarial=True
-            )
+            if stepped:
+                loss, x_adv = self._loss_after_step(train_on, ys)
+            else:
+                loss, _, x_adv = generator_loss(
+                    self.attack_cfg, self.gen, [self.model], train_on, labels=ys, with_adversarial=True
+                )
             self.gen_opt.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(self.gen, self.d)
             self.gen_opt.step()
         self.model.requires_grad_(True)
-        if train_on is not xs:
+        if train_on is not xs or stepped:
             self.gen.eval()
             with torch.no_grad():
                 x_adv = self.gen(xs, ys if self.gen.conditional else None)
+            if stepped:
+                x_adv = signed_step(self.model, xs, x_adv, ys, self.cfg.eps, self.cfg.eps)
         return x_adv
+
+    def _loss_after_step(self, x, y):
+        """FGSM-SDI's generator objective: minus the victim's loss after one signed-gradient step from the
+        generator's perturbation (the step's direction held fixed), plus STAA's sparsity terms on its mask."""
+        cfg, acfg = self.cfg, self.attack_cfg
+        v, m, m_soft = self.gen.perturbation(x, y if self.gen.conditional else None)
+        start = (x + v * m).clamp(-1, 1)
+        x_adv = signed_step(self.model, x, start, y, cfg.eps, cfg.eps)
+        # the step is a constant offset (sign of a detached gradient); the projection passes gradients where inside
+        x_adv = x + (start + (x_adv - start).detach() - x).clamp(-cfg.eps, cfg.eps)
+        spa = sparsity_loss(m)
+        spa = (spa - acfg.spa_target).clamp(min=0) if acfg.spa_target else spa
+        loss = (
+            -F.cross_entropy(self.model(x_adv.clamp(-1, 1)), y) + acfg.w_spa * spa + acfg.w_qua * quality_loss(m_soft)
+        )
+        return loss, x_adv.detach().clamp(-1, 1)
 
     def _trades(self, x, y, seed):
         """TRADES (Zhang et al., 2019): CE on clean + beta * KL(f(x_adv) || f(x)), x_adv maximising the KL by PGD."""
@@ -257,6 +301,29 @@ class Step:
         )
 
 
+def signed_step(model, x, start, y, alpha: float, eps: float):
+    """One signed-gradient step of cross-entropy from `start`, projected onto the eps-ball around `x` and [-1, 1]."""
+    start = start.detach().requires_grad_(True)
+    was_training = model.training
+    model.eval()
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(start), y), start)
+    model.train(was_training)
+    return (x + (start.detach() + alpha * grad.sign() - x).clamp(-eps, eps)).clamp(-1, 1)
+
+
+def nfgsm(model, x, y, eps: float, k: float = 2.0, seed: int = 0):
+    """N-FGSM (de Jorge et al., 2022): noise U(-k eps, k eps), then one signed-gradient step of eps, and no
+    projection back to the eps-ball: the example may lie up to (k + 1) eps away (only [-1, 1] is enforced)."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = ((torch.rand(x.shape, generator=gen) * 2 - 1) * k * eps).to(x)
+    start = (x + noise).requires_grad_(True)
+    was_training = model.training
+    model.eval()
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(start), y), start)
+    model.train(was_training)
+    return (x + noise + eps * grad.sign()).clamp(-1, 1).detach()
+
+
 def _build(cfg: AdvTrainConfig, device):
     torch.manual_seed(cfg.seed)
     if cfg.init_victim:
@@ -270,7 +337,7 @@ def _build(cfg: AdvTrainConfig, device):
         model = build_model(cfg.arch, len(cfg.classes), cfg.sample_rate, **cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = gen_opt = None
-    if cfg.method == "generator":
+    if cfg.method in GENERATOR_METHODS:
         acfg = cfg.attack_config()
         gen = (
             load_generator(cfg.init_generator, device=device)
@@ -349,7 +416,7 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
     model, opt, gen, gen_opt = _build(cfg, device)
     fresh = {"epoch": 0, "step": 0, "history": [], "start": {}, "best_epoch": 0}
     anchor = None
-    if cfg.init_victim and cfg.clean_kl > 0 and cfg.method in ("generator", "pgd", "fgsm"):
+    if cfg.init_victim and cfg.clean_kl > 0 and cfg.method not in ("clean", "trades"):
         anchor = copy.deepcopy(model).eval().requires_grad_(False)  # before _resume: the starting weights
     state = _resume(out, cfg, model, opt, gen, gen_opt, fresh)
     step_fn = Step(cfg, model, distributed.wrap(model, d), opt, gen, gen_opt, d, anchor)
@@ -397,16 +464,26 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
         if val_set is not None and d.main:
             record |= _validate(model, val_set, cfg, device)
         state["history"].append(record)
+        record["catastrophic_overfitting"] = catastrophic_overfitting(state["history"], state["start"])
         state["epoch"], state["step"] = epoch + 1, 0
         if d.main:
             if progress:
                 tqdm.write(
                     f"{cfg.method} AT epoch {epoch + 1}: loss {record['train_loss']:.3f}"
                     + (
-                        f", val UA {record['val_ua']:.3f}, val FGSM accuracy {record['val_fgsm_accuracy']:.3f}"
+                        f", val UA {record['val_ua']:.3f}, val accuracy under FGSM {record['val_fgsm_accuracy']:.3f}, "
+                        f"PGD-{cfg.val_pgd_steps} {record['val_pgd_accuracy']:.3f}"
                         if "val_ua" in record
                         else ""
                     )
+                )
+            if record["catastrophic_overfitting"]:
+                log.warning(
+                    "FLAG catastrophic overfitting at epoch %d: PGD val accuracy collapsed to %.3f while FGSM val "
+                    "accuracy holds at %.3f",
+                    epoch + 1,
+                    record["val_pgd_accuracy"],
+                    record["val_fgsm_accuracy"],
                 )
             if _better(cfg, state, record):
                 state["best_epoch"] = epoch + 1
@@ -419,6 +496,11 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
         "start": state["start"],
         "best_epoch": state["best_epoch"],
         "history": state["history"],
+        "flags": [
+            f"catastrophic_overfitting at epoch {r['epoch']}"
+            for r in state["history"]
+            if r.get("catastrophic_overfitting")
+        ],
         "processes": d.world,
     }
     if d.main:
@@ -434,7 +516,7 @@ def _lr(cfg, progress: float) -> float:
 
 def _better(cfg, state, record) -> bool:
     """Whether this epoch replaces the kept one: among epochs within `max_clean_drop` of the start's clean val UA
-    (the first epoch's from scratch), the most robust on val; failing that, the cleanest."""
+    (the first epoch's from scratch), the most accurate under PGD on val; failing that, the cleanest."""
     if "val_ua" not in record:
         return True
     history = state["history"]
@@ -442,21 +524,65 @@ def _better(cfg, state, record) -> bool:
 
     def key(r):
         ok = r["val_ua"] >= floor - 1e-9
-        return (ok, r["val_fgsm_accuracy"] if ok else r["val_ua"], r["val_ua"])
+        return (ok, r["val_pgd_accuracy"] if ok else r["val_ua"], r["val_ua"])
 
     best = state["best_epoch"]
     return best == 0 or key(record) > key(history[best - 1])
 
 
+def catastrophic_overfitting(history: list[dict], start: dict | None = None, *, drop: float = 0.5) -> bool:
+    """The latest epoch's PGD val accuracy fell to at most `1 - drop` of the best reading before it (the start's
+    included) while its FGSM val accuracy held (no lower than at that best reading, less 5 points): the model has
+    learnt to mask the single-step gradient, not to resist (Wong et al. 2020; de Jorge et al. 2022)."""
+    earlier = [r for r in ([start] if start else []) + history[:-1] if r and "val_pgd_accuracy" in r]
+    now = history[-1] if history else {}
+    if not earlier or "val_pgd_accuracy" not in now:
+        return False
+    peak = max(earlier, key=lambda r: r["val_pgd_accuracy"])
+    collapsed = peak["val_pgd_accuracy"] >= 0.05 and now["val_pgd_accuracy"] <= (1 - drop) * peak["val_pgd_accuracy"]
+    return collapsed and now["val_fgsm_accuracy"] >= peak["val_fgsm_accuracy"] - 0.05
+
+
+def _subset(val_set, cfg) -> list[int]:
+    n = len(val_set)
+    if n <= cfg.val_clips:
+        return list(range(n))
+    return sorted(torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))[: cfg.val_clips].tolist())
+
+
 def _validate(model, val_set, cfg, device) -> dict:
-    """Clean UA and WA on val, and accuracy under FGSM at the training eps (a cheap robustness reading)."""
+    """Clean UA and WA on val; on a fixed val subset, accuracy under FGSM and under PGD at the training eps, and the
+    gradient alignment: the mean cosine between the input gradients at a clip and at a random point of its eps-ball
+    (Andriushchenko & Flammarion 2020; it falls towards 0 as single-step training overfits). All in eval mode, so
+    that no val batch reaches the batch-norm statistics of the model being trained."""
+    was_training = model.training
+    model.eval()
     scores = classification_scores(*predict(model, val_set, device=device), len(cfg.classes))
-    correct = n = 0
+    subset = _subset(val_set, cfg)
+    fgsm_ok = pgd_ok = 0
+    cosines = []
     fgsm = FGSM(model, eps=cfg.eps)
-    for i in range(0, len(val_set), 32):
-        x, y = _batch(val_set, range(i, min(i + 32, len(val_set))), device)
-        x_adv = fgsm(x, y)
+    pgd = PGD(model, eps=cfg.eps, steps=cfg.val_pgd_steps, seed=cfg.seed)
+    for i in range(0, len(subset), 32):
+        x, y = _batch(val_set, subset[i : i + 32], device)
+        x_fgsm, x_pgd = fgsm(x, y), pgd(x, y)
         with torch.no_grad():
-            correct += int((model(x_adv).argmax(1) == y).sum())
-        n += len(y)
-    return {"val_ua": scores["ua"], "val_wa": scores["wa"], "val_fgsm_accuracy": correct / n}
+            fgsm_ok += int((model(x_fgsm).argmax(1) == y).sum())
+            pgd_ok += int((model(x_pgd).argmax(1) == y).sum())
+        noise = (torch.rand(x.shape, generator=torch.Generator().manual_seed(cfg.seed + i)) * 2 - 1).to(x) * cfg.eps
+        grads = []
+        for point in (x, (x + noise).clamp(-1, 1)):
+            point = point.clone().requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(F.cross_entropy(model(point), y), point)
+            grads.append(g.flatten(1))
+        cosines += F.cosine_similarity(*grads, dim=1, eps=1e-20).tolist()
+    model.train(was_training)
+    n = len(subset)
+    return {
+        "val_ua": scores["ua"],
+        "val_wa": scores["wa"],
+        "val_fgsm_accuracy": fgsm_ok / n,
+        "val_pgd_accuracy": pgd_ok / n,
+        "val_grad_alignment": sum(cosines) / len(cosines),
+    }
