@@ -1,12 +1,17 @@
-"""Generator adversarial training over seeds: the default recipe against other settings, from one trained victim and
-generator (a `staa demo` run folder), with clean test UA and test accuracy under FGSM and under that generator.
+"""Adversarial-training methods side by side, judged only by fresh attacks at the training budget.
 
-    python scripts/compare_hardening.py --demo run [--arch mel_cnn] [--seeds 0,1,2] \
-        [--variant NAME=JSON ...] [--out hardening.json]
+    python scripts/compare_hardening.py --base runs/base --arch mel_cnn --seed 0 \
+        [--methods none,generator,generator_only,nfgsm,pgd] [--eps 0.002] [--epochs 3] [--from-scratch] \
+        --out docs/hardening/mel_cnn_s0.json
+    python scripts/compare_hardening.py --gather docs/hardening/mel_cnn_s*.json     # mean +- std over the seeds
 
-A variant is AdvTrainConfig fields as JSON over the default (e.g. `before={"lr": 5e-4, "epochs": 1, "freeze_bn":
-false}`, the recipe the demo used before batch-norm freezing and the kept-epoch guard). Each variant x seed trains
-into OUT_DIR/NAME_sSEED (kept, so a rerun skips what is done). Prints per-seed values and mean +- std.
+`--base` is a folder with `corpus/manifest.csv`, `victims/ARCH/best.pt` and `attacks/ARCH/best.pt` (a `staa demo`
+run, or the three commands that make them). Per method, one seed per command (each fits 40 minutes on 2 cores at
+the default sizes): the victim is fine-tuned (or, with --from-scratch, trained) by `staa.training.adversarial`
+and scored on the test clips by robust accuracy (right before and after the attack, against the true label) under
+APGD-CE, APGD-T, Square and their per-clip worst case, and under a fresh STAA generator trained against the
+hardened model (`--fresh-epochs 0` skips it). A clean epoch is timed in the same process, so each method's epoch
+cost is a ratio measured on one machine under one load.
 """
 
 import argparse
@@ -18,97 +23,178 @@ from pathlib import Path
 
 import torch
 
+SUITE = {"apgd_ce": "apgd:steps={steps}", "apgd_t": "apgd_t:steps={steps}", "square": "square:queries={queries}"}
 
-def _accuracies(victim_path, generator_path, x, y, classes) -> dict:
+
+def robust(model, attack, x, y, clean_ok) -> torch.Tensor:
+    """Per clip: classified right before and after `attack` (run against the true label)."""
+    ok = []
+    for i in range(0, len(x), 32):
+        x_adv = attack(x[i : i + 32], y[i : i + 32])
+        with torch.no_grad():
+            ok.append(model(x_adv).argmax(1) == y[i : i + 32])
+    return torch.cat(ok) & clean_ok
+
+
+def score(victim_path, x, y, a, fresh=None) -> dict:
     from staa.attacks.registry import build_attack
     from staa.metrics.classification import classification_scores
     from staa.models.victim import load_victim
 
-    model = load_victim(victim_path).model.eval()
-    out = {}
+    victim = load_victim(victim_path)
+    model = victim.model.eval()
     with torch.no_grad():
         pred = torch.cat([model(x[i : i + 32]).argmax(1) for i in range(0, len(x), 32)])
-    out["clean_ua"] = classification_scores(y.tolist(), pred.tolist(), len(classes))["ua"]
-    for name, spec in (("fgsm", "fgsm"), ("staa", f"staa:generator={generator_path}")):
-        attack = build_attack(spec, model, sample_rate=16_000)
-        right = 0
-        for i in range(0, len(x), 32):
-            x_adv = attack(x[i : i + 32], y[i : i + 32])
-            with torch.no_grad():
-                right += int((model(x_adv).argmax(1) == y[i : i + 32]).sum())
-        out[f"{name}_accuracy"] = right / len(x)
+    clean_ok = pred == y
+    out = {"clean_ua": classification_scores(y.tolist(), pred.tolist(), len(victim.classes))["ua"]}
+    out["clean_accuracy"] = float(clean_ok.float().mean())
+    worst = clean_ok.clone()
+    for name, spec in SUITE.items():
+        attack = build_attack(spec.format(steps=a.steps, queries=a.queries), model, eps=a.eps, sample_rate=16_000)
+        ok = robust(model, attack, x, y, clean_ok)
+        out[name] = float(ok.float().mean())
+        worst &= ok
+    out["worst_case"] = float(worst.float().mean())
+    if fresh is not None:
+        attack = build_attack(f"staa:generator={fresh}", model, sample_rate=16_000)
+        out["fresh_staa"] = float(robust(model, attack, x, y, clean_ok).float().mean())
     return out
 
 
-def main(argv=None) -> int:
+def fresh_generator(victim_path, records, work: Path, a) -> Path | None:
+    """A new STAA generator trained against the hardened model at the training eps; a collapsed one is flagged."""
+    from staa.generator.recipes import recipe
+    from staa.generator.training import AttackTrainConfig, collapsed, train_generator
+
+    if a.fresh_epochs == 0:
+        return None
+    over = recipe("default")
+    cfg = AttackTrainConfig(**{**over, "epochs": a.fresh_epochs, "eps_schedule": [[0, a.eps]], "seed": a.seed})
+    report = train_generator(cfg, [str(victim_path)], records, work, progress=False)
+    if collapsed(report):
+        print(f"FLAG the fresh generator against {victim_path} collapsed: a failed attack, not robustness")
+    return work / "best.pt"
+
+
+def run(a) -> dict:
     from staa.datasets import AudioDataset, load_records
     from staa.generator.recipes import recipe
-    from staa.io.atomic import write_json
     from staa.io.provenance import machine
     from staa.models.victim import load_victim
     from staa.training.adversarial import AdvTrainConfig, adv_train
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--demo", required=True, help="a `staa demo` run folder (corpus/, victims/, attacks/)")
-    p.add_argument("--arch", default="mel_cnn")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=JSON")
-    p.add_argument("--work", default="hardening_runs", help="where each variant x seed trains (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=None, help="write the numbers as JSON here")
-    a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    run = Path(a.demo)
-    victim, generator = run / "victims" / a.arch / "best.pt", run / "attacks" / a.arch / "best.pt"
+    base, work = Path(a.base), Path(a.work) / f"{a.arch}_s{a.seed}{'_scratch' if a.from_scratch else ''}"
+    victim, generator = base / "victims" / a.arch / "best.pt", base / "attacks" / a.arch / "best.pt"
     start = load_victim(victim)
-    records = load_records("manifest", run / "corpus" / "manifest.csv")
-    test = AudioDataset([r for r in records if r.split == "test"], start.classes, clip_seconds=3.0, crop="center")
+    records = load_records("manifest", base / "corpus" / "manifest.csv")
+    test_records = [r for r in records if r.split == "test"][: a.test_clips]
+    test = AudioDataset(test_records, start.classes, clip_seconds=3.0, crop="center")
     x = torch.stack([test[i][0] for i in range(len(test))])
     y = torch.tensor([test[i][1] for i in range(len(test))])
-    variants = {"default": {}} | {k: json.loads(v) for k, v in (item.split("=", 1) for item in a.variant)}
-    seeds = [int(s) for s in a.seeds.split(",")]
-    results = {
-        "machine": machine(),
-        "n_test": len(test),
-        "original": _accuracies(victim, generator, x, y, start.classes),
-    }
-    for name, over in variants.items():
-        rows = []
-        for seed in seeds:
-            cfg = AdvTrainConfig(
-                **{
-                    "arch": start.arch,
-                    "classes": start.classes,
-                    "method": "generator",
-                    "epochs": a.epochs,
-                    "init_victim": str(victim),
-                    "init_generator": str(generator),
-                    "generator": recipe("default"),
-                    "gen_crop_seconds": 0,
-                    "seed": seed,
-                    **over,
-                }
-            )
-            t0 = time.perf_counter()
-            report = adv_train(cfg, records, Path(a.work) / f"{name}_s{seed}", progress=False)
-            row = {"seed": seed, "seconds": time.perf_counter() - t0, "best_epoch": report["best_epoch"]}
-            row |= _accuracies(Path(a.work) / f"{name}_s{seed}" / "victim.pt", generator, x, y, start.classes)
-            rows.append(row)
-        results[name] = {"overrides": over, "seeds": rows}
-    o = results["original"]
-    print(
-        f"{len(test)} test clips; original: UA {o['clean_ua']:.3f}, FGSM {o['fgsm_accuracy']:.3f}, STAA {o['staa_accuracy']:.3f}"
-    )
-    for name in variants:
-        rows = results[name]["seeds"]
+
+    def config(method, **over):
+        return AdvTrainConfig(
+            **{
+                "arch": start.arch,
+                "classes": start.classes,
+                "method": method,
+                "epochs": a.epochs,
+                "eps": a.eps,
+                "seed": a.seed,
+                "init_victim": None if a.from_scratch else str(victim),
+                "init_generator": str(generator) if method in ("generator", "generator_only") else None,
+                "generator": recipe("default"),
+                "gen_crop_seconds": 0,
+                **over,
+            }
+        )
+
+    results = {"machine": machine(), "n_test": len(test), "settings": vars(a), "methods": {}}
+    clean = adv_train(config("clean", epochs=1), records, work / "clean_epoch", progress=False)
+    clean_seconds = clean["history"][0]["seconds"]
+    results["clean_epoch_seconds"] = clean_seconds
+    for method in a.methods.split(","):
+        t0 = time.perf_counter()
+        if method == "none":
+            path, row = victim, {}
+        else:
+            report = adv_train(config(method), records, work / method, progress=False)
+            path = work / method / "victim.pt"
+            seconds = statistics.mean(h["seconds"] for h in report["history"])
+            row = {
+                "best_epoch": report["best_epoch"],
+                "epoch_cost": seconds / clean_seconds,
+                "flags": report["flags"],
+                "history": report["history"],
+            }
+        fresh = fresh_generator(path, records, work / method / "fresh_staa", a)
+        row |= score(path, x, y, a, fresh)
+        row["seconds"] = time.perf_counter() - t0
+        results["methods"][method] = row
+        print(
+            f"{method:<15} clean UA {row['clean_ua']:.3f}  APGD-CE {row['apgd_ce']:.3f}  APGD-T {row['apgd_t']:.3f}  "
+            f"Square {row['square']:.3f}  worst {row['worst_case']:.3f}"
+            + (f"  fresh STAA {row['fresh_staa']:.3f}" if "fresh_staa" in row else "")
+            + (f"  epoch {row['epoch_cost']:.2f}x clean" if "epoch_cost" in row else ""),
+            flush=True,
+        )
+    return results
+
+
+COLUMNS = ("clean_ua", "apgd_ce", "apgd_t", "square", "worst_case", "fresh_staa", "epoch_cost")
+
+
+def gather(paths) -> str:
+    """A markdown table: per method, mean +- std (ddof 1) over the seeds' files, with the per-seed values."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    methods = list(dict.fromkeys(m for r in runs for m in r["methods"]))
+    lines = [
+        f"{len(runs)} seed(s), {runs[0]['n_test']} test clips, eps {runs[0]['settings']['eps']}",
+        "",
+        "| method | " + " | ".join(COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
+    for m in methods:
         cells = []
-        for key in ("clean_ua", "fgsm_accuracy", "staa_accuracy"):
-            vals = [r[key] for r in rows]
-            sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
-            cells.append(f"{key} {statistics.mean(vals):.3f} +- {sd:.3f} ({', '.join(f'{v:.3f}' for v in vals)})")
-        print(f"{name:<10}" + "; ".join(cells))
+        for key in COLUMNS:
+            vals = [r["methods"][m][key] for r in runs if m in r["methods"] and key in r["methods"][m]]
+            if not vals:
+                cells.append("–")
+                continue
+            sd = f" +- {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
+            cells.append(f"{statistics.mean(vals):.3f}{sd} ({' / '.join(f'{v:.3f}' for v in vals)})")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", help="folder with corpus/, victims/ARCH/best.pt and attacks/ARCH/best.pt")
+    p.add_argument("--arch", default="mel_cnn")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--methods", default="none,generator,generator_only,nfgsm,pgd")
+    p.add_argument("--eps", type=float, default=0.002)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--from-scratch", action="store_true", help="train each method from scratch, not fine-tune")
+    p.add_argument("--test-clips", type=int, default=120)
+    p.add_argument("--steps", type=int, default=20, help="APGD steps (default: %(default)s)")
+    p.add_argument("--queries", type=int, default=200, help="Square queries (default: %(default)s)")
+    p.add_argument("--fresh-epochs", type=int, default=2, help="epochs of the fresh STAA generator (0: none)")
+    p.add_argument("--work", default="runs/hardening", help="where each method trains (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None, help="write the numbers as JSON here")
+    p.add_argument("--gather", nargs="+", metavar="JSON", help="print the table of these seeds' files instead")
+    a = p.parse_args(argv)
+    if a.gather:
+        print(gather(a.gather))
+        return 0
+    if not a.base:
+        p.error("--base is required unless --gather")
+    results = run(a)
     if a.out:
+        from staa.io.atomic import write_json
+
         write_json(a.out, results)
     return 0
 

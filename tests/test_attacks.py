@@ -202,3 +202,24 @@ def test_run_attack_leaves_near_silent_clips_out_and_counts_them(tmp_path):
     assert (summary["n"], summary["n_silent"]) == (2, 2)
     with open(tmp_path / "o" / "clips.csv", newline="") as fh:
         assert [r["path"] for r in csv.DictReader(fh)] == [records[0].path, records[1].path]
+
+
+def test_robust_correct_counts_a_clip_only_if_right_before_and_after(tmp_path):
+    import soundfile as sf
+
+    from staa.attacks.runner import robust_correct
+    from staa.datasets.records import Record
+    from tests.conftest import fit_tone_model
+
+    model, x = fit_tone_model(2)
+    with torch.no_grad():
+        pred = model(x).argmax(1).tolist()
+    records = []
+    for i, clip in enumerate(x):  # 8 clips; the first 6 labelled other than the victim says
+        sf.write(str(tmp_path / f"{i}.wav"), clip.numpy(), 16_000, subtype="FLOAT")
+        label = pred[i] if i >= 6 else 1 - pred[i]
+        records.append(Record(str(tmp_path / f"{i}.wav"), ["low", "high"][label], "s", "test"))
+    data = AudioDataset(records, ["low", "high"], clip_seconds=None)  # the clips as the victim saw them above
+    assert robust_correct(PGD(model, eps=1e-7, steps=1), model, data).tolist() == [False] * 6 + [True] * 2
+    # an attack run against the true label moves the 2 right clips off it; the 6 wrong ones never count
+    assert not robust_correct(PGD(model, eps=1e-3, steps=10, random_start=False), model, data).any()

@@ -166,3 +166,12 @@ def test_a_run_can_start_from_a_trained_generator(tiny, tmp_path):
         train_generator(
             _cfg(epochs=1, init=str(tmp_path / "nothing.pt")), [victim], recs, tmp_path / "none", progress=False
         )
+
+
+def test_a_collapsed_generator_is_told_apart_from_a_working_one():
+    from staa.generator.training import collapsed
+
+    epoch = lambda fooling, l0: {"val_mean_fooling_rate": fooling, "val_l0_ratio": l0}
+    assert collapsed({"history": [epoch(0.0, 0.1), epoch(0.01, 0.2)]})  # never fooled anything
+    assert collapsed({"history": [epoch(0.6, 0.1), epoch(0.0, 0.0)]})  # its mask closed
+    assert not collapsed({"history": [epoch(0.0, 0.1), epoch(0.35, 0.15)]})

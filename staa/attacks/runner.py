@@ -115,6 +115,22 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
+def robust_correct(attack: Attack, model, dataset: AudioDataset, *, batch_size: int = 16, device="cpu") -> torch.Tensor:
+    """Per clip of `dataset`: classified right, and still right after `attack` run against its true label (robust
+    accuracy, RobustBench's definition; its mean never exceeds clean accuracy)."""
+    out = {}
+    sampler = LengthBatchSampler(dataset.lengths(), batch_size)
+    for idx, (x, y) in zip(sampler, DataLoader(dataset, batch_sampler=sampler)):
+        x, y = x.to(device), y.to(device)
+        with torch.no_grad():
+            right = model(x).argmax(1) == y
+        x_adv = attack(x, y)
+        with torch.no_grad():
+            right &= model(x_adv).argmax(1) == y
+        out.update(zip(idx, right.cpu()))
+    return torch.stack([out[k] for k in sorted(out)])
+
+
 @torch.no_grad()
 def transfer_matrix(
     attacks: dict[str, Attack],

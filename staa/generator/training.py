@@ -358,3 +358,10 @@ def train_generator(
     report = {**meta, "history": state["history"], "best_val_fooling_rate": state["best"]}
     write_json(out / "metrics.json", report)
     return report
+
+
+def collapsed(report: dict, floor: float = 0.02) -> bool:
+    """Whether a trained generator failed as an attack: every epoch fooled (almost) nothing on val, or its last
+    mask closed (l0 near zero). A hardened model that such a generator cannot fool has not shown robustness."""
+    history = report["history"]
+    return max(h["val_mean_fooling_rate"] for h in history) < floor or history[-1]["val_l0_ratio"] < 1e-4
