@@ -73,6 +73,7 @@ def fresh_generator(victim_path, records, work: Path, a) -> Path | None:
     report = train_generator(cfg, [str(victim_path)], records, work, progress=False)
     if collapsed(report):
         print(f"FLAG the fresh generator against {victim_path} collapsed: a failed attack, not robustness")
+        (work / "collapsed").write_text("a failed attack: its accuracy is no evidence of robustness\n")
     return work / "best.pt"
 
 
@@ -130,6 +131,8 @@ def run(a) -> dict:
             }
         fresh = fresh_generator(path, records, work / method / "fresh_staa", a)
         row |= score(path, x, y, a, fresh)
+        if fresh is not None:
+            row["fresh_staa_collapsed"] = (fresh.parent / "collapsed").is_file()
         row["seconds"] = time.perf_counter() - t0
         results["methods"][method] = row
         print(
@@ -148,7 +151,7 @@ COLUMNS = ("clean_ua", "apgd_ce", "apgd_t", "square", "worst_case", "fresh_staa"
 def gather(paths) -> str:
     """A markdown table: per method, mean +- std (ddof 1) over the seeds' files, with the per-seed values."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    methods = list(dict.fromkeys(m for r in runs for m in r["methods"]))
+    methods = list(dict.fromkeys(m for r in runs for m in r["settings"]["methods"].split(",")))
     lines = [
         f"{len(runs)} seed(s), {runs[0]['n_test']} test clips, eps {runs[0]['settings']['eps']}",
         "",
@@ -163,7 +166,11 @@ def gather(paths) -> str:
                 cells.append("–")
                 continue
             sd = f" +- {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
-            cells.append(f"{statistics.mean(vals):.3f}{sd} ({' / '.join(f'{v:.3f}' for v in vals)})")
+            failed = key == "fresh_staa" and any(r["methods"][m].get("fresh_staa_collapsed") for r in runs)
+            cells.append(
+                f"{statistics.mean(vals):.3f}{sd} ({' / '.join(f'{v:.3f}' for v in vals)})"
+                + (" collapsed: no evidence" if failed else "")
+            )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
