@@ -587,7 +587,7 @@ def _check_cell(c) -> str | None:
     return None
 
 
-def _check_cells(path, cells) -> None:
+def check_cells(path, cells) -> None:
     """A results.json edited by hand (or by anyone) reaches the page only if every cell has the harness's shape and
     the cells form its grid: each victim x attack once under every defense."""
     if not isinstance(cells, list) or not cells:
@@ -680,7 +680,7 @@ def build_report(run_dir, *, out_dir=None) -> dict:
             f"{results_path}: schema {str(results.get('schema'))[:40]!r} is not {SCHEMA!r}, the one this staa-ser "
             "reads; rerun staa evaluate"
         )
-    _check_cells(results_path, cells)
+    check_cells(results_path, cells)
     flagged = victim_flags(results_path, results)
     sanity = sanity_flags_of(results_path, results)
     out = Path(out_dir) if out_dir else run

@@ -26,6 +26,12 @@ def _results(run: Path) -> dict:
         isinstance(results, dict) and isinstance(results.get("cells"), list) and isinstance(results.get("config"), dict)
     ):
         raise ValueError(f"{path}: not a results file of staa evaluate (no cells and config)")
+    from eval.harness import SCHEMA
+    from eval.report import check_cells
+
+    if results.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema {str(results.get('schema'))[:40]!r} is not {SCHEMA!r}; rerun staa evaluate")
+    check_cells(path, results["cells"])  # every rate a number in [0, 1] or null, as the harness writes them
     return results
 
 

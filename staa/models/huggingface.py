@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from staa.io.atomic import atomic_folder
-from staa.io.checkpoint import CheckpointError
+from staa.io.checkpoint import CheckpointError, check_state_dict
 from staa.io.validate import read_json_object
 from staa.models.features import zero_mean_unit_var
 
@@ -191,14 +191,8 @@ def load_hf(folder: str | os.PathLike) -> tuple[HFClassifier, list[str], int]:
                 f"{folder}: its weights do not fit its config ({what.replace('_', ' ')}: {', '.join(keys[:3])}"
                 f"{', ...' if len(keys) > 3 else ''})"
             )
-    check_finite(folder, net)
+    check_state_dict(folder, net.state_dict())  # NaN or infinite weights give NaN logits and "fooling 0.000"
     return HFClassifier(net, settings).eval(), classes, int(settings.get("sampling_rate", 16_000))
-
-
-def check_finite(path, net: nn.Module) -> None:
-    bad = [name for name, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise CheckpointError(f"{path}: non-finite weights (NaN or inf) in {', '.join(bad[:3])}")
 
 
 def hf_from_config(path, config: dict) -> HFClassifier:
