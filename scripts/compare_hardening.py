@@ -149,11 +149,17 @@ COLUMNS = ("clean_ua", "apgd_ce", "apgd_t", "square", "worst_case", "fresh_staa"
 
 
 def gather(paths) -> str:
-    """A markdown table: per method, mean +- std (ddof 1) over the seeds' files, with the per-seed values."""
-    runs = [json.loads(Path(p).read_text()) for p in paths]
-    methods = list(dict.fromkeys(m for r in runs for m in r["settings"]["methods"].split(",")))
+    """A markdown table: per method, mean +- std (ddof 1) over the seeds, with the per-seed values. Files of one
+    seed (parts run as separate commands, each with other methods) are merged."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    by_seed: dict = {}
+    for part in parts:
+        merged = by_seed.setdefault(part["settings"]["seed"], {**part, "methods": {}})
+        merged["methods"] |= part["methods"]
+    runs = [by_seed[s] for s in sorted(by_seed)]
+    methods = list(dict.fromkeys(m for r in parts for m in r["settings"]["methods"].split(",")))
     lines = [
-        f"{len(runs)} seed(s), {runs[0]['n_test']} test clips, eps {runs[0]['settings']['eps']}",
+        f"seeds {', '.join(map(str, sorted(by_seed)))}; {runs[0]['n_test']} test clips; eps {runs[0]['settings']['eps']}",
         "",
         "| method | " + " | ".join(COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
