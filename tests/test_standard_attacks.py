@@ -70,7 +70,7 @@ def test_square_fools_without_gradients_where_gradient_attacks_see_none(fitted):
     assert grad.abs().max() == 0  # the masking is real
     apgd = APGD(masked, eps=0.01, steps=20)
     start = torch.max(torch.min(x + apgd._start(x, 0), (x + 0.01).clamp(-1, 1)), (x - 0.01).clamp(-1, 1))
-    # no gradient step moves a clip beyond its random start: whatever the start happens to flip on this machine's
+    # no gradient step moves a clip beyond its random start: whatever the start happens to flip on a machine's
     # floating point is all that APGD finds
     assert torch.equal(apgd(x), start)
     square = Square(masked, eps=0.01, queries=300)
