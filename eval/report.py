@@ -512,20 +512,8 @@ td:nth-child(-n+3){text-align:left}img{max-width:100%}.muted{color:#777;font-siz
 .flags li{color:#8a5a00}"""
 
 
-RATE_KEYS = {  # the cell's shares: numbers in [0, 1], or null where their count is 0
-    "clean_accuracy",
-    "defended_clean_accuracy",
-    "success_rate",
-    "adversarial_accuracy",
-    "defended_adversarial_accuracy",
-    "robust_accuracy",
-    "defended_robust_accuracy",
-    "defended_fooling_rate",
-    "survival",
-    "l0_ratio",
-    "stoi",
-    "estoi",
-}
+# the cell's shares: numbers in [0, 1], or null where their count is 0 (the others are dB, PESQ or seconds)
+RATE_KEYS = set(NUMBER_KEYS) - {"distortion_db", "snr_db", "pesq"}
 COUNT_KEYS = ("n_success", "perceptual_n", "pesq_failures", "n_silent")
 FLAG_KEYS = ("transfer", "adaptive", "random_defense")
 

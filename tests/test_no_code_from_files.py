@@ -28,6 +28,15 @@ def _evil(folder, name="evilmod"):
     return marker
 
 
+def _evil_package(folder, monkeypatch):
+    """`pkg/mod.py` under the current folder, whose package's own import also leaves a marker (`pkg.ran`)."""
+    pkg = folder / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(f"open({str(folder / 'pkg.ran')!r}, 'w').write('imported')\n")
+    monkeypatch.chdir(folder)
+    return pkg, _evil(pkg, "mod")
+
+
 @pytest.fixture
 def victim_pt(tmp_path):
     torch.manual_seed(0)
@@ -70,11 +79,7 @@ def test_a_generator_recording_a_python_surrogate_never_runs_it(tmp_path, monkey
     from staa.generator.checkpoint import resolve_surrogate
     from staa.generator.network import GeneratorConfig, STAAGenerator
 
-    pkg = tmp_path / "pkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text(f"open({str(tmp_path / 'pkg.ran')!r}, 'w').write('imported')\n")
-    marker = _evil(pkg, "mod")
-    monkeypatch.chdir(tmp_path)
+    pkg, marker = _evil_package(tmp_path, monkeypatch)
     gen = STAAGenerator(GeneratorConfig(channels=4, levels=2))
     gen.surrogates, gen.surrogate_sha256 = ["python:pkg.mod:build"], [hashlib.sha256(b"").hexdigest()]
     with pytest.raises(CheckpointError, match=r"g.pt: its surrogate is code to run"):
@@ -85,11 +90,7 @@ def test_a_generator_recording_a_python_surrogate_never_runs_it(tmp_path, monkey
 def test_a_dotted_module_is_fingerprinted_by_its_source_without_importing_it(tmp_path, monkeypatch):
     import hashlib
 
-    pkg = tmp_path / "pkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text(f"open({str(tmp_path / 'pkg.ran')!r}, 'w').write('imported')\n")
-    marker = _evil(pkg, "mod")
-    monkeypatch.chdir(tmp_path)
+    pkg, marker = _evil_package(tmp_path, monkeypatch)
     first = fingerprint("python:pkg.mod:build")
     assert first == hashlib.sha256((pkg / "mod.py").read_bytes()).hexdigest() != hashlib.sha256(b"").hexdigest()
     (pkg / "mod.py").write_text((pkg / "mod.py").read_text() + "# edited\n")
@@ -111,22 +112,10 @@ def test_a_python_victim_leaves_sys_path_as_it_was(tmp_path, monkeypatch):
 
 
 def _hf_folder(folder):
-    labels = dict(enumerate(CLASSES))
-    config = transformers.Wav2Vec2Config(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        conv_dim=(8, 8),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 4),
-        num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2,
-        classifier_proj_size=8,
-        id2label=labels,
-        label2id={v: k for k, v in labels.items()},
-    )
+    from tests.test_own_models import CONV, LABEL_ARGS, SMALL
+
     torch.manual_seed(0)
+    config = transformers.Wav2Vec2Config(**SMALL, **CONV, **LABEL_ARGS)
     transformers.Wav2Vec2ForSequenceClassification(config).eval().save_pretrained(folder)
     transformers.Wav2Vec2FeatureExtractor(sampling_rate=16_000).save_pretrained(folder)
     return folder
