@@ -128,7 +128,9 @@ def test_the_kept_epoch_is_the_most_accurate_under_pgd_of_those_that_keep_clean_
     assert kept(start, [(0.88, 0.4), (0.80, 0.9), (0.86, 0.5)]) == 3  # epoch 2 is robust but lost 10 points
     assert kept(start, [(0.70, 0.4), (0.80, 0.3), (0.75, 0.9)]) == 2  # none within 5 points: the cleanest
     assert kept(start, [(0.70, 0.9), (0.86, 0.3)]) == 2  # one that keeps accuracy beats any that does not
-    assert kept({}, [(0.50, 0.1), (0.54, 0.2)]) == 2  # from scratch the first epoch sets the bar
+    assert kept({}, [(0.50, 0.1), (0.54, 0.2)]) == 2  # from scratch the best epoch so far sets the bar
+    # a collapsed epoch (one class for every clip: chance UA, never fooled) loses to one that learnt the task
+    assert kept({}, [(0.25, 0.25), (0.70, 0.05), (0.68, 0.10)]) == 3
     assert _lr(cfg, 0) == pytest.approx(cfg.lr) and _lr(cfg, 1) == pytest.approx(cfg.lr / 10)
     assert all(_lr(cfg, t / 10) > _lr(cfg, (t + 1) / 10) for t in range(10))
     assert _cfg().lr == 5e-4 and _cfg(init_victim="v.pt").lr == 1e-4  # a fine-tune starts gentler

@@ -78,7 +78,7 @@ class AdvTrainConfig:
     gen_crop_seconds: float = 1.0  # the generator learns on crops (it is fully convolutional), then attacks whole clips
     init_victim: str | None = None  # warm start (fine-tune) from a trained victim
     # keep the epoch most robust on val (accuracy under PGD at the training eps on `val_clips` clips) among those
-    # whose clean val UA is within this of the starting model's (of the first epoch's, from scratch); without a val
+    # whose clean val UA is within this of the starting model's (from scratch: of the best epoch so far); without a val
     # split, the last epoch
     max_clean_drop: float = 0.05
     val_clips: int = 64  # the fixed (seeded) val subset of the PGD reading and the gradient alignment
@@ -516,11 +516,13 @@ def _lr(cfg, progress: float) -> float:
 
 def _better(cfg, state, record) -> bool:
     """Whether this epoch replaces the kept one: among epochs within `max_clean_drop` of the start's clean val UA
-    (the first epoch's from scratch), the most accurate under PGD on val; failing that, the cleanest."""
+    (from scratch, the best clean val UA so far), the most accurate under PGD on val; failing that, the cleanest.
+    From scratch the bar rises with training: a model that predicts one class is never fooled, and its PGD accuracy
+    (a share of chance) must not win over one that learnt the task."""
     if "val_ua" not in record:
         return True
     history = state["history"]
-    floor = (state["start"] or history[0])["val_ua"] - cfg.max_clean_drop
+    floor = (state["start"]["val_ua"] if state["start"] else max(r["val_ua"] for r in history)) - cfg.max_clean_drop
 
     def key(r):
         ok = r["val_ua"] >= floor - 1e-9
