@@ -339,7 +339,7 @@ def test_train_victim_under_torchrun_matches_one_process(records, tmp_path):
 def test_catastrophic_overfitting_is_flagged_on_a_collapse_and_not_on_a_healthy_run():
     from staa.training.adversarial import catastrophic_overfitting
 
-    epoch = lambda fgsm, pgd: {"val_fgsm_accuracy": fgsm, "val_pgd_accuracy": pgd}
+    epoch = lambda fgsm, pgd, ua=0.8: {"val_fgsm_accuracy": fgsm, "val_pgd_accuracy": pgd, "val_ua": ua}
     start = epoch(0.10, 0.05)
     healthy = [epoch(0.40, 0.30), epoch(0.45, 0.35), epoch(0.47, 0.33)]  # a small dip is noise
     assert not any(catastrophic_overfitting(healthy[: i + 1], start) for i in range(3))
@@ -348,6 +348,9 @@ def test_catastrophic_overfitting_is_flagged_on_a_collapse_and_not_on_a_healthy_
     both_fall = [epoch(0.40, 0.30), epoch(0.10, 0.05)]  # everything got worse: not the single-step blind spot
     assert not catastrophic_overfitting(both_fall, start)
     assert not catastrophic_overfitting([epoch(0.9, 0.0)], None)  # nothing to compare with
+    # from scratch: a first epoch that predicts one class (chance UA) is never fooled; learning the task is no collapse
+    scratch = [epoch(0.27, 0.27, ua=0.25), epoch(0.48, 0.0, ua=0.56), epoch(0.39, 0.03, ua=0.68)]
+    assert not any(catastrophic_overfitting(scratch[: i + 1]) for i in range(3))
 
 
 def test_nfgsm_starts_beyond_eps_as_published_and_ends_within_its_bound():

@@ -535,10 +535,18 @@ def _better(cfg, state, record) -> bool:
 def catastrophic_overfitting(history: list[dict], start: dict | None = None, *, drop: float = 0.5) -> bool:
     """The latest epoch's PGD val accuracy fell to at most `1 - drop` of the best reading before it (the start's
     included) while its FGSM val accuracy held (no lower than at that best reading, less 5 points): the model has
-    learnt to mask the single-step gradient, not to resist (Wong et al. 2020; de Jorge et al. 2022)."""
-    earlier = [r for r in ([start] if start else []) + history[:-1] if r and "val_pgd_accuracy" in r]
+    learnt to mask the single-step gradient, not to resist (Wong et al. 2020; de Jorge et al. 2022). Only earlier
+    epochs of about the same clean accuracy (within 10 points) are compared: a model that still predicted one class
+    is never fooled, and its "robustness" is no peak to fall from."""
     now = history[-1] if history else {}
-    if not earlier or "val_pgd_accuracy" not in now:
+    if "val_pgd_accuracy" not in now:
+        return False
+    earlier = [
+        r
+        for r in ([start] if start else []) + history[:-1]
+        if r and "val_pgd_accuracy" in r and r.get("val_ua", 0.0) >= now.get("val_ua", 0.0) - 0.1
+    ]
+    if not earlier:
         return False
     peak = max(earlier, key=lambda r: r["val_pgd_accuracy"])
     collapsed = peak["val_pgd_accuracy"] >= 0.05 and now["val_pgd_accuracy"] <= (1 - drop) * peak["val_pgd_accuracy"]
