@@ -50,7 +50,6 @@ from staa.training import distributed
 
 log = logging.getLogger(__name__)
 METHODS = ("clean", "generator", "generator_only", "pgd", "fgsm", "nfgsm", "trades")
-GENERATOR_log = logging.getLogger(__name__)
 GENERATOR_METHODS = ("generator", "generator_only")
 
 
