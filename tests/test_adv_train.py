@@ -351,6 +351,9 @@ def test_catastrophic_overfitting_is_flagged_on_a_collapse_and_not_on_a_healthy_
     # from scratch: a first epoch that predicts one class (chance UA) is never fooled; learning the task is no collapse
     scratch = [epoch(0.27, 0.27, ua=0.25), epoch(0.48, 0.0, ua=0.56), epoch(0.39, 0.03, ua=0.68)]
     assert not any(catastrophic_overfitting(scratch[: i + 1]) for i in range(3))
+    near_chance = [epoch(0.33, 0.19, ua=0.25), epoch(0.31, 0.02, ua=0.30)]  # both barely above 4-class chance
+    assert not catastrophic_overfitting(near_chance, chance=0.25)
+    assert catastrophic_overfitting(collapse, start, chance=0.25)  # a real collapse still fires
 
 
 def test_nfgsm_starts_beyond_eps_as_published_and_ends_within_its_bound():

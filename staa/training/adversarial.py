@@ -463,7 +463,9 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
         if val_set is not None and d.main:
             record |= _validate(model, val_set, cfg, device)
         state["history"].append(record)
-        record["catastrophic_overfitting"] = catastrophic_overfitting(state["history"], state["start"])
+        record["catastrophic_overfitting"] = catastrophic_overfitting(
+            state["history"], state["start"], chance=1 / len(cfg.classes)
+        )
         state["epoch"], state["step"] = epoch + 1, 0
         if d.main:
             if progress:
@@ -531,19 +533,21 @@ def _better(cfg, state, record) -> bool:
     return best == 0 or key(record) > key(history[best - 1])
 
 
-def catastrophic_overfitting(history: list[dict], start: dict | None = None, *, drop: float = 0.5) -> bool:
+def catastrophic_overfitting(
+    history: list[dict], start: dict | None = None, *, drop: float = 0.5, chance: float = 0.0
+) -> bool:
     """The latest epoch's PGD val accuracy fell to at most `1 - drop` of the best reading before it (the start's
     included) while its FGSM val accuracy held (no lower than at that best reading, less 5 points): the model has
     learnt to mask the single-step gradient, not to resist (Wong et al. 2020; de Jorge et al. 2022). Only earlier
-    epochs of about the same clean accuracy (within 10 points) are compared: a model that still predicted one class
-    is never fooled, and its "robustness" is no peak to fall from."""
+    epochs of about the same clean accuracy (within 10 points) and clear of `chance` UA (by 10 points) are compared:
+    a model that still predicts one class is never fooled, and its "robustness" is no peak to fall from."""
     now = history[-1] if history else {}
     if "val_pgd_accuracy" not in now:
         return False
     earlier = [
         r
         for r in ([start] if start else []) + history[:-1]
-        if r and "val_pgd_accuracy" in r and r.get("val_ua", 0.0) >= now.get("val_ua", 0.0) - 0.1
+        if r and "val_pgd_accuracy" in r and r.get("val_ua", 0.0) >= max(now.get("val_ua", 0.0), chance + 0.2) - 0.1
     ]
     if not earlier:
         return False
