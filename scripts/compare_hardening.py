@@ -26,38 +26,28 @@ import torch
 SUITE = {"apgd_ce": "apgd:steps={steps}", "apgd_t": "apgd_t:steps={steps}", "square": "square:queries={queries}"}
 
 
-def robust(model, attack, x, y, clean_ok) -> torch.Tensor:
-    """Per clip: classified right before and after `attack` (run against the true label)."""
-    ok = []
-    for i in range(0, len(x), 32):
-        x_adv = attack(x[i : i + 32], y[i : i + 32])
-        with torch.no_grad():
-            ok.append(model(x_adv).argmax(1) == y[i : i + 32])
-    return torch.cat(ok) & clean_ok
-
-
-def score(victim_path, x, y, a, fresh=None) -> dict:
+def score(victim_path, test, a, fresh=None) -> dict:
     from staa.attacks.registry import build_attack
+    from staa.attacks.runner import robust_correct
     from staa.metrics.classification import classification_scores
+    from staa.models.inference import predict
     from staa.models.victim import load_victim
 
     victim = load_victim(victim_path)
     model = victim.model.eval()
-    with torch.no_grad():
-        pred = torch.cat([model(x[i : i + 32]).argmax(1) for i in range(0, len(x), 32)])
-    clean_ok = pred == y
-    out = {"clean_ua": classification_scores(y.tolist(), pred.tolist(), len(victim.classes))["ua"]}
-    out["clean_accuracy"] = float(clean_ok.float().mean())
-    worst = clean_ok.clone()
+    truth, pred = predict(model, test)
+    out = {"clean_ua": classification_scores(truth, pred, len(victim.classes))["ua"]}
+    out["clean_accuracy"] = sum(t == p for t, p in zip(truth, pred)) / len(truth)
+    worst = None
     for name, spec in SUITE.items():
         attack = build_attack(spec.format(steps=a.steps, queries=a.queries), model, eps=a.eps, sample_rate=16_000)
-        ok = robust(model, attack, x, y, clean_ok)
+        ok = robust_correct(attack, model, test)
         out[name] = float(ok.float().mean())
-        worst &= ok
+        worst = ok if worst is None else worst & ok
     out["worst_case"] = float(worst.float().mean())
     if fresh is not None:
         attack = build_attack(f"staa:generator={fresh}", model, sample_rate=16_000)
-        out["fresh_staa"] = float(robust(model, attack, x, y, clean_ok).float().mean())
+        out["fresh_staa"] = float(robust_correct(attack, model, test).float().mean())
     return out
 
 
@@ -91,8 +81,6 @@ def run(a) -> dict:
     records = load_records("manifest", base / "corpus" / "manifest.csv")
     test_records = [r for r in records if r.split == "test"][: a.test_clips]
     test = AudioDataset(test_records, start.classes, clip_seconds=3.0, crop="center")
-    x = torch.stack([test[i][0] for i in range(len(test))])
-    y = torch.tensor([test[i][1] for i in range(len(test))])
 
     def config(method, **over):
         return AdvTrainConfig(
@@ -130,7 +118,7 @@ def run(a) -> dict:
                 "history": report["history"],
             }
         fresh = fresh_generator(path, records, work / method / "fresh_staa", a)
-        row |= score(path, x, y, a, fresh)
+        row |= score(path, test, a, fresh)
         if fresh is not None:
             row["fresh_staa_collapsed"] = (fresh.parent / "collapsed").is_file()
         row["seconds"] = time.perf_counter() - t0

@@ -67,22 +67,11 @@ PLANS = {
 }
 
 
-def _grid(
-    out: Path,
-    plan: DemoPlan,
-    manifest: Path,
-    victim_paths: dict,
-    generators: dict,
-    progress: bool,
-    device: str,
-    seed: int,
-) -> dict:
+def _grid_config(plan: DemoPlan, manifest: Path, victim_paths: dict, generators: dict, seed: int):
     from eval.config import EvalConfig
-    from eval.harness import run_grid
-    from eval.report import build_report
 
     attacks = {name: f"staa:generator={path}" for name, path in generators.items()} | dict(plan.attacks)
-    cfg = EvalConfig(
+    return EvalConfig(
         data=str(manifest),
         victims={k: str(v) for k, v in victim_paths.items()},
         attacks=attacks,
@@ -92,6 +81,12 @@ def _grid(
         clip_seconds=plan.clip_seconds,
         seed=seed,
     )
+
+
+def _grid(out: Path, cfg, progress: bool, device: str) -> dict:
+    from eval.harness import run_grid
+    from eval.report import build_report
+
     run_grid(cfg, out / "eval", device=device, progress=progress)
     return build_report(out / "eval")
 
@@ -207,7 +202,8 @@ def run_demo(
         _print_hardening(results["adv_train"], surrogate)
 
     with timed("grid and report", seconds):
-        report = _grid(out, plan, manifest, victim_paths, generators, progress, device, seed)
+        grid = _grid_config(plan, manifest, victim_paths, generators, seed)
+        report = _grid(out, grid, progress, device)
     results["report"] = report
     print("\n" + "\n".join(report["summary"]))
     for flag in report["sanity_flags"]:
@@ -217,7 +213,7 @@ def run_demo(
         results["hardening"] = _hardening_on_test(report, surrogate, results["adv_train"]["config"]["max_clean_drop"])
         with timed("standard suite at 0.002", seconds):
             results["hardening"]["standard"] = _standard_suite(
-                out, plan, manifest, victim_paths, surrogate, seed, results["adv_train"]["config"]["eps"], device
+                grid, victim_paths, surrogate, results["adv_train"]["config"]["eps"], device
             )
     print(
         "\nwall time: "
@@ -228,30 +224,22 @@ def run_demo(
     return results
 
 
-def _standard_suite(out, plan, manifest, victim_paths, surrogate, seed, eps, device) -> dict:
+def _standard_suite(cfg, victim_paths, surrogate, eps, device) -> dict:
     """Robust accuracy of the original and the hardened model under the standard suite (APGD-CE, APGD-T, Square)
-    at the training budget, on the grid's test clips: a fresh attack, not the generator the training played."""
-    from eval.config import EvalConfig
+    at the training budget, on the grid's test clips (`cfg`, the grid's config): a fresh attack, not the generator
+    the training played."""
     from eval.harness import load_grid_records, select_clips
     from staa.attacks.runner import robust_correct
     from staa.attacks.standard import Standard
     from staa.models.victim import load_victim
 
-    cfg = EvalConfig(
-        data=str(manifest),
-        victims={"v": str(victim_paths[surrogate])},
-        attacks={"f": "fgsm"},
-        max_clips=plan.eval_clips,
-        clip_seconds=plan.clip_seconds,
-        seed=seed,
-    )
     records = load_grid_records(cfg)
     print(f"\nrobust accuracy under the standard suite at eps {eps:g} (APGD-CE, APGD-T 20 steps, Square 200 queries):")
     result = {"eps": eps}
     for name in (surrogate, f"{surrogate}_at"):
         victim = load_victim(victim_paths[name], device=device)
         data = select_clips(records, victim, cfg)
-        attack = Standard(victim.model, eps=eps, steps=20, queries=200, seed=seed)
+        attack = Standard(victim.model, eps=eps, steps=20, queries=200, seed=cfg.seed)
         right = robust_correct(attack, victim.model, data, device=device)
         k, n = int(right.sum()), len(right)
         lo, hi = wilson(k, n)

@@ -46,6 +46,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_name(out) -> None:
+    """Refuse an --out that is not valid UTF-8 (`staa.cli.main` checks every command's, before any work)."""
     # a byte that is not UTF-8 (a surrogate escape from argv) would fail only when a report names the folder
     try:
         str(out).encode("utf-8")
@@ -56,7 +57,6 @@ def check_name(out) -> None:
 def check_inputs(out: str | os.PathLike, inputs: Iterable = (), data_dirs: Iterable = ()) -> None:
     """Refuse an output folder that holds one of `inputs` (files, folders or victim specs the command reads) or that
     lies inside, or holds, one of `data_dirs`; paths are compared resolved, through symlinks."""
-    check_name(out)
     out_path = Path(out)
     target = _resolve(out_path)
     for d in data_dirs:
@@ -78,7 +78,6 @@ def check_inputs(out: str | os.PathLike, inputs: Iterable = (), data_dirs: Itera
 def check_output_file(out: str | os.PathLike, inputs: Iterable = (), data_dirs: Iterable = ()) -> None:
     """Refuse a single output file (`--out FILE.json`) that is a folder, one of `inputs` (files, folders or victim
     specs) or inside one, or inside one of `data_dirs`; compared resolved, through symlinks."""
-    check_name(out)
     out_path = Path(out)
     if out_path.is_dir():
         raise RunDirError(f"{out_path}: is a folder; --out names the JSON file to write")

@@ -300,14 +300,21 @@ class Step:
         )
 
 
-def signed_step(model, x, start, y, alpha: float, eps: float):
-    """One signed-gradient step of cross-entropy from `start`, projected onto the eps-ball around `x` and [-1, 1]."""
-    start = start.detach().requires_grad_(True)
+def input_gradient(model, x, y) -> torch.Tensor:
+    """The gradient of the cross-entropy at `x` with respect to `x`, the model in eval mode (left as it was)."""
+    point = x.detach().requires_grad_(True)
     was_training = model.training
     model.eval()
-    (grad,) = torch.autograd.grad(F.cross_entropy(model(start), y), start)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(point), y), point)
     model.train(was_training)
-    return (x + (start.detach() + alpha * grad.sign() - x).clamp(-eps, eps)).clamp(-1, 1)
+    return grad
+
+
+def signed_step(model, x, start, y, alpha: float, eps: float):
+    """One signed-gradient step of cross-entropy from `start`, projected onto the eps-ball around `x` and [-1, 1]."""
+    step = alpha * input_gradient(model, start, y).sign()
+    return (x + (start.detach() + step - x).clamp(-eps, eps)).clamp(-1, 1)
 
 
 def nfgsm(model, x, y, eps: float, k: float = 2.0, seed: int = 0):
@@ -315,12 +322,7 @@ def nfgsm(model, x, y, eps: float, k: float = 2.0, seed: int = 0):
     projection back to the eps-ball: the example may lie up to (k + 1) eps away (only [-1, 1] is enforced)."""
     gen = torch.Generator().manual_seed(seed)
     noise = ((torch.rand(x.shape, generator=gen) * 2 - 1) * k * eps).to(x)
-    start = (x + noise).requires_grad_(True)
-    was_training = model.training
-    model.eval()
-    (grad,) = torch.autograd.grad(F.cross_entropy(model(start), y), start)
-    model.train(was_training)
-    return (x + noise + eps * grad.sign()).clamp(-1, 1).detach()
+    return (x + noise + eps * input_gradient(model, x + noise, y).sign()).clamp(-1, 1).detach()
 
 
 def _build(cfg: AdvTrainConfig, device):
@@ -583,12 +585,7 @@ def _validate(model, val_set, cfg, device) -> dict:
             fgsm_ok += int((model(x_fgsm).argmax(1) == y).sum())
             pgd_ok += int((model(x_pgd).argmax(1) == y).sum())
         noise = (torch.rand(x.shape, generator=torch.Generator().manual_seed(cfg.seed + i)) * 2 - 1).to(x) * cfg.eps
-        grads = []
-        for point in (x, (x + noise).clamp(-1, 1)):
-            point = point.clone().requires_grad_(True)
-            with torch.enable_grad():
-                (g,) = torch.autograd.grad(F.cross_entropy(model(point), y), point)
-            grads.append(g.flatten(1))
+        grads = [input_gradient(model, point, y).flatten(1) for point in (x, (x + noise).clamp(-1, 1))]
         cosines += F.cosine_similarity(*grads, dim=1, eps=1e-20).tolist()
     model.train(was_training)
     n = len(subset)
