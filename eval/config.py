@@ -74,7 +74,7 @@ class EvalConfig:
         self.attack_specs = {}
         for name, spec in self.attacks.items():
             parsed = parse_attack(spec, name)
-            sweep = len(self.budgets) > 1 and parsed.type != "staa" and "eps" not in parsed.params
+            sweep = len(self.budgets) > 1 and parsed.cls.grid_eps and "eps" not in parsed.params
             if sweep and parsed.value("eps") is not None:
                 for e in self.budgets:
                     self.attack_specs[f"{name}@{e:g}"] = replace(

@@ -36,10 +36,9 @@ from tqdm import tqdm
 from defenses import parse_defense
 from eval.config import EvalConfig
 from eval.sanity import sanity_flags
-from staa.attacks.registry import PATHS, AttackSpec
+from staa.attacks.registry import AttackSpec
 from staa.datasets import AudioDataset, length_batches, load_records
 from staa.datasets.records import with_known_labels
-from staa.generator.checkpoint import load_generator
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
 from staa.io.provenance import machine
@@ -75,7 +74,7 @@ CLIP_FIELDS = [
     "pesq_error",
     "seconds",
 ]
-SCHEMA = "staa-ser/results/2"  # 2: robust accuracy, n_silent and adaptive per cell
+SCHEMA = "staa-ser/results/3"  # 2: robust accuracy, n_silent and adaptive per cell; 3: attack_kind, norm, gradient
 SCORE_KEYS = ["l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db", "pesq", "stoi", "estoi"]
 
 
@@ -237,20 +236,23 @@ def summarise_cell(rows: list[dict]) -> dict:
 
 
 def cell_context(name: str, spec: AttackSpec, cfg: EvalConfig, victim_name: str, victim_sha: str) -> dict:
-    """What the sanity checks need of a victim x attack besides its rates: the l-inf budget, the attack's family (its
-    type and parameters but eps and seed), and for STAA whether its generator was made on another model (transfer)."""
+    """What the sanity checks need of a victim x attack besides its rates: what the attack is (its class's kind, norm
+    and gradient use), its l-inf budget, its family (type and parameters but eps and seed) and whether it was made on
+    another model than the victim (transfer)."""
+    cls = spec.cls
     params = {k: v for k, v in spec.params.items() if k not in ("eps", "seed")}
-    if any(k in PATHS for k in params):  # a file's path differs between copies of one run: the attack's name does not
+    if any(
+        k in cls.paths for k in params
+    ):  # a file's path differs between copies of one run: the attack's name does not
         params = {"name": name}
-    context = {"family": spec.type + ":" + ":".join(f"{k}={params[k]}" for k in sorted(params)), "transfer": False}
-    if spec.type == "staa":
-        gen = load_generator(str(spec.params["generator"]).replace("{victim}", victim_name))
-        eps = spec.params.get("eps") or gen.cfg.eps
-        context |= {"eps": eps, "transfer": victim_sha not in gen.surrogate_sha256}
-    else:  # the grid's eps where the spec sets none (build_grid_attack); None for attacks without an l-inf budget
-        context["eps"] = spec.params.get("eps", cfg.budgets[0]) if spec.value("eps") is not None else None
-    context["eot_param"] = spec.value("eot", 1) if spec.adaptive else 1
-    return context
+    return {
+        "attack_kind": cls.kind,
+        "norm": cls.norm,
+        "gradient": cls.gradient,
+        "family": spec.type + ":" + ":".join(f"{k}={params[k]}" for k in sorted(params)),
+        **spec.describe(eps=cfg.budgets[0], victim=victim_name, victim_sha=victim_sha),
+        "eot_param": spec.value("eot", 1) if spec.adaptive else 1,
+    }
 
 
 NOT_SCORED = ("not computed", "not sampled")  # a PESQ/STOI left out on purpose, not a clip PESQ refused
@@ -533,6 +535,9 @@ def run_grid(
                         "victim": victim_name,
                         "attack": name,
                         "attack_type": spec.type,
+                        "attack_kind": context["attack_kind"],
+                        "norm": context["norm"],
+                        "gradient": context["gradient"],
                         "defense": spec_text,
                         **{k: _nan_to_none(v) for k, v in summarise_cell(cell_rows).items()},
                         "n_silent": n_silent,

@@ -4,7 +4,8 @@ report.json schema ("staa-ser/report/1"):
     schema        "staa-ser/report/1"
     summary       list of plain-language sentences (the top of the page)
     cells         one object per victim x attack x defense, the harness's numbers (see eval.harness):
-                  victim, attack, attack_type, defense, n, clean_accuracy, defended_clean_accuracy, success_rate,
+                  victim, attack, attack_type (its registry name), attack_kind, norm, gradient (what the attack is:
+                  `staa.attacks.Attack`), defense, n, clean_accuracy, defended_clean_accuracy, success_rate,
                   adversarial_accuracy, defended_adversarial_accuracy, robust_accuracy, defended_robust_accuracy
                   (correct before and after the attack: never above clean accuracy), defended_fooling_rate,
                   survival, n_success, n_silent (near-silent clips left out), adaptive,
@@ -423,9 +424,9 @@ def _security_figure(curves) -> str:
 
 
 def _example_files(run: Path, cells):
-    """(clean, adversarial, label) of the first example of the first STAA attack (else the first attack)."""
+    """(clean, adversarial, label) of the first example of the first generator attack (else the first attack)."""
     order = sorted(
-        dict.fromkeys((c["victim"], c["attack"], c["attack_type"]) for c in cells), key=lambda t: t[2] != "staa"
+        dict.fromkeys((c["victim"], c["attack"], c["attack_kind"]) for c in cells), key=lambda t: t[2] != "generator"
     )
     for victim, attack, _ in order:
         folder = run / "examples" / safe_name(victim) / safe_name(attack)
@@ -532,9 +533,11 @@ def _check_cell(c) -> str | None:
     """What is wrong with one cell, or None."""
     if not isinstance(c, dict):
         return "is not an object"
-    for key in ("victim", "attack", "attack_type", "defense"):
+    for key in ("victim", "attack", "attack_type", "attack_kind", "norm", "defense"):
         if not isinstance(c.get(key), str):
             return f"has no text field {key!r}"
+    if not isinstance(c.get("gradient"), bool):
+        return "gradient must be true or false"
     if not _count(c.get("n")) or c["n"] < 1:
         return "n must be a positive integer"
     for key in NUMBER_KEYS:

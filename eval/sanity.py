@@ -10,10 +10,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-SINGLE_STEP = {"fgsm"}
-ITERATIVE = {"pgd", "apgd", "apgd_t", "adaptive_pgd", "standard"}
-BLACK_BOX = {"square"}
-GRADIENT = SINGLE_STEP | ITERATIVE | {"cw", "sparse_pgd"}
 FLAGS = {
     "unbounded": "an unbounded attack (eps 1) should fool every clip",
     "single_step_beats_iterative": "a single-step attack fools more clips than this iterative one",
@@ -43,6 +39,11 @@ def _eps(cell):
     return cell.get("eps")
 
 
+def _iterative(cell) -> bool:
+    """An iterative attack within an l-inf ball: the strongest at its budget, the one the others must not beat."""
+    return cell["attack_kind"] == "iterative" and cell["norm"] == "Linf"
+
+
 def sanity_flags(cells: list[dict], victims: dict) -> list[dict]:
     out = []
 
@@ -63,12 +64,11 @@ def sanity_flags(cells: list[dict], victims: dict) -> list[dict]:
     for (victim, defense), group in groups.items():
         checks = victims.get(victim, {}).get("checks", {})
         for c in group:
-            kind = c["attack_type"]
-            if kind in GRADIENT and checks.get("gradient", {}).get("ok") is False:
+            if c["gradient"] and checks.get("gradient", {}).get("ok") is False:
                 flag(c, "masked_gradient")
             if checks.get("logits", {}).get("ok") is False:
                 flag(c, "probability_output")
-            if kind in ITERATIVE and (_eps(c) or 0) >= 1 and _rate(c) < 0.99:
+            if _iterative(c) and (_eps(c) or 0) >= 1 and _rate(c) < 0.99:
                 flag(c, "unbounded", f"{_rate(c):.0%} fooled")
             above = [
                 (adv, clean)
@@ -81,10 +81,10 @@ def sanity_flags(cells: list[dict], victims: dict) -> list[dict]:
             if above:
                 adv, clean = above[0]
                 flag(c, "accuracy_above_clean", f"{c[adv]:.0%} vs {c[clean]:.0%}")
-        for it in (c for c in group if c["attack_type"] in ITERATIVE):
+        for it in filter(_iterative, group):
             for other, name in (
-                *((o, "single_step_beats_iterative") for o in group if o["attack_type"] in SINGLE_STEP),
-                *((o, "black_box_beats_white_box") for o in group if o["attack_type"] in BLACK_BOX),
+                *((o, "single_step_beats_iterative") for o in group if o["attack_kind"] == "single_step"),
+                *((o, "black_box_beats_white_box") for o in group if o["attack_kind"] == "black_box"),
                 *((o, "transfer_beats_white_box") for o in group if o.get("transfer")),
             ):
                 same_budget = _eps(other) is not None and _eps(it) is not None and _eps(other) <= _eps(it) + 1e-12

@@ -58,7 +58,7 @@ def test_every_attack_raises_the_victims_loss(victim_and_batch):
         PGD(model, eps=0.03, steps=5),
         CW(model, steps=30, c=10.0, lr=0.01),
         SparsePGD(model, eps=0.03, l0_ratio=0.2, steps=5),
-        STAA(_overfit_generator(model, x), model),
+        STAA(model, _overfit_generator(model, x)),
     ]
     for attack in attacks:
         x_adv = attack(x, y)
@@ -103,7 +103,7 @@ def test_staa_runs_a_traced_copy_of_its_generator_and_still_checks_what_the_copy
     model, _ = victim_and_batch
     torch.manual_seed(0)
     gen = STAAGenerator(GeneratorConfig(channels=4, levels=3, fold=4, num_classes=4, eps=0.03)).eval()
-    attack = STAA(gen, model, classifier=model)
+    attack = STAA(model, gen, classifier=model)
     g = torch.Generator().manual_seed(1)
     for batch, length in ((4, 16_001), (2, 16_001), (3, 4_001)):  # traced on the first batch of each length
         x = 0.1 * torch.randn(batch, length, generator=g)
@@ -156,7 +156,7 @@ def test_run_attack_writes_clips_and_csv_and_never_touches_inputs(victim_and_bat
     assert before == {r.path: open(r.path, "rb").read() for r in recs}
     gen = _overfit_generator(model, x, steps=5)
     table = transfer_matrix(
-        {"g": STAA(gen)}, {"a": model, "b": build_model("mel_cnn", 4, width=4).eval()}, ds, progress=False
+        {"g": STAA(None, gen)}, {"a": model, "b": build_model("mel_cnn", 4, width=4).eval()}, ds, progress=False
     )
     assert set(table["fooling_rate"]["g"]) == {"a", "b"} and table["n"] == 4
 

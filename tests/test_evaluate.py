@@ -521,10 +521,16 @@ def test_the_summary_says_a_new_thing_in_each_sentence_and_the_scatter_has_no_la
 
 
 def _cell(attack, kind, rate, eps=0.03, n=20, **kw):
+    from staa.attacks import ATTACKS
+
+    cls = ATTACKS[kind]  # what the attack is, as its class declares it
     return {
         "victim": "v",
         "attack": attack,
         "attack_type": kind,
+        "attack_kind": cls.kind,
+        "norm": cls.norm,
+        "gradient": cls.gradient,
         "defense": "none",
         "n": n,
         "defended_fooling_rate": rate,

@@ -121,17 +121,18 @@ def test_a_conditional_generator_is_told_its_surrogates_classes_never_the_victim
         def forward(self, x):
             return torch.nn.functional.one_hot(torch.full((len(x),), self.k), len(EMOTIONS)).float()
 
-    attack = STAA(gen, Says(0), classifier=Says(2))
+    attack = STAA(Says(0), gen, classifier=Says(2))
     told_two, told_zero = gen(x, torch.full((3,), 2)), gen(x, torch.zeros(3, dtype=torch.long))
     assert (told_two - told_zero).abs().max() > 1e-3
     # the attack runs a traced copy, equal to the generator up to float rounding, far below the classes' difference
     same = lambda a, b: torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     same(attack(x), told_two)  # the surrogate's class, not the victim's
+    assert attack.passes == 0  # the victim is never queried
     same(attack(x, torch.zeros(3, dtype=torch.long)), told_zero)  # given labels win
     loaded = STAA.from_checkpoint(tmp_path / "cond" / "best.pt")
     same(loaded(x), gen(x, loaded.classifier(x).argmax(1)))
     with pytest.raises(ValueError, match="needs a classifier"):
-        STAA(gen)
+        STAA(None, gen)
     surrogate.unlink()
     with pytest.raises(CheckpointError, match="surrogate.pt is not there"):
         STAA.from_checkpoint(tmp_path / "cond" / "best.pt")

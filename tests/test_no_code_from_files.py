@@ -76,14 +76,12 @@ def test_a_generator_recording_a_python_surrogate_never_runs_it(tmp_path, monkey
     """The old loophole: a dotted module was fingerprinted as the hash of nothing, so the empty hash matched."""
     import hashlib
 
-    from staa.generator.checkpoint import resolve_surrogate
-    from staa.generator.network import GeneratorConfig, STAAGenerator
+    from staa.generator.checkpoint import GeneratorRecord, resolve_surrogate
 
     pkg, marker = _evil_package(tmp_path, monkeypatch)
-    gen = STAAGenerator(GeneratorConfig(channels=4, levels=2))
-    gen.surrogates, gen.surrogate_sha256 = ["python:pkg.mod:build"], [hashlib.sha256(b"").hexdigest()]
+    record = GeneratorRecord(surrogates=("python:pkg.mod:build",), surrogate_sha256=(hashlib.sha256(b"").hexdigest(),))
     with pytest.raises(CheckpointError, match=r"g.pt: its surrogate is code to run"):
-        resolve_surrogate(tmp_path / "g.pt", gen)
+        resolve_surrogate(tmp_path / "g.pt", record)
     assert not marker.exists() and not (tmp_path / "pkg.ran").exists()
 
 

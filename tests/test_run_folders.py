@@ -17,7 +17,7 @@ import torch
 from staa.cli import main
 from staa.cli.run_dir import RunDir, RunDirError
 from staa.datasets.synthetic.corpus import EMOTIONS
-from staa.generator import load_generator, save_generator
+from staa.generator import load_generator, read_record, save_generator
 from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator
 from staa.io.atomic import atomic_open, write_json
 from staa.io.checkpoint import CheckpointError
@@ -342,8 +342,10 @@ def test_a_copied_run_folder_attacks_from_another_working_directory(corpus, tmp_
     conditional_generator(run / "attacks" / "mel_cnn" / "best.pt", surrogate)
     shutil.copytree(run, tmp_path / "moved" / "run")
     shutil.rmtree(run)
-    saved = load_generator(tmp_path / "moved" / "run" / "attacks" / "mel_cnn" / "best.pt")
-    assert saved.surrogates == [os.path.join("..", "..", "victims", "mel_cnn", "best.pt")]  # relative to the checkpoint
+    saved = read_record(tmp_path / "moved" / "run" / "attacks" / "mel_cnn" / "best.pt")
+    assert saved.surrogates == (
+        os.path.join("..", "..", "victims", "mel_cnn", "best.pt"),
+    )  # relative to the checkpoint
     monkeypatch.chdir(tmp_path / "moved")
     args = [
         "attack",
@@ -451,4 +453,4 @@ def test_a_generator_reloads_with_the_budget_it_was_set_to_not_its_float32_neigh
         gen.set_eps(eps)
         assert float(gen.eps) != eps  # the buffer is float32
         save_generator(tmp_path / "g.pt", gen, sample_rate=16_000, classes=EMOTIONS, surrogates=[tmp_path / "v.pt"])
-        assert load_generator(tmp_path / "g.pt").cfg.eps == eps
+        assert load_generator(tmp_path / "g.pt").cfg.eps == read_record(tmp_path / "g.pt").eps == eps

@@ -8,7 +8,7 @@ from staa.attacks.base import Attack
 from staa.attacks.cw import CW
 from staa.attacks.fgsm import FGSM
 from staa.attacks.pgd import PGD
-from staa.attacks.registry import ALIASES, ATTACKS, AttackSpec, build_attack, parse_attack
+from staa.attacks.registry import ALIASES, ATTACKS, AttackSpec, build_attack, parse_attack, register_attack
 from staa.attacks.sparse_pgd import SparsePGD
 from staa.attacks.square import Square
 from staa.attacks.staa_net import STAA
@@ -32,4 +32,5 @@ __all__ = [
     "Standard",
     "build_attack",
     "parse_attack",
+    "register_attack",
 ]

@@ -27,6 +27,9 @@ class Defended(nn.Module):
 
 
 class AdaptivePGD(PGD):
+    name = "adaptive_pgd"
+    adaptive = True
+
     def __init__(
         self, model, defense, sample_rate: int, eps: float = 0.03, steps: int = 10, eot: int = 4, seed: int = 0, **kw
     ):
@@ -34,6 +37,12 @@ class AdaptivePGD(PGD):
         check_count("eot", eot, 100)
         self.eot = eot if defense.random else 1  # one draw is the exact gradient of a deterministic defense
         self.name = f"adaptive_pgd{steps}[{defense.spec}]"
+
+    @classmethod
+    def validate(cls, params: dict) -> None:
+        """PGD's checks and the EOT count: no defense is needed to check them."""
+        check_count("eot", params.get("eot", 4), 100)
+        PGD.validate({k: v for k, v in params.items() if k != "eot"})
 
     def loss_gradient(self, x_adv, y):
         return torch.stack([super(AdaptivePGD, self).loss_gradient(x_adv, y) for _ in range(self.eot)]).mean(0)

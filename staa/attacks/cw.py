@@ -13,6 +13,7 @@ class CW(Attack):
     never fooled is returned unchanged. No binary search over c, to keep its cost at `steps` passes."""
 
     name = "cw"
+    norm = "L2"
 
     def __init__(self, model, c: float = 1.0, kappa: float = 0.0, steps: int = 100, lr: float = 0.01, **kw):
         super().__init__(model, **kw)

@@ -7,6 +7,7 @@ from staa.attacks.base import Attack, check_eps
 
 class FGSM(Attack):
     name = "fgsm"
+    kind = "single_step"
 
     def __init__(self, model, eps: float = 0.03, **kw):
         super().__init__(model, **kw)

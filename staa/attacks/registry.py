@@ -12,7 +12,7 @@ from torch import nn
 from staa import specs
 from staa.attacks.adaptive_pgd import AdaptivePGD
 from staa.attacks.apgd import APGD, APGDT
-from staa.attacks.base import Attack, check_eps
+from staa.attacks.base import Attack
 from staa.attacks.cw import CW
 from staa.attacks.fgsm import FGSM
 from staa.attacks.pgd import PGD
@@ -21,37 +21,24 @@ from staa.attacks.square import Square
 from staa.attacks.staa_net import STAA
 from staa.attacks.standard import Standard
 
-
-def staa_attack(
-    model,
-    generator: str,
-    eps: float | None = None,
-    surrogate: str | None = None,
-    *,
-    device="cpu",
-    sample_rate: int | None = None,
-) -> STAA:
-    """STAA-Net from a trained generator checkpoint; `eps` overrides its budget, `surrogate` the surrogate it records."""
-    return STAA.from_checkpoint(generator, model, device=device, eps=eps, sample_rate=sample_rate, surrogate=surrogate)
-
-
-ATTACKS = {
-    "staa": staa_attack,
-    "fgsm": FGSM,
-    "pgd": PGD,
-    "cw": CW,
-    "sparse_pgd": SparsePGD,
-    "adaptive_pgd": AdaptivePGD,
-    "apgd": APGD,
-    "apgd_t": APGDT,
-    "square": Square,
-    "standard": Standard,
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (STAA, FGSM, PGD, CW, SparsePGD, AdaptivePGD, APGD, APGDT, Square, Standard)
 }
+
+
+def register_attack(cls: type[Attack]) -> type[Attack]:
+    """Make `cls` (an `Attack` subclass) available to every spec under `cls.name`; usable as a class decorator."""
+    if not (isinstance(cls, type) and issubclass(cls, Attack)) or cls.perturb is Attack.perturb:
+        raise TypeError(f"{cls!r} is not an Attack subclass that implements perturb")
+    if ATTACKS.get(cls.name, cls) is not cls:
+        raise ValueError(f"an attack named {cls.name!r} is already registered")
+    ATTACKS[cls.name] = cls
+    return cls
+
+
 ALIASES = {"pgd10": "pgd:steps=10", "pgd100": "pgd:steps=100"}
-ADAPTIVE = ("adaptive_pgd", "standard")  # they take the grid's defense and attack through it
 # what the caller supplies, not the spec: the victim, the defense an adaptive attack runs through, where it runs
 CONTEXT = ("model", "defense", "sample_rate", "device")
-PATHS = ("generator", "surrogate")  # may hold `{victim}`, for a generator trained per victim
 
 
 @dataclass(frozen=True)
@@ -61,16 +48,20 @@ class AttackSpec:
     text: str
 
     @property
+    def cls(self) -> type[Attack]:
+        return ATTACKS[self.type]
+
+    @property
     def adaptive(self) -> bool:
         """Made anew against each defense (the defense is part of the attacked system)."""
-        return self.type in ADAPTIVE
+        return self.cls.adaptive
 
     def value(self, name: str, default=None):
         """Parameter `name` as the attack will use it: the spec's value, else its constructor's default (`default`
         when it takes no such parameter)."""
         if name in self.params:
             return self.params[name]
-        found = [p.default for p in specs.parameters(ATTACKS[self.type]) if p.name == name]
+        found = [p.default for p in specs.parameters(self.cls) if p.name == name]
         return found[0] if found and found[0] is not inspect.Parameter.empty else default
 
     def build(
@@ -85,18 +76,23 @@ class AttackSpec:
         victim: str = "",
     ) -> Attack:
         """The attack on `model`. `eps` and `seed` are defaults for attacks that take them and whose spec sets none
-        (STAA keeps its generator's own budget unless its spec gives one)."""
-        fn = ATTACKS[self.type]
-        names = {p.name for p in specs.parameters(fn)}
-        kw = {k: str(v).replace("{victim}", victim) if k in PATHS else v for k, v in self.params.items()}
-        for key, default in (("eps", eps), ("seed", seed)):
-            if default is not None and key in names and key not in kw and self.type != "staa":
+        (where the attack takes the grid's eps: a generator keeps its own budget unless its spec gives one)."""
+        cls = self.cls
+        names = {p.name for p in specs.parameters(cls)}
+        kw = {k: str(v).replace("{victim}", victim) if k in cls.paths else v for k, v in self.params.items()}
+        for key, default in (("eps", eps if cls.grid_eps else None), ("seed", seed)):
+            if default is not None and key in names and key not in kw:
                 kw[key] = default
         context = {"defense": defense, "sample_rate": sample_rate, "device": device}
         kw |= {k: v for k, v in context.items() if k in names}
-        if self.type == "adaptive_pgd" and defense is None:
+        if cls.adaptive and defense is None:
             raise ValueError(f"attack {self.text!r}: an adaptive attack runs through a defense; none was given")
-        return fn(model, **kw)
+        return cls(model, **kw)
+
+    def describe(self, *, eps: float | None, victim: str = "", victim_sha: str = "") -> dict:
+        """`Attack.describe` of this spec's attack class on the victim named `victim`."""
+        params = {k: str(v).replace("{victim}", victim) if k in self.cls.paths else v for k, v in self.params.items()}
+        return self.cls.describe(params, eps=eps, victim_sha=victim_sha)
 
 
 def parse_attack(spec, name: str | None = None) -> AttackSpec:
@@ -118,25 +114,11 @@ def parse_attack(spec, name: str | None = None) -> AttackSpec:
         )
     try:
         params = specs.bind(text, label, ATTACKS[kind], positional, keyword, skip=CONTEXT)
-        _check(kind, params)
+        ATTACKS[kind].validate(params)
     except ValueError as err:
         msg = str(err)
         raise ValueError(msg if msg.startswith(label) else f"{label} {text!r}: {msg}") from None
     return AttackSpec(kind, params, text)
-
-
-def _check(kind: str, params: dict) -> None:
-    """The ranges the constructor checks, without a victim: built on a stand-in model (STAA loads nothing here)."""
-    if kind == "staa":
-        if params.get("eps") is not None:
-            check_eps(params["eps"])
-        return
-    if kind == "adaptive_pgd":
-        from defenses import Identity
-
-        ATTACKS[kind](nn.Identity(), Identity(), 16000, **params)
-    else:
-        ATTACKS[kind](nn.Identity(), **params)
 
 
 def build_attack(spec, model: nn.Module, **context) -> Attack:

@@ -21,6 +21,7 @@ def keep_top_k(delta: torch.Tensor, k: int) -> torch.Tensor:
 
 class SparsePGD(Attack):
     name = "sparse_pgd"
+    norm = "L0"
 
     def __init__(
         self, model, eps: float = 0.03, l0_ratio: float = 0.1, steps: int = 20, alpha: float | None = None, **kw

@@ -21,6 +21,8 @@ class Square(Attack):
     """`Square(model, eps=0.03, queries=1000, p_init=0.8)(x)`; p_init as in AutoAttack's standard suite."""
 
     name = "square"
+    kind = "black_box"
+    gradient = False
 
     def __init__(
         self, model: nn.Module, eps: float = 0.03, queries: int = 1000, p_init: float = 0.8, seed: int = 0, **kw

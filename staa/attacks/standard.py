@@ -21,6 +21,7 @@ class Standard(Attack):
     call."""
 
     name = "standard"
+    adaptive = True
 
     def __init__(
         self,

@@ -445,16 +445,17 @@ def cmd_adv_train(a) -> None:
 
 
 def _attack_spec(a):
-    """--attack SPEC; --generator / --surrogate complete a staa spec (any path, colons included)."""
-    from staa.attacks import parse_attack
+    """--attack SPEC; --generator / --surrogate complete the spec of an attack that reads such files (any path, colons
+    included)."""
+    from staa.attacks import ATTACKS, parse_attack
 
     flags = {k: v for k, v in (("generator", a.generator), ("surrogate", a.surrogate)) if v}
     if not flags:
         return parse_attack(a.attack)
     name, positional, keyword = specs.split(a.attack, "attack")
-    if name != "staa" or positional:
+    if positional or name not in ATTACKS or not set(flags) <= set(ATTACKS[name].paths):
         raise ValueError(f"--generator and --surrogate go with --attack staa[:key=value...], not {a.attack!r}")
-    return parse_attack({"type": "staa", **keyword, **flags})
+    return parse_attack({"type": name, **keyword, **flags})
 
 
 def cmd_attack(a) -> None:
@@ -465,7 +466,7 @@ def cmd_attack(a) -> None:
     victim = load_victim(a.victim, classes=a.classes, device=a.device, check=True)
     dataset = _split_dataset(a, victim.classes, victim.sample_rate)
     attack = spec.build(victim.model, eps=a.eps, device=a.device, sample_rate=victim.sample_rate)
-    paths = {k: spec.params.get(k) for k in ("generator", "surrogate")}
+    paths = {k: spec.params.get(k) for k in spec.cls.paths}
     with _claim(a, dataset.records, {"data": a.data, "victim": a.victim, **paths}):
         s = run_attack(attack, victim.model, dataset, a.out, device=a.device, progress=not a.quiet)
     dist = f"{s['distortion_db']:.1f} dB" if s["distortion_db"] is not None else "n/a"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from staa.generator.network import GeneratorConfig, STAAGenerator
@@ -69,7 +70,21 @@ def surrogate_refs(checkpoint, surrogates) -> dict:
     }
 
 
-def load_generator(path, *, device="cpu") -> STAAGenerator:
+@dataclass(frozen=True)
+class GeneratorRecord:
+    """What a generator checkpoint records beside its weights: the rate and classes it was trained at, its l-inf
+    budget, its one target class (None: untargeted) and the surrogates it was trained against (as `surrogate_refs`)."""
+
+    sample_rate: int | None = None
+    classes: tuple[str, ...] = ()
+    eps: float | None = None
+    target: int | None = None
+    surrogates: tuple[str, ...] = ()
+    surrogates_absolute: tuple[str, ...] = ()
+    surrogate_sha256: tuple[str, ...] = ()
+
+
+def _read(path) -> tuple[dict, GeneratorRecord]:
     ckpt = load_checkpoint(path, "generator", ("config", "state_dict", "sample_rate"))
     check_fields(
         path,
@@ -83,54 +98,77 @@ def load_generator(path, *, device="cpu") -> STAAGenerator:
         },
     )
     check_sample_rate(path, ckpt["sample_rate"])
-    check_state_dict(path, ckpt["state_dict"])
-    try:
-        config = ckpt["config"] | ({"eps": _budget(ckpt["config"]["eps"])} if "eps" in ckpt["config"] else {})
-        gen = STAAGenerator(GeneratorConfig(**config))
-        gen.load_state_dict(ckpt["state_dict"])
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: not a valid generator: {err}") from None
-    gen.sample_rate = ckpt["sample_rate"]
-    gen.classes = check_classes(path, ckpt.get("classes", []))
-    gen.surrogates = [str(p) for p in ckpt.get("surrogates", [])]
-    gen.surrogates_absolute = [str(p) for p in ckpt.get("surrogates_absolute", [])]
-    gen.surrogate_sha256 = [str(p) for p in ckpt.get("surrogate_sha256", [])]
+    classes = check_classes(path, ckpt.get("classes", []))
     train_cfg = ckpt.get("train_config") or {}
     target = train_cfg.get("target") if train_cfg.get("targeted") else None
+    n_classes = ckpt["config"].get("num_classes", 0)
     if target is not None and (
         isinstance(target, bool)
         or not isinstance(target, int)
-        or not 0 <= target < max(gen.cfg.num_classes, len(gen.classes), 1)
+        or not 0 <= target < max(n_classes if isinstance(n_classes, int) else 0, len(classes), 1)
     ):
         raise CheckpointError(f"{path}: its target class {target!r} is not a class index")
-    gen.target = target
-    return gen.to(device).eval()
+    eps = ckpt["config"].get("eps", GeneratorConfig.eps)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise CheckpointError(f"{path}: its eps {str(eps)[:40]!r} is not a number")
+    record = GeneratorRecord(
+        sample_rate=ckpt["sample_rate"],
+        classes=tuple(classes),
+        eps=_budget(eps),
+        target=target,
+        **{
+            k: tuple(str(p) for p in ckpt.get(k, [])) for k in ("surrogates", "surrogates_absolute", "surrogate_sha256")
+        },
+    )
+    return ckpt, record
 
 
-def resolve_surrogate(checkpoint, gen: STAAGenerator, override=None) -> str:
+def read_record(path) -> GeneratorRecord:
+    """The checkpoint's record alone, without building the network."""
+    return _read(path)[1]
+
+
+def read_generator(path, *, device="cpu") -> tuple[STAAGenerator, GeneratorRecord]:
+    """The generator (in eval mode) and its checkpoint's record."""
+    ckpt, record = _read(path)
+    check_state_dict(path, ckpt["state_dict"])
+    try:
+        gen = STAAGenerator(GeneratorConfig(**(ckpt["config"] | {"eps": record.eps})))
+        gen.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: not a valid generator: {err}") from None
+    return gen.to(device).eval(), record
+
+
+def load_generator(path, *, device="cpu") -> STAAGenerator:
+    """The generator alone (`read_generator` gives its record too)."""
+    return read_generator(path, device=device)[0]
+
+
+def resolve_surrogate(checkpoint, record: GeneratorRecord, override=None) -> str:
     """The file of the generator's first surrogate: `override` if given (said in the log), else the file its
     checkpoint records, found relative to the checkpoint (then at its absolute path) and checked by SHA-256."""
     if override:
         log.warning("%s: using the surrogate %s given instead of the one the generator records", checkpoint, override)
         return str(override)
     hint = "pass the surrogate explicitly (--surrogate, or surrogate=PATH in an attack spec)"
-    if not gen.surrogates:
+    if not record.surrogates:
         raise CheckpointError(f"{checkpoint}: records no surrogate; {hint}")
-    if not gen.surrogate_sha256:
+    if not record.surrogate_sha256:
         raise CheckpointError(
-            f"{checkpoint}: records its surrogate {gen.surrogates[0]} without a hash (an older staa-ser wrote it); {hint}"
+            f"{checkpoint}: records its surrogate {record.surrogates[0]} without a hash (an older staa-ser wrote it); {hint}"
         )
-    recorded = gen.surrogates[0]
+    recorded = record.surrogates[0]
     prefix, path = _prefix(recorded), Path(recorded.removeprefix(_prefix(recorded)))
     if prefix == "python:":  # a checkpoint is data: code to run comes only from the user's command line
         raise CheckpointError(
             f"{checkpoint}: its surrogate is code to run ({recorded[:80]!r}), never run from a file; {hint}"
         )
     candidates = [recorded if path.is_absolute() else prefix + str(Path(checkpoint).parent / path)]
-    candidates += gen.surrogates_absolute[:1]
+    candidates += record.surrogates_absolute[:1]
     found = [c for c in candidates if source_path(c).exists()]
     for c in found:
-        if fingerprint(c) == gen.surrogate_sha256[0]:
+        if fingerprint(c) == record.surrogate_sha256[0]:
             return c
     if found:
         raise CheckpointError(

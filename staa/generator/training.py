@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from staa.datasets import AudioDataset, Record
-from staa.generator.checkpoint import load_generator, save_generator, surrogate_refs
+from staa.generator.checkpoint import read_generator, save_generator, surrogate_refs
 from staa.generator.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
 from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator
 from staa.io.atomic import write_json
@@ -129,11 +129,11 @@ def parse_eps_schedule(text: str) -> list:
 
 
 def _warm_start(gen: STAAGenerator, path, rate: int, classes: list, device) -> None:
-    start = load_generator(path, device=device)
-    if start.sample_rate != rate or start.classes != classes:
+    start, record = read_generator(path, device=device)
+    if record.sample_rate != rate or list(record.classes) != list(classes):
         raise CheckpointError(
-            f"{path}: cannot start from this generator, it was trained at {start.sample_rate} Hz "
-            f"on classes {start.classes}; the surrogates run at {rate} Hz on {classes}"
+            f"{path}: cannot start from this generator, it was trained at {record.sample_rate} Hz "
+            f"on classes {list(record.classes)}; the surrogates run at {rate} Hz on {list(classes)}"
         )
     try:
         gen.load_state_dict(start.state_dict())
