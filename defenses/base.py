@@ -34,6 +34,13 @@ class Defense:
             raise RuntimeError(f"{self.spec} changed the shape {tuple(x.shape)} -> {tuple(y.shape)}")
         return y
 
+    def reseed(self) -> Defense:
+        """Start the random draws over from the seed the defense was built with (a random defense keeps its seed in
+        `seed`), so that each use of one defense object draws as a fresh one would."""
+        if self.random:
+            self._gen = torch.Generator().manual_seed(self.seed)
+        return self
+
     def check(self, sample_rate: int) -> None:
         """Raise ValueError if this defense cannot run at `sample_rate`; callers check before any work starts."""
 

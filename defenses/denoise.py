@@ -18,6 +18,22 @@ def _check_decrease(value: float) -> float:
 
 
 class SpectralGate(NumpyDefense):
+    r"""noisereduce's non-stationary spectral gate (numpy): time-frequency bins below a running noise estimate are attenuated.
+
+    Paper: Sainburg et al., noisereduce, 2020
+
+    Differentiable: no (adaptive attacks pass the identity gradient back through it: BPDA) · Random: no
+
+    Arguments:
+        prop_decrease (float): how much of a gated bin is removed, in [0, 1]. Default: 1.0.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> SpectralGate(1.0)(x, 16_000)
+    """
+
     name = "spectral_gate"
 
     def __init__(self, prop_decrease: float = 1.0):
@@ -67,7 +83,19 @@ class SeparableTorchGate(TorchGate):
 
 
 class TorchSpectralGate(Defense):
-    """noisereduce's TorchGate (stationary gate): the same idea in torch, so gradients pass through it."""
+    r"""noisereduce's TorchGate (the stationary gate) in torch, so gradients pass through it.
+
+    Differentiable: yes · Random: no
+
+    Arguments:
+        prop_decrease (float): how much of a gated bin is removed, in [0, 1]. Default: 1.0.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> TorchSpectralGate(1.0)(x, 16_000)
+    """
 
     name = "torch_gate"
     differentiable = True

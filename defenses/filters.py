@@ -19,9 +19,20 @@ def _odd(name: str, size) -> int:
 
 
 class LowPass(Defense):
-    """Linear-phase windowed-sinc FIR (scipy.signal.firwin), applied as a convolution so it stays differentiable.
-    A biquad's 12 dB/octave would leave most of a tone just above the cutoff in place. The convolution goes
-    through the FFT (torchaudio): for 255 taps that is several times faster than a direct conv1d."""
+    r"""Linear-phase windowed-sinc FIR low-pass (scipy.signal.firwin taps), applied as a convolution so it stays differentiable.
+
+    Differentiable: yes · Random: no
+
+    Arguments:
+        cutoff (float): Hz, below the Nyquist frequency. Default: 4000.
+        taps (int): odd filter length. Default: 255.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> LowPass(4000)(x, 16_000)
+    """
 
     name = "lowpass"
     differentiable = True
@@ -41,7 +52,19 @@ class LowPass(Defense):
 
 
 class Median(Defense):
-    """Sliding median over `size` samples (reflect-padded): removes isolated spikes, i.e. sparse perturbations."""
+    r"""Sliding median over `size` samples (reflect-padded): removes isolated spikes, as a sparse perturbation is made of.
+
+    Differentiable: yes (the gradient flows to each window's median sample) · Random: no
+
+    Arguments:
+        size (int): odd window length in samples. Default: 3.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> Median(3)(x, 16_000)
+    """
 
     name = "median"
     differentiable = True  # the gradient flows to the median sample of each window
@@ -56,7 +79,19 @@ class Median(Defense):
 
 
 class Wiener(NumpyDefense):
-    """scipy.signal.wiener: local-mean/variance Wiener filter over `size` samples."""
+    r"""Local mean/variance Wiener filter over `size` samples (scipy.signal.wiener).
+
+    Differentiable: no (adaptive attacks pass the identity gradient back through it: BPDA) · Random: no
+
+    Arguments:
+        size (int): odd window length in samples. Default: 5.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> Wiener(5)(x, 16_000)
+    """
 
     name = "wiener"
 

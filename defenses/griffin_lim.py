@@ -10,6 +10,22 @@ from defenses.base import Defense, fit_length_torch, positive
 
 
 class MelInversion(Defense):
+    r"""Mel power spectrogram, then back to a waveform by Griffin-Lim (torchaudio): phase and detail finer than a mel band are lost.
+
+    Differentiable: no (adaptive attacks pass the identity gradient back through it: BPDA) · Random: no
+
+    Arguments:
+        n_mels (int): mel bands. Default: 80.
+        iterations (int): Griffin-Lim iterations. Default: 32.
+        n_fft (int): STFT size. Default: 512.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> MelInversion(80)(x, 16_000)
+    """
+
     name = "griffin_lim"
 
     def __init__(self, n_mels: int = 80, iterations: int = 32, n_fft: int = 512):

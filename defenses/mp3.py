@@ -11,6 +11,22 @@ BITRATES = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224,
 
 
 class MP3(NumpyDefense):
+    r"""MP3 round trip at `bitrate` kbps: audiomentations' Mp3Compression (LAME, in process).
+
+    Paper: Das et al., "ADAGIO", 2018 (compression as an audio defense)
+
+    Differentiable: no (adaptive attacks pass the identity gradient back through it: BPDA) · Random: no
+
+    Arguments:
+        bitrate (int): kbps, as LAME accepts them (8-320). Default: 32.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> MP3(32)(x, 16_000)
+    """
+
     name = "mp3"
 
     def __init__(self, bitrate: int = 32):

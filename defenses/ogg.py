@@ -23,6 +23,20 @@ def _roundtrip(clip: np.ndarray, sample_rate: int, subtype: str, level: float) -
 
 
 class Opus(NumpyDefense):
+    r"""Ogg Opus round trip at `kbps` (libsndfile through soundfile, in memory): a telephony-grade codec.
+
+    Differentiable: no (adaptive attacks pass the identity gradient back through it: BPDA) · Random: no
+
+    Arguments:
+        kbps (float): target bitrate (6-256; the clips at 8, 12, 16, 24 or 48 kHz). Default: 16.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> Opus(16)(x, 16_000)
+    """
+
     name = "opus"
 
     def __init__(self, kbps: float = 16):
@@ -40,6 +54,20 @@ class Opus(NumpyDefense):
 
 
 class Vorbis(NumpyDefense):
+    r"""Ogg Vorbis round trip at quality `level` (libsndfile through soundfile, in memory).
+
+    Differentiable: no (adaptive attacks pass the identity gradient back through it: BPDA) · Random: no
+
+    Arguments:
+        level (float): libsndfile's compression level, 0 (best quality) to 1 (smallest). Default: 0.9.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> Vorbis(0.9)(x, 16_000)
+    """
+
     name = "vorbis"
 
     def __init__(self, level: float = 0.9):

@@ -8,6 +8,22 @@ from defenses.base import Defense
 
 
 class Quantize(Defense):
+    r"""Amplitude quantisation to `bits` bits: a perturbation below half a step vanishes.
+
+    Paper: Yang et al., ICLR 2019
+
+    Differentiable: no (adaptive attacks pass the identity gradient back through it: BPDA) · Random: no
+
+    Arguments:
+        bits (int): bit depth, 2-24. Default: 8.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> Quantize(8)(x, 16_000)
+    """
+
     name = "quantize"
 
     def __init__(self, bits: int = 8):

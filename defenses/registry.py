@@ -17,6 +17,19 @@ from staa import specs
 
 
 class Identity(Defense):
+    r"""No defense: the undefended model (`none` in a spec).
+
+    Differentiable: yes · Random: no
+
+    Arguments: none
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> Identity()(x, 16_000)
+    """
+
     name = "none"
     differentiable = True
 
@@ -25,6 +38,20 @@ class Identity(Defense):
 
 
 class Chain(Defense):
+    r"""Defenses applied left to right (`a+b` in a spec); differentiable where all are, random where any is.
+
+    Differentiable: where every part is (each part keeps its own gradient, BPDA where it has none) · Random: where any part is
+
+    Arguments:
+        defenses (list[Defense]): at least one.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> Chain([Resample(8000), MP3(64)])(x, 16_000)
+    """
+
     def __init__(self, defenses: list[Defense]):
         if not defenses:
             raise ValueError("a defense chain needs at least one defense")
@@ -35,6 +62,11 @@ class Chain(Defense):
     @property
     def spec(self):
         return "+".join(d.spec for d in self.defenses)
+
+    def reseed(self) -> Defense:
+        for d in self.defenses:
+            d.reseed()
+        return self
 
     def check(self, sample_rate):
         for d in self.defenses:

@@ -10,6 +10,22 @@ from defenses.base import Defense, fit_length_torch, positive
 
 
 class Resample(Defense):
+    r"""Down-up resampling through `rate` Hz (torchaudio): everything above `rate / 2` is removed.
+
+    Paper: Yang et al., "Characterizing Audio Adversarial Examples Using Temporal Dependency", ICLR 2019
+
+    Differentiable: yes · Random: no
+
+    Arguments:
+        rate (int): the lower rate, below the clips' own. Default: 8000.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> Resample(8000)(x, 16_000)
+    """
+
     name = "resample"
     differentiable = True
 

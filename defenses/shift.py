@@ -9,6 +9,21 @@ from defenses.base import Defense, seed_value
 
 
 class TimeShift(Defense):
+    r"""Random circular shift of each clip by up to `max_seconds` either way: desynchronises a perturbation made for exact sample positions.
+
+    Differentiable: yes · Random: yes (EOT)
+
+    Arguments:
+        max_seconds (float): the largest shift, in (0, 10]. Default: 0.1.
+        seed (int): the first draw; `reseed()` starts over. Default: 0.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1] at `sample_rate` Hz. - output: `(N, T)`, same length.
+
+    Examples::
+        >>> TimeShift(0.1)(x, 16_000)
+    """
+
     name = "shift"
     differentiable = True
     random = True
@@ -17,7 +32,7 @@ class TimeShift(Defense):
         if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not 0.0 < max_seconds <= 10.0:
             raise ValueError(f"shift max_seconds must be within (0, 10], got {max_seconds!r}")
         self.max_seconds, self.seed = float(max_seconds), seed_value(seed)
-        self._gen = torch.Generator().manual_seed(seed)
+        self.reseed()
 
     def apply(self, x, sample_rate):
         limit = max(1, int(self.max_seconds * sample_rate))

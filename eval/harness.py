@@ -35,15 +35,13 @@ from tqdm import tqdm
 
 from defenses import parse_defense
 from eval.config import EvalConfig
-from eval.sanity import sanity_flags
+from eval.results import cell_context, gather, make_cell, nan_to_none
 from staa.attacks.registry import AttackSpec
 from staa.datasets import AudioDataset, length_batches, load_records
 from staa.datasets.records import with_known_labels
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
-from staa.io.provenance import machine
 from staa.metrics.classification import fooled
-from staa.metrics.intervals import wilson
 from staa.metrics.perceptual import perceptual_scores
 from staa.metrics.perturbation import near_silent, perturbation_scores
 from staa.models.checks import flags
@@ -74,8 +72,6 @@ CLIP_FIELDS = [
     "pesq_error",
     "seconds",
 ]
-SCHEMA = "staa-ser/results/3"  # 2: robust accuracy, n_silent and adaptive per cell; 3: attack_kind, norm, gradient
-SCORE_KEYS = ["l0_ratio", "linf", "distortion_db", "snr_db", "seg_snr_db", "pesq", "stoi", "estoi"]
 
 
 @contextlib.contextmanager
@@ -182,82 +178,6 @@ def _attack_all(attack, x: Clips, progress, desc, times: dict) -> tuple[Clips, f
     return x.like(out), seconds / len(x)
 
 
-def _nan_to_none(v):
-    return None if isinstance(v, float) and (math.isnan(v) or math.isinf(v)) else v
-
-
-def _mean(values):
-    vals = [v for v in map(_nan_to_none, values) if v is not None]
-    return sum(vals) / len(vals) if vals else None
-
-
-RATES = (  # each rate of a cell, and the count it is a share of
-    ("clean_accuracy", "n"),
-    ("defended_clean_accuracy", "n"),
-    ("success_rate", "n"),
-    ("adversarial_accuracy", "n"),
-    ("defended_adversarial_accuracy", "n"),
-    ("robust_accuracy", "n"),
-    ("defended_robust_accuracy", "n"),
-    ("defended_fooling_rate", "n"),
-    ("survival", "n_success"),
-)
-
-
-def summarise_cell(rows: list[dict]) -> dict:
-    """The aggregate numbers of one victim x attack x defense cell from its per-clip rows."""
-    n = len(rows)
-    ok = [r for r in rows if r["success"]]
-    frac = lambda rs, key: sum(bool(r[key]) for r in rs) / len(rs) if rs else None
-    acc = lambda key: sum(r[key] == r["label"] for r in rows) / n
-    robust = lambda clean, adv: sum(r[clean] == r["label"] == r[adv] for r in rows) / n
-    cell = {
-        "n": n,
-        "clean_accuracy": acc("clean_pred"),
-        "defended_clean_accuracy": acc("defended_clean_pred"),
-        "success_rate": frac(rows, "success"),
-        "adversarial_accuracy": acc("adv_pred"),
-        "defended_adversarial_accuracy": acc("defended_adv_pred"),
-        "robust_accuracy": robust("clean_pred", "adv_pred"),
-        "defended_robust_accuracy": robust("defended_clean_pred", "defended_adv_pred"),
-        "defended_fooling_rate": frac(rows, "defended_fooled"),
-        "survival": frac(ok, "defended_fooled"),
-        "n_success": len(ok),
-        "seconds_per_clip": _mean(r["seconds"] for r in rows),
-        "perceptual_n": sum(r["pesq_error"] not in NOT_SCORED for r in rows),
-        "pesq_failures": sum(bool(r["pesq_error"]) and r["pesq_error"] not in NOT_SCORED for r in rows),
-    }
-    for key in SCORE_KEYS:  # scores of the adversarial clip vs the clean one (PESQ/STOI: the scored clips; distortion: successes, as in the paper)
-        cell[key] = _mean(r[key] for r in (ok if key == "distortion_db" else rows))
-    cell["intervals"] = {  # 95% Wilson intervals; None where the count is 0
-        key: list(wilson(round(cell[key] * cell[of]), cell[of])) if cell[key] is not None else None for key, of in RATES
-    }
-    return cell
-
-
-def cell_context(name: str, spec: AttackSpec, cfg: EvalConfig, victim_name: str, victim_sha: str) -> dict:
-    """What the sanity checks need of a victim x attack besides its rates: what the attack is (its class's kind, norm
-    and gradient use), its l-inf budget, its family (type and parameters but eps and seed) and whether it was made on
-    another model than the victim (transfer)."""
-    cls = spec.cls
-    params = {k: v for k, v in spec.params.items() if k not in ("eps", "seed")}
-    if any(
-        k in cls.paths for k in params
-    ):  # a file's path differs between copies of one run: the attack's name does not
-        params = {"name": name}
-    return {
-        "attack_kind": cls.kind,
-        "norm": cls.norm,
-        "gradient": cls.gradient,
-        "family": spec.type + ":" + ":".join(f"{k}={params[k]}" for k in sorted(params)),
-        **spec.describe(eps=cfg.budgets[0], victim=victim_name, victim_sha=victim_sha),
-        "eot_param": spec.value("eot", 1) if spec.adaptive else 1,
-    }
-
-
-NOT_SCORED = ("not computed", "not sampled")  # a PESQ/STOI left out on purpose, not a clip PESQ refused
-
-
 def perceptual_sample(n: int, cfg: EvalConfig) -> list[int]:
     """The clips that get PESQ/STOI: all, none (`perceptual = false`), or a seeded sample of `perceptual_clips`,
     the same clips for every attack so that their scores compare."""
@@ -326,7 +246,7 @@ def evaluate_attack(
                 shared = (adv, seconds, adv_pred, scores)
         else:
             adv, seconds, adv_pred, scores = shared
-        defense = parse_defense(spec_text)  # a fresh seed for the random ones, whatever ran before
+        defense.reseed()  # the adaptive attack may have drawn from it: the evaluation's draws start at its seed
         def_adv = _defend(defense, adv, rate, times)
         def_adv_pred = adv_pred if _is_identity(defense) else _predict(predictor, def_adv, times)
         def_clean = defended_clean_pred[spec_text]
@@ -375,7 +295,7 @@ def _save_examples(folder: Path, x, adv, def_adv, spec_text, rate, k, adaptive):
 def _write_rows(path: Path, rows: list[dict], *, safe: bool = False) -> None:
     """`safe`: the user-facing clips.csv, its text cells neutralised for spreadsheets; the per-cell files are read
     back on resume and keep their text as it is."""
-    write_csv(path, CLIP_FIELDS, ({k: _nan_to_none(v) for k, v in r.items()} for r in rows), safe=safe)
+    write_csv(path, CLIP_FIELDS, ({k: nan_to_none(v) for k, v in r.items()} for r in rows), safe=safe)
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -529,44 +449,10 @@ def run_grid(
             context = cell_context(name, spec, cfg, victim_name, victim_sha)
             for spec_text in cfg.defenses:
                 cell_rows = [r for r in rows if r["defense"] == spec_text]
-                random_defense = parse_defense(spec_text).random
-                cells.append(
-                    {
-                        "victim": victim_name,
-                        "attack": name,
-                        "attack_type": spec.type,
-                        "attack_kind": context["attack_kind"],
-                        "norm": context["norm"],
-                        "gradient": context["gradient"],
-                        "defense": spec_text,
-                        **{k: _nan_to_none(v) for k, v in summarise_cell(cell_rows).items()},
-                        "n_silent": n_silent,
-                        "adaptive": spec.adaptive,
-                        "eps": context["eps"],
-                        "family": context["family"],
-                        "transfer": context["transfer"],
-                        "random_defense": random_defense,
-                        "eot": context["eot_param"] if random_defense else 1,
-                    }
-                )
+                cells.append(make_cell(victim_name, name, spec, spec_text, cell_rows, n_silent, context))
     if world > 1:
         return None
     _write_rows(out / "clips.csv", all_rows, safe=True)
-    flagged = sanity_flags(cells, victims)
-    for c in cells:
-        c["flags"] = [
-            f["reason"]
-            for f in flagged
-            if (f["victim"], f["attack"], f["defense"]) == (c["victim"], c["attack"], c["defense"])
-        ]
-    results = {
-        "schema": SCHEMA,
-        "config": cfg.to_dict(),
-        "machine": machine(),
-        "classes": classes,
-        "victims": victims,
-        "cells": cells,
-        "flags": flagged,
-    }
+    results = gather(cfg, classes, victims, cells)
     write_json(out / "results.json", results)
     return results

@@ -8,7 +8,7 @@ import json
 import statistics
 from pathlib import Path
 
-from eval.harness import RATES as RATE_COUNTS
+from eval.results import RATES as RATE_COUNTS
 from staa.io.atomic import atomic_open, write_json
 
 RATES = tuple(rate for rate, _ in RATE_COUNTS)  # the rates of a cell, as the harness defines them
@@ -26,8 +26,8 @@ def _results(run: Path) -> dict:
         isinstance(results, dict) and isinstance(results.get("cells"), list) and isinstance(results.get("config"), dict)
     ):
         raise ValueError(f"{path}: not a results file of staa evaluate (no cells and config)")
-    from eval.harness import SCHEMA
-    from eval.report import check_cells
+    from eval.results import check_cells
+    from eval.results import SCHEMA
 
     if results.get("schema") != SCHEMA:
         raise ValueError(f"{path}: schema {str(results.get('schema'))[:40]!r} is not {SCHEMA!r}; rerun staa evaluate")

@@ -496,7 +496,7 @@ def test_the_summary_says_a_new_thing_in_each_sentence_and_the_scatter_has_no_la
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from eval.report import _success_vs_pesq
+    from eval.plots import _success_vs_pesq
 
     results, out = grid
     report = build_report(out, out_dir=tmp_path)

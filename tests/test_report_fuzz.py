@@ -90,9 +90,9 @@ def _fuzz(run, tmp_path, capsys, count: int, seed: int, *, render: bool, monkeyp
     if not render:  # the drawing calls all run; only the PNG encoding, the slow part, is skipped
         import matplotlib.pyplot as plt
 
-        import eval.report
+        import eval.plots
 
-        monkeypatch.setattr(eval.report, "_png", lambda fig: (plt.close(fig), "")[1])
+        monkeypatch.setattr(eval.plots, "_png", lambda fig: (plt.close(fig), "")[1])
     results = json.loads((run / "results.json").read_text())
     rng = random.Random(seed)
     target = tmp_path / "run"

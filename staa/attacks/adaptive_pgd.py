@@ -27,6 +27,29 @@ class Defended(nn.Module):
 
 
 class AdaptivePGD(PGD):
+    r"""PGD through a preprocessing defense: BPDA (the defense's own gradient, or the identity where it has none) and EOT (gradients averaged over `eot` draws of a random defense). Per clip it returns the first iterate that fools the defended victim.
+
+    Paper: Athalye et al., "Obfuscated Gradients Give a False Sense of Security", ICML 2018
+
+    Distance Measure : Linf
+
+    Arguments:
+        model (nn.Module): the victim, waveforms to logits.
+        defense (Defense): the defense in front of the victim.
+        sample_rate (int): the clips' rate, for the defense.
+        eps (float): l-inf budget on [-1, 1] waveforms. Default: 0.03.
+        steps (int): Default: 10.
+        eot (int): draws per gradient for a random defense (one otherwise). Default: 4.
+        seed (int): the random start's seed. Default: 0.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1]. - y: `(N)` labels, or None (untargeted: the victim's clean prediction;
+          targeted: the target classes). - output: `(N, T)`.
+
+    Examples::
+        >>> AdaptivePGD(model, MP3(32), 16_000, eps=0.002)(x, y)
+    """
+
     name = "adaptive_pgd"
     adaptive = True
 

@@ -39,7 +39,29 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None 
 
 
 class APGD(Attack):
-    """`APGD(model, eps=0.03, steps=100, restarts=1, loss="ce" | "dlr")(x)`."""
+    r"""APGD: PGD with momentum and a step size that halves at checkpoints where progress stalls, on the cross-entropy or the DLR loss. Per clip the first iterate that fools the victim, else the highest-loss one.
+
+    Paper: Croce & Hein, "Reliable Evaluation of Adversarial Robustness with an Ensemble of Diverse Parameter-free Attacks", ICML 2020
+
+    Distance Measure : Linf
+
+    Arguments:
+        model (nn.Module): the victim, waveforms to logits.
+        eps (float): l-inf budget on [-1, 1] waveforms. Default: 0.03.
+        steps (int): Default: 100.
+        restarts (int): Default: 1.
+        loss (str): "ce" or "dlr". Default: "ce".
+        rho (float): the checkpoint condition's share. Default: 0.75.
+        seed (int): the random start's seed. Default: 0.
+        eot (int): gradients averaged per step. Default: 1.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1]. - y: `(N)` labels, or None (untargeted: the victim's clean prediction;
+          targeted: the target classes). - output: `(N, T)`.
+
+    Examples::
+        >>> APGD(model, eps=0.002, steps=20)(x, y)
+    """
 
     name = "apgd"
 
@@ -154,8 +176,26 @@ class APGD(Attack):
 
 
 class APGDT(APGD):
-    """`APGDT(model, eps=0.03, steps=100, n_targets=9)(x)`: APGD on the targeted DLR loss, towards each of the
-    victim's next most likely classes in turn (at most C - 1), on the clips still unfooled."""
+    r"""APGD-T: APGD on the targeted DLR loss towards each of the victim's next `n_targets` most likely classes in turn (the targeted cross-entropy below 4 classes, where DLR is undefined), on the clips still unfooled. Untargeted as a whole.
+
+    Paper: Croce & Hein, ICML 2020
+
+    Distance Measure : Linf
+
+    Arguments:
+        model (nn.Module): the victim, waveforms to logits.
+        eps (float): l-inf budget on [-1, 1] waveforms. Default: 0.03.
+        steps (int): per target. Default: 100.
+        n_targets (int): at most C - 1 are used. Default: 9.
+        seed (int): the random start's seed. Default: 0.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1]. - y: `(N)` labels, or None (untargeted: the victim's clean prediction;
+          targeted: the target classes). - output: `(N, T)`.
+
+    Examples::
+        >>> APGDT(model, eps=0.002, steps=20)(x, y)
+    """
 
     name = "apgd_t"
 

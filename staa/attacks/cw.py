@@ -9,8 +9,26 @@ from staa.generator.losses import cw_margin
 
 
 class CW(Attack):
-    """The best (smallest-l2, successful) adversarial example seen over `steps` is kept per clip; a clip
-    never fooled is returned unchanged. No binary search over c, to keep its cost at `steps` passes."""
+    r"""Carlini-Wagner l2: minimise ||delta||_2^2 + c * max(margin, -kappa) with Adam in tanh space. The smallest successful example seen is kept per clip; a clip never fooled comes back unchanged. No binary search over c, so its cost stays at `steps` passes.
+
+    Paper: Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks", S&P 2017
+
+    Distance Measure : L2
+
+    Arguments:
+        model (nn.Module): the victim, waveforms to logits.
+        c (float): weight of the margin term. Default: 1.0.
+        kappa (float): confidence margin. Default: 0.
+        steps (int): Adam steps. Default: 100.
+        lr (float): Adam's learning rate. Default: 0.01.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1]. - y: `(N)` labels, or None (untargeted: the victim's clean prediction;
+          targeted: the target classes). - output: `(N, T)`.
+
+    Examples::
+        >>> CW(model, c=1.0, steps=100)(x, y)
+    """
 
     name = "cw"
     norm = "L2"

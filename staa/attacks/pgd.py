@@ -8,6 +8,28 @@ from staa.attacks.base import Attack, check_count, check_eps
 
 
 class PGD(Attack):
+    r"""PGD: `steps` signed-gradient steps from a random start, each projected onto the eps-ball.
+
+    Paper: Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018
+
+    Distance Measure : Linf
+
+    Arguments:
+        model (nn.Module): the victim, waveforms to logits.
+        eps (float): l-inf budget on [-1, 1] waveforms. Default: 0.03.
+        alpha (float or None): step size. Default: 2.5 * eps / steps.
+        steps (int): Default: 10.
+        random_start (bool): start uniform in the ball, else at x. Default: True.
+        seed (int): the random start's seed. Default: 0.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1]. - y: `(N)` labels, or None (untargeted: the victim's clean prediction;
+          targeted: the target classes). - output: `(N, T)`.
+
+    Examples::
+        >>> PGD(model, eps=0.002, steps=10)(x, y)
+    """
+
     name = "pgd"
 
     def __init__(

@@ -20,6 +20,27 @@ def keep_top_k(delta: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class SparsePGD(Attack):
+    r"""Sparse PGD: PGD whose perturbation keeps only its `l0_ratio` largest samples after each step: the iterative baseline for STAA's sparsity.
+
+    Paper: after Croce & Hein, "Sparse and Imperceivable Adversarial Attacks", ICCV 2019
+
+    Distance Measure : L0 (with an l-inf bound)
+
+    Arguments:
+        model (nn.Module): the victim, waveforms to logits.
+        eps (float): l-inf budget on [-1, 1] waveforms. Default: 0.03.
+        l0_ratio (float): share of samples that may change. Default: 0.1.
+        steps (int): Default: 20.
+        alpha (float or None): step size. Default: eps / 4.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1]. - y: `(N)` labels, or None (untargeted: the victim's clean prediction;
+          targeted: the target classes). - output: `(N, T)`.
+
+    Examples::
+        >>> SparsePGD(model, eps=0.03, l0_ratio=0.1)(x, y)
+    """
+
     name = "sparse_pgd"
     norm = "L0"
 

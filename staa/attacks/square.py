@@ -18,7 +18,26 @@ HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
 class Square(Attack):
-    """`Square(model, eps=0.03, queries=1000, p_init=0.8)(x)`; p_init as in AutoAttack's standard suite."""
+    r"""Square, a score-based black box: from a random vertex of the eps-ball, one query at a time, redraw the sign of one random segment and keep it when the margin falls; segments shrink on the paper's schedule. It never reads a gradient, so a masked one cannot hide the victim from it.
+
+    Paper: Andriushchenko et al., "Square Attack", ECCV 2020
+
+    Distance Measure : Linf
+
+    Arguments:
+        model (nn.Module): the victim, waveforms to logits.
+        eps (float): l-inf budget on [-1, 1] waveforms. Default: 0.03.
+        queries (int): Default: 1000.
+        p_init (float): share of the clip the first queries redraw. Default: 0.8.
+        seed (int): the random start's seed. Default: 0.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1]. - y: `(N)` labels, or None (untargeted: the victim's clean prediction;
+          targeted: the target classes). - output: `(N, T)`.
+
+    Examples::
+        >>> Square(model, eps=0.002, queries=1000)(x, y)
+    """
 
     name = "square"
     kind = "black_box"

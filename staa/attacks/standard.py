@@ -16,9 +16,30 @@ from staa.metrics.classification import fooled
 
 
 class Standard(Attack):
-    """`Standard(model, eps=0.03, steps=100, queries=1000)(x)`; `defense=` and `sample_rate=` attack through it.
-    A clip no attack fools gets APGD-CE's highest-loss point. `per_attack` counts the clips each one fooled in the last
-    call."""
+    r"""The standard suite: per clip the worst case of APGD-CE, APGD-T and Square, each run on the clips the ones before left unfooled. Given a defense it attacks the defended system (BPDA, EOT over `eot` draws of a random one), so it is its own adaptive form. A clip none fools gets APGD-CE's highest-loss point; `per_attack` counts what each fooled.
+
+    Paper: Croce & Hein, ICML 2020 (AutoAttack)
+
+    Distance Measure : Linf
+
+    Arguments:
+        model (nn.Module): the victim, waveforms to logits.
+        eps (float): l-inf budget on [-1, 1] waveforms. Default: 0.03.
+        steps (int): APGD steps. Default: 100.
+        queries (int): Square queries. Default: 1000.
+        n_targets (int): APGD-T targets. Default: 9.
+        eot (int): draws per gradient through a random defense. Default: 4.
+        seed (int): the random start's seed. Default: 0.
+        defense (Defense or None): attack through it.
+        sample_rate (int or None): needed with a defense.
+
+    Shape:
+        - x: `(N, T)` waveforms in [-1, 1]. - y: `(N)` labels, or None (untargeted: the victim's clean prediction;
+          targeted: the target classes). - output: `(N, T)`.
+
+    Examples::
+        >>> Standard(model, eps=0.002, steps=20, queries=200)(x, y)
+    """
 
     name = "standard"
     adaptive = True
