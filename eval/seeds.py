@@ -26,8 +26,7 @@ def _results(run: Path) -> dict:
         isinstance(results, dict) and isinstance(results.get("cells"), list) and isinstance(results.get("config"), dict)
     ):
         raise ValueError(f"{path}: not a results file of staa evaluate (no cells and config)")
-    from eval.results import check_cells
-    from eval.results import SCHEMA
+    from eval.results import SCHEMA, check_cells
 
     if results.get("schema") != SCHEMA:
         raise ValueError(f"{path}: schema {str(results.get('schema'))[:40]!r} is not {SCHEMA!r}; rerun staa evaluate")
