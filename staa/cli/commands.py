@@ -539,13 +539,109 @@ def cmd_demo(a) -> None:
         run_demo(Path(a.out), quick=a.quick, seed=a.seed, progress=not a.quiet, device=a.device)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="staa",
-        description="Sparse adversarial attacks, defenses and robustness reports for speech emotion recognition.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+def _recipe_args(p, flags: bool = True):
+    from staa.generator.recipes import RECIPES
 
+    g = p.add_argument_group(
+        "generator recipe", "a named recipe sets these; a flag given overrides its value" if flags else None
+    )
+    g.add_argument(
+        "--recipe",
+        default="default",
+        choices=sorted(RECIPES),
+        help="generator training settings. default: the best measured ones; paper: the authors' (see docs/design.md)",
+    )
+    if not flags:
+        return
+    g.add_argument(
+        "--preset",
+        dest="recipe_preset",
+        metavar="NAME",
+        default=None,
+        help="generator size: cpu (lean), cpu-fold (cpu folded by 16: "
+        "no full-rate layer, about 3x faster), cpu-fine or paper (the authors' size)",
+    )
+    g.add_argument(
+        "--lr", dest="recipe_lr", metavar="LR", type=number(0, 1, above=True), default=None, help="learning rate"
+    )
+    g.add_argument(
+        "--lr-halving",
+        dest="recipe_lr_halving",
+        metavar="EPOCHS",
+        type=integer(1),
+        default=None,
+        help="halve the learning rate every this many epochs",
+    )
+    g.add_argument(
+        "--w-mag",
+        dest="recipe_w_mag",
+        metavar="W",
+        type=number(0),
+        default=None,
+        help="weight of the magnitude loss",
+    )
+    g.add_argument(
+        "--w-spa",
+        dest="recipe_w_spa",
+        metavar="W",
+        type=number(0),
+        default=None,
+        help="weight of the sparsity loss (share of perturbed samples)",
+    )
+    g.add_argument(
+        "--spa-target",
+        dest="recipe_spa_target",
+        metavar="SHARE",
+        type=number(0, 0.999),
+        default=None,
+        help="sparsity budget: penalise only the share of perturbed samples above it (0: the paper's plain penalty)",
+    )
+    g.add_argument(
+        "--train-mask",
+        dest="recipe_train_mask",
+        default=None,
+        choices=["stochastic", "straight_through"],
+        help="mask binarisation in training: the paper's stochastic mix, or straight-through (hard forward, soft gradient)",
+    )
+    g.add_argument(
+        "--conditional",
+        dest="recipe_conditional",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="tell the generator each clip's class (its surrogate's prediction; the attack loads that surrogate too)",
+    )
+    g.add_argument(
+        "--crop-seconds",
+        dest="recipe_crop_seconds",
+        metavar="SECONDS",
+        type=SECONDS,
+        default=None,
+        help="length of the training crops",
+    )
+
+
+def _data_args(p, split=True):
+    p.add_argument("--data", required=True, help="dataset root folder, or the manifest CSV for --dataset manifest")
+    p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest)")
+    p.add_argument("--classes", type=class_list, default=None, help="comma-separated class names to keep")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip and count bad files, rows and unknown labels instead of stopping",
+    )
+    if split:
+        p.add_argument(
+            "--split",
+            default="test",
+            choices=["train", "val", "test"],
+            help="which split to attack (default: test)",
+        )
+        p.add_argument("--limit", type=integer(0), default=0, help="attack at most this many clips (default 0: all)")
+        p.add_argument("--clip-seconds", type=EVAL_SECONDS, default=3.0, help=EVAL_SECONDS_HELP)
+        p.add_argument("--strict-rate", action="store_true", help=STRICT_RATE_HELP)
+
+
+def _corpus_parser(sub) -> None:
     p = sub.add_parser(
         "corpus",
         help="build the synthetic emotional-speech corpus (espeak-ng)",
@@ -568,6 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_corpus)
 
+
+def _train_victim_parser(sub) -> None:
     p = sub.add_parser(
         "train-victim",
         help="train a victim SER model from the zoo",
@@ -609,123 +707,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_train_victim)
 
-    def recipe_args(p, flags: bool = True):
-        from staa.generator.recipes import RECIPES
 
-        g = p.add_argument_group(
-            "generator recipe", "a named recipe sets these; a flag given overrides its value" if flags else None
-        )
-        g.add_argument(
-            "--recipe",
-            default="default",
-            choices=sorted(RECIPES),
-            help="generator training settings. default: the best "
-            "measured ones; paper: the authors' (see docs/design.md)",
-        )
-        if not flags:
-            return
-        g.add_argument(
-            "--preset",
-            dest="recipe_preset",
-            metavar="NAME",
-            default=None,
-            help="generator size: cpu (lean), cpu-fold (cpu folded by 16: "
-            "no full-rate layer, about 3x faster), cpu-fine or paper (the authors' size)",
-        )
-        g.add_argument(
-            "--lr", dest="recipe_lr", metavar="LR", type=number(0, 1, above=True), default=None, help="learning rate"
-        )
-        g.add_argument(
-            "--lr-halving",
-            dest="recipe_lr_halving",
-            metavar="EPOCHS",
-            type=integer(1),
-            default=None,
-            help="halve the learning rate every this many epochs",
-        )
-        g.add_argument(
-            "--w-mag",
-            dest="recipe_w_mag",
-            metavar="W",
-            type=number(0),
-            default=None,
-            help="weight of the magnitude loss",
-        )
-        g.add_argument(
-            "--w-spa",
-            dest="recipe_w_spa",
-            metavar="W",
-            type=number(0),
-            default=None,
-            help="weight of the sparsity loss (share of perturbed samples)",
-        )
-        g.add_argument(
-            "--spa-target",
-            dest="recipe_spa_target",
-            metavar="SHARE",
-            type=number(0, 0.999),
-            default=None,
-            help="sparsity budget: penalise "
-            "only the share of perturbed samples above it (0: the paper's plain penalty)",
-        )
-        g.add_argument(
-            "--train-mask",
-            dest="recipe_train_mask",
-            default=None,
-            choices=["stochastic", "straight_through"],
-            help="mask binarisation in training: the paper's stochastic mix, or straight-through (hard forward, soft gradient)",
-        )
-        g.add_argument(
-            "--conditional",
-            dest="recipe_conditional",
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help="tell the generator each clip's class (its surrogate's prediction; the attack loads that surrogate too)",
-        )
-        g.add_argument(
-            "--crop-seconds",
-            dest="recipe_crop_seconds",
-            metavar="SECONDS",
-            type=SECONDS,
-            default=None,
-            help="length of the training crops",
-        )
-
-    def data_args(p, split=True):
-        p.add_argument("--data", required=True, help="dataset root folder, or the manifest CSV for --dataset manifest")
-        p.add_argument(
-            "--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest)"
-        )
-        p.add_argument("--classes", type=class_list, default=None, help="comma-separated class names to keep")
-        p.add_argument(
-            "--skip-bad",
-            action="store_true",
-            help="skip and count bad files, rows and unknown labels instead of stopping",
-        )
-        if split:
-            p.add_argument(
-                "--split",
-                default="test",
-                choices=["train", "val", "test"],
-                help="which split to attack (default: test)",
-            )
-            p.add_argument(
-                "--limit", type=integer(0), default=0, help="attack at most this many clips (default 0: all)"
-            )
-            p.add_argument("--clip-seconds", type=EVAL_SECONDS, default=3.0, help=EVAL_SECONDS_HELP)
-            p.add_argument("--strict-rate", action="store_true", help=STRICT_RATE_HELP)
-
+def _train_attack_parser(sub) -> None:
     p = sub.add_parser(
         "train-attack",
         help="train a STAA-Net generator against surrogate victims",
         description="Train the STAA generator against one or more frozen surrogates (repeat --surrogate for an ensemble). Writes best.pt, last.pt (resume) and metrics.json.",
     )
-    data_args(p, split=False)
+    _data_args(p, split=False)
     p.add_argument(
         "--surrogate", action="append", required=True, help=f"victim to attack ({VICTIM}); repeat for an ensemble"
     )
     p.add_argument("--out", required=True)
-    recipe_args(p)
+    _recipe_args(p)
     p.add_argument("--epochs", type=integer(1, 10_000), default=10)
     p.add_argument("--batch-size", type=integer(1, 4096), default=16)
     p.add_argument("--eps", default="0.03", help="l-inf budget, or a schedule like 0:0.03,10:0.01")
@@ -750,12 +744,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_train_attack)
 
+
+def _attack_parser(sub) -> None:
     p = sub.add_parser(
         "attack",
         help="attack a dataset split; write adversarial WAVs and a per-clip CSV",
         description="Run an attack against a victim on a dataset split. Writes OUT/adv/*.wav, OUT/clips.csv and OUT/summary.json; inputs are only read.",
     )
-    data_args(p)
+    _data_args(p)
     p.add_argument("--victim", required=True, help=VICTIM)
     p.add_argument(
         "--attack",
@@ -777,18 +773,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_attack)
 
+
+def _transfer_parser(sub) -> None:
     p = sub.add_parser(
         "transfer",
         help="transfer matrix: generators x victims fooling rates",
         description="Score the examples of each generator on every victim (all pairs).",
     )
-    data_args(p)
+    _data_args(p)
     p.add_argument("--generators", nargs="+", required=True, help="generator checkpoints (rows)")
     p.add_argument("--victims", nargs="+", required=True, help=f"victims (columns): {VICTIM}")
     p.add_argument("--out", default=None, help="write the matrix as JSON here")
     _common(p)
     p.set_defaults(func=cmd_transfer)
 
+
+def _adv_train_parser(sub) -> None:
     p = sub.add_parser(
         "adv-train",
         help="adversarial training: STAA generator on the fly, or PGD / FGSM / N-FGSM / TRADES baselines",
@@ -801,7 +801,7 @@ def build_parser() -> argparse.ArgumentParser:
         "catastrophic overfitting. Writes OUT/victim.pt, OUT/generator.pt, OUT/last.pt (resumes mid-epoch), "
         "OUT/metrics.json. Runs under torchrun --nproc_per_node=N with DDP.",
     )
-    data_args(p, split=False)
+    _data_args(p, split=False)
     p.add_argument(
         "--arch",
         default=None,
@@ -841,7 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="the generator learns on crops this long (0: whole clips)",
     )
-    recipe_args(p, flags=False)
+    _recipe_args(p, flags=False)
     p.add_argument(
         "--generator-options",
         default=None,
@@ -864,6 +864,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_adv_train)
 
+
+def _evaluate_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="grid of victims x attacks x defenses: success, survival, perceptual scores",
@@ -913,6 +915,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _report_parser(sub) -> None:
     p = sub.add_parser(
         "report",
         help="write report.html and report.json for an evaluation run",
@@ -925,13 +929,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_report)
 
+
+def _bench_parser(sub) -> None:
     p = sub.add_parser(
         "bench",
         help="benchmarks (attacks: speed and strength of every attack side by side)",
         description="Benchmark the attacks on the same clips and victim in one process: time per clip, fooling rate, l0 ratio, distortion, and each one's slowdown relative to STAA.",
     )
     p.add_argument("what", choices=["attacks"])
-    data_args(p)
+    _data_args(p)
     p.add_argument("--victim", required=True, help=VICTIM)
     p.add_argument("--generator", required=True)
     p.add_argument("--threads", type=integer(1, 1024), default=2)
@@ -940,6 +946,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_bench)
 
+
+def _demo_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="the whole pipeline on the built-in corpus",
@@ -953,6 +961,24 @@ def build_parser() -> argparse.ArgumentParser:
     _run_dir_flags(p)
     _common(p)
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="staa",
+        description="Sparse adversarial attacks, defenses and robustness reports for speech emotion recognition.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _corpus_parser(sub)
+    _train_victim_parser(sub)
+    _train_attack_parser(sub)
+    _attack_parser(sub)
+    _transfer_parser(sub)
+    _adv_train_parser(sub)
+    _evaluate_parser(sub)
+    _report_parser(sub)
+    _bench_parser(sub)
+    _demo_parser(sub)
     return parser
 
 
