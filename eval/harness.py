@@ -352,6 +352,24 @@ def _prepare(victim: Victim, records, cfg: EvalConfig, device, times: dict):
     return data, x, predictor, clean_pred, defended_clean, len(silent)
 
 
+def _claim(out: Path, cfg: EvalConfig) -> Path:
+    """The run folder, holding this config: a folder with another run's config is refused."""
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.json"
+    if saved.is_file() and _read_json(saved) != cfg.to_dict():
+        raise ValueError(f"{out}: holds a run with another config; use another folder or --force")
+    write_json(saved, cfg.to_dict())
+    return out
+
+
+def _share(cfg: EvalConfig, rank: int, world: int) -> set[tuple[str, str]]:
+    """The (victim, attack) cells of torchrun rank `rank` of `world`: victim i's attack j where i + j = rank (mod
+    world), so that one expensive attack is spread over the ranks."""
+    return {
+        (v, a) for i, v in enumerate(cfg.victims) for j, a in enumerate(cfg.attack_specs) if (i + j) % world == rank
+    }
+
+
 def run_grid(
     cfg: EvalConfig,
     out_dir,
@@ -369,34 +387,19 @@ def run_grid(
     returns None; a run without a shard afterwards finds every cell finished and gathers them (`staa evaluate` under
     torchrun). Each cell is seeded by the grid alone, so the split does not change its numbers."""
     times = {} if times is None else times
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / "config.json"
-    if saved.is_file():
-        if _read_json(saved) != cfg.to_dict():
-            raise ValueError(f"{out}: holds a run with another config; use another folder or --force")
-    write_json(saved, cfg.to_dict())
+    out = _claim(Path(out_dir), cfg)
     records = records if records is not None else load_grid_records(cfg)
     torch.manual_seed(cfg.seed)
     rank, world = shard
-    # diagonal: rank r takes victim i's attack j where i + j = r (mod world), so one expensive attack is spread over ranks
-    own = {(v, a) for i, v in enumerate(cfg.victims) for j, a in enumerate(cfg.attack_specs) if (i + j) % world == rank}
+    own = _share(cfg, rank, world)
     cells, all_rows, classes, victims = [], [], {}, {}
     for victim_name, path in cfg.victims.items():
         if world > 1 and not any(v == victim_name for v, _ in own):
             continue
-        victim = load_victim(path, device=device, check=True)
-        victim_sha = fingerprint(path)
-        victims[victim_name] = {
-            "source": str(path),
-            "arch": victim.arch,
-            "sample_rate": victim.sample_rate,
-            "checks": victim.checks,
-            "flags": flags(victim.checks),
-        }
-        for (
-            spec_text
-        ) in cfg.defenses:  # before any work: a defense that cannot run at this rate fails now, not after the attacks
+        victim, victim_sha = load_victim(path, device=device, check=True), fingerprint(path)
+        victims[victim_name] = {"source": str(path), "arch": victim.arch, "sample_rate": victim.sample_rate}
+        victims[victim_name] |= {"checks": victim.checks, "flags": flags(victim.checks)}
+        for spec_text in cfg.defenses:  # before any work: a defense that cannot run at this rate fails now
             parse_defense(spec_text).check(victim.sample_rate)
         classes[victim_name] = victim.classes
         prepared = None  # the clips and clean predictions, made only when a cell is still to compute
@@ -411,7 +414,7 @@ def run_grid(
                 continue
             if not (resume and done.is_file()):
                 prepared = prepared or _prepare(victim, records, cfg, device, times)
-                data, x, predictor, clean_pred, defended_clean, n_silent = prepared
+                data, x, predictor, clean_pred, defended_clean, _ = prepared
                 rows = evaluate_attack(
                     name,
                     spec,
@@ -429,18 +432,9 @@ def run_grid(
                     times=times,
                 )
                 _write_rows(done.with_suffix(".csv"), rows)
-                write_json(
-                    done,
-                    {
-                        "victim": victim_name,
-                        "attack": name,
-                        "type": spec.type,
-                        "complete": True,
-                        "victim_sha256": victim_sha,
-                        "n_silent": n_silent,
-                        "rank": rank,  # which torchrun process computed it (0 in a single process)
-                    },
-                )
+                meta = {"victim": victim_name, "attack": name, "type": spec.type, "complete": True}
+                # rank: which torchrun process computed it (0 in a single process)
+                write_json(done, meta | {"victim_sha256": victim_sha, "n_silent": prepared[5], "rank": rank})
             if world > 1:
                 continue
             rows = _read_rows(done.with_suffix(".csv"))
