@@ -144,7 +144,8 @@ def gather(paths) -> str:
     for part in parts:
         merged = by_seed.setdefault(part["settings"]["seed"], {**part, "methods": {}})
         merged["methods"] |= part["methods"]
-    runs = [by_seed[s] for s in sorted(by_seed)]
+    by_seed = dict(sorted(by_seed.items()))
+    runs = list(by_seed.values())
     methods = list(dict.fromkeys(m for r in parts for m in r["settings"]["methods"].split(",")))
     lines = [
         f"seeds {', '.join(map(str, sorted(by_seed)))}; {runs[0]['n_test']} test clips; eps {runs[0]['settings']['eps']}",
@@ -155,14 +156,15 @@ def gather(paths) -> str:
     for m in methods:
         cells = []
         for key in COLUMNS:
-            vals = [r["methods"][m][key] for r in runs if m in r["methods"] and key in r["methods"][m]]
+            found = [(seed, r["methods"][m]) for seed, r in by_seed.items() if key in r["methods"].get(m, {})]
+            vals = [row[key] for _, row in found]
             if not vals:
                 cells.append("–")
                 continue
             sd = f" +- {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
-            failed = key == "fresh_staa" and any(r["methods"][m].get("fresh_staa_collapsed") for r in runs)
+            failed = key == "fresh_staa" and any(row.get("fresh_staa_collapsed") for _, row in found)
             cells.append(
-                f"{statistics.mean(vals):.3f}{sd} ({' / '.join(f'{v:.3f}' for v in vals)})"
+                f"{statistics.mean(vals):.3f}{sd} ({' / '.join(f's{seed} {row[key]:.3f}' for seed, row in found)})"
                 + (" collapsed: no evidence" if failed else "")
             )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
