@@ -60,9 +60,8 @@ class SeparableTorchGate(TorchGate):
     """noisereduce's stationary TorchGate, with its mask smoothing done as two 1-D convolutions.
 
     The smoothing filter is the outer product of a triangle over frequency and one over time; noisereduce applies
-    it as one 33 x 7 single-channel conv2d (at 16 kHz), which took 17 of the gate's 24 ms per 3 s clip on one CPU
-    thread. Two 1-D passes give the same mask, to float rounding: the whole gate went from 8.3 to 3.1 ms per 3 s
-    clip (batch 16, 2 threads)."""
+    it as one 33 x 7 single-channel conv2d (at 16 kHz), most of the gate's time on a CPU. Two 1-D passes give the
+    same mask, to float rounding, in a fraction of the time (docs/experiments.md)."""
 
     def __init__(self, sr: int, prop_decrease: float = 1.0):
         super().__init__(sr, prop_decrease=prop_decrease)

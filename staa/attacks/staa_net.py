@@ -76,7 +76,7 @@ class STAA(Attack):
                 "a class-conditional generator needs a classifier (its surrogate) to tell it each clip's class"
             )
         self.generator = gen.eval()
-        # a traced copy: the class is a prediction without gradient, 2-3x faster on the mel models
+        # a traced copy: the class is a prediction without gradient, and tracing speeds up the mel models
         self.classifier = InferenceModel(classifier) if classifier is not None else None
         if eps is not None:
             self.generator.set_eps(eps)

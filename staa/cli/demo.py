@@ -47,9 +47,7 @@ class DemoPlan:
     clip_seconds: float = 3.0
 
 
-# Sized for 2 CPU cores: quick about 3.5 minutes; full 19 with three victims, at most 54 with wav2vec2 as the fourth (measured
-# on a shared machine: docs/experiments.md), before the standard-suite check of the hardened model was added (not yet
-# timed). Adaptive PGD costs k x EOT victim gradients per clip and *per defense*, so the grid leaves it to `staa evaluate`
+# Sized for 2 CPU cores (times: docs/experiments.md). Adaptive PGD costs k x EOT victim gradients per clip and *per defense*, so the grid leaves it to `staa evaluate`
 # (attack types adaptive_pgd, standard).
 PLANS = {
     "quick": DemoPlan(

@@ -73,16 +73,15 @@ class GeneratorConfig:
         return self.fold * self.stride**self.levels
 
 
-# The authors' size (32 channels doubling over 6 levels) costs as much as PGD-10 per clip on a CPU;
-# "cpu" keeps the full-resolution layer thin (2 channels) and resamples by 8 per level, so most work
-# is at 1/8 rate or below: 3.2 ms per 3 s clip against 9.5 ms for stride 4 over 4 levels (2 threads),
-# at the same fooling rate after 300 training steps against emo18.
+# The authors' size (32 channels doubling over 6 levels) costs as much as PGD-10 per clip on a CPU. "cpu" keeps the
+# full-resolution layer thin and resamples by 8 per level, so most work is at 1/8 rate or below; "cpu-fold" runs no
+# layer at the full rate at all. Their timings: docs/experiments.md (scripts/bench_generator.py).
 PRESETS = {
     "paper": GeneratorConfig(channels=32, growth=2.0, levels=6, kernel=5, stride=4, head_channels=32),
     "cpu": GeneratorConfig(channels=8, growth=2.0, levels=3, kernel=5, stride=8, head_channels=2),
-    # finer resampling, 1.4x slower (scripts/bench_generator.py); its generator against emo18 transferred better in our runs
+    # finer resampling: slower, and its generator against emo18 transferred better in our runs
     "cpu-fine": GeneratorConfig(channels=8, growth=2.0, levels=4, kernel=5, stride=4, head_channels=2),
-    # folded by 16 (no layer at the full rate): 1.9 ms per 3 s clip against 5.4 ms for "cpu" (scripts/bench_generator.py)
+    # folded by 16 (space-to-depth): no layer at the full rate, the full-rate layers being most of "cpu"'s time
     "cpu-fold": GeneratorConfig(channels=16, growth=2.0, levels=3, kernel=5, stride=4, fold=16, head_channels=16),
 }
 

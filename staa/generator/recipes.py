@@ -4,7 +4,7 @@
 - `default`: the best measured recipe (docs/experiments.md), used by the demo. The `cpu-fold` network (no layer at
   the full sample rate: a third of `cpu`'s time per clip). A straight-through mask and a sparsity budget of 20%:
   with the stochastic mask and the plain L1 penalty, short runs collapse the mask to nothing.
-  Class-conditional: an unconditional generator pushes every clip towards one class and stalls near 70% fooling.
+  Class-conditional: an unconditional generator pushes every clip towards one class and stalls well short of it.
   Constant learning rate and whole 3 s clips.
 - `paper`: the authors' settings (the `paper` network size, Adam at 1e-3 halved every 5 epochs, the stochastic mask
   with a plain sparsity penalty, unconditional, on 1 s crops); docs/design.md says where the defaults depart from it.
