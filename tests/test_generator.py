@@ -127,7 +127,9 @@ def test_sparsity_warmup_leaves_the_sparsity_loss_out_of_early_epochs():
 
     victim = torch.nn.Linear(256, 3).requires_grad_(False)
     x = 0.3 * torch.randn(2, 256)
-    cfg = AttackTrainConfig(spa_warmup_epochs=1, w_spa=1.0, w_qua=0.0, generator={"channels": 4, "levels": 2})
+    cfg = AttackTrainConfig(
+        spa_warmup_epochs=1, w_spa=1.0, spa_target=0.0, w_qua=0.0, generator={"channels": 4, "levels": 2}
+    )
     gen = STAAGenerator(cfg.generator_config()).eval()  # eval: the same hard mask on every call
     early, parts = generator_loss(cfg, gen, [victim], x, epoch=0)
     late, _ = generator_loss(cfg, gen, [victim], x, epoch=1)

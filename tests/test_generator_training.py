@@ -27,8 +27,11 @@ def tiny(corpus, tmp_path_factory):
 
 
 def _cfg(**kw):
+    """A small unconditional generator on short crops: cheap, and its calls need no classes."""
     return AttackTrainConfig(
         **{
+            "preset": "cpu",
+            "conditional": False,
             "generator": {"channels": 4, "levels": 3},
             "epochs": 3,
             "batch_size": 16,

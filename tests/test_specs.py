@@ -123,6 +123,8 @@ def test_a_recipe_is_what_train_attack_gets_with_no_flags_and_a_flag_overrides_i
     )
     for name in RECIPES:  # every recipe is a valid training config, and a copy: changing it changes no other run
         assert AttackTrainConfig(**recipe(name)).preset == RECIPES[name]["preset"]
+    assert AttackTrainConfig(**recipe("default")) == AttackTrainConfig()  # the defaults are the default recipe
+    assert AttackTrainConfig(**recipe("paper")).preset == "paper" != AttackTrainConfig().preset
     recipe("default")["generator"]["train_mask"] = "stochastic"
     assert RECIPES["default"]["generator"] == {"train_mask": "straight_through"}
     with pytest.raises(ValueError, match="unknown recipe 'fast'; choose from default, paper"):

@@ -1,7 +1,7 @@
 """Named generator-training recipes: settings of `AttackTrainConfig`, chosen by `train-attack --recipe NAME` and
 `adv-train --recipe NAME`; any flag given explicitly overrides its recipe value.
 
-- `default`: the best measured recipe (docs/experiments.md), used by the demo. The `cpu-fold` network (no layer at
+- `default`: the best measured recipe (docs/experiments.md), `AttackTrainConfig`'s own defaults. The `cpu-fold` network (no layer at
   the full sample rate: a third of `cpu`'s time per clip). A straight-through mask and a sparsity budget of 20%:
   with the stochastic mask and the plain L1 penalty, short runs collapse the mask to nothing.
   Class-conditional: an unconditional generator pushes every clip towards one class and stalls well short of it.
@@ -12,18 +12,13 @@
 
 from __future__ import annotations
 
+from staa.generator.training import AttackTrainConfig
+
+# the settings a recipe sets (the rest, such as epochs and eps, are each run's own)
+KEYS = ("preset", "generator", "lr", "lr_halving_epochs", "w_mag", "w_spa", "spa_target", "conditional", "clip_seconds")
+
 RECIPES: dict[str, dict] = {
-    "default": {
-        "preset": "cpu-fold",
-        "generator": {"train_mask": "straight_through"},
-        "lr": 2e-3,
-        "lr_halving_epochs": 100,
-        "w_mag": 0.0,
-        "w_spa": 5.0,
-        "spa_target": 0.2,
-        "conditional": True,
-        "clip_seconds": 3.0,
-    },
+    "default": {k: getattr(AttackTrainConfig(), k) for k in KEYS},  # the config's own defaults
     "paper": {
         "preset": "paper",
         "generator": {},
