@@ -131,3 +131,20 @@ def test_a_recipe_is_what_train_attack_gets_with_no_flags_and_a_flag_overrides_i
         recipe("fast")
     adv = build_parser().parse_args(["adv-train", "--data", "d.csv", "--arch", "mel_cnn", "--out", "o", "--lr", "0.1"])
     assert _recipe(adv) == RECIPES["default"] and adv.lr == 0.1  # adv-train's --lr is the victim's, not the recipe's
+
+
+def test_generator_options_are_one_flat_object_over_the_recipe():
+    from staa.generator.recipes import recipe
+    from staa.generator.training import AttackTrainConfig, with_options
+
+    merged = with_options(recipe("default"), {"kappa": 1.0, "channels": 32, "generator": {"levels": 2}})
+    assert merged["kappa"] == 1.0 and merged["generator"] == {
+        "train_mask": "straight_through",
+        "channels": 32,
+        "levels": 2,
+    }
+    assert AttackTrainConfig(**merged).generator_config(4).channels == 32
+    assert recipe("default")["generator"] == {"train_mask": "straight_through"}  # the recipe is untouched
+    for bad in ({"depth": 4}, {"eps": 0.1}, {"generator": {"kappa": 1.0}}):
+        with pytest.raises(ValueError, match="unknown generator option"):
+            with_options(recipe("default"), bad)

@@ -385,6 +385,7 @@ def cmd_report(a) -> None:
 
 
 def cmd_adv_train(a) -> None:
+    from staa.generator.training import with_options
     from staa.training.adversarial import AdvTrainConfig, adv_train
 
     records = _records(a)
@@ -396,11 +397,11 @@ def cmd_adv_train(a) -> None:
     elif not a.arch:
         raise ValueError("--arch is required unless --init-victim names the model to fine-tune")
     classes = a.classes or (start.classes if start else sorted({r.label for r in records}))
-    # the JSON, for experts, has the last word; its "generator" network options add to the recipe's
-    generator, expert = _recipe(a), _json_option(a.generator_options, "--generator-options")
-    if not isinstance(expert.get("generator", {}), dict):
-        raise ValueError(f'--generator-options: "generator" must be a JSON object, got {expert["generator"]!r}')
-    generator |= {**expert, "generator": {**generator["generator"], **expert.get("generator", {})}}
+    # the JSON, for experts, has the last word; its network options add to the recipe's
+    try:
+        generator = with_options(_recipe(a), _json_option(a.generator_options, "--generator-options"))
+    except ValueError as err:
+        raise ValueError(f"--generator-options: {err}") from None
     model = _json_option(a.model_options, "--model-options")
     cfg = AdvTrainConfig(
         arch=a.arch or start.arch,
@@ -846,7 +847,7 @@ def _adv_train_parser(sub) -> None:
         "--generator-options",
         default=None,
         help="JSON of generator training options over the recipe, for experts, "
-        'e.g. {"kappa": 1.0, "generator": {"depth": 4}}',
+        'one flat object of training and network fields, e.g. {"kappa": 1.0, "channels": 32}',
     )
     p.add_argument("--model-options", default=None, help='JSON of architecture options, e.g. {"width": 16}')
     p.add_argument(

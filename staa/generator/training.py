@@ -11,7 +11,7 @@ the best validation fooling rate among those meeting the sparsity budget.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -120,6 +120,28 @@ class AttackTrainConfig:
     def eps_at(self, epoch: int) -> float:
         steps = sorted(self.eps_schedule)
         return float(max(((s, e) for s, e in steps if s <= epoch), default=steps[0])[1])
+
+
+def with_options(settings: dict, options: dict) -> dict:
+    """`settings` (AttackTrainConfig fields, as a recipe gives them) with `options` over them, one flat mapping: a
+    network field (`channels`, `levels`, `train_mask`, ...) joins the preset's overrides, any other field of
+    AttackTrainConfig replaces its value. `{"generator": {...}}` is read as the network fields it holds."""
+    network = {f.name for f in fields(GeneratorConfig)} - {"eps", "num_classes"}  # set by the budget and the classes
+    training = {f.name for f in fields(AttackTrainConfig)} - {"generator"}
+    out = {**settings, "generator": dict(settings.get("generator", {}))}
+    for key, value in options.items():
+        if key == "generator" and isinstance(value, dict) and set(value) <= network:
+            out["generator"] |= value
+        elif key in network:
+            out["generator"][key] = value
+        elif key in training:
+            out[key] = value
+        else:
+            raise ValueError(
+                f"unknown generator option {key!r}; choose from {', '.join(sorted(training))} (training) or "
+                f"{', '.join(sorted(network))} (network)"
+            )
+    return out
 
 
 def parse_eps_schedule(text: str) -> list:
