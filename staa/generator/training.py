@@ -284,6 +284,35 @@ def validate(
     return report
 
 
+def _train_epoch(cfg, gen, opt, models, train_set, epoch, defenses, rate, device, progress, last) -> dict[str, float]:
+    """One epoch of generator updates; returns the epoch's mean of each loss term."""
+    gen.set_eps(cfg.eps_at(epoch))
+    gen.train()
+    train_set.set_epoch(epoch)
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
+    )
+    sums: dict[str, float] = {}
+    bar = tqdm(loader, desc=f"generator epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+    for x, _ in bar:
+        loss, parts = generator_loss(cfg, gen, models, x.to(device), epoch, defenses, rate)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"generator loss became {loss.item()} in epoch {epoch + 1} ({parts}); lower --lr, or resume from {last}"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for k, val in parts.items():
+            sums[k] = sums.get(k, 0.0) + val / len(loader)
+        bar.set_postfix(adv=f"{parts['adv']:.2f}", spa=f"{parts['spa']:.3f}")
+    return sums
+
+
 def train_generator(
     cfg: AttackTrainConfig, surrogate_paths, records: list[Record], out_dir, *, device="cpu", progress: bool = True
 ) -> dict:
@@ -332,30 +361,7 @@ def train_generator(
     elif cfg.init:
         _warm_start(gen, cfg.init, rate, classes, device)
     for epoch in range(state["epoch"], cfg.epochs):
-        gen.set_eps(cfg.eps_at(epoch))
-        gen.train()
-        train_set.set_epoch(epoch)
-        loader = DataLoader(
-            train_set,
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
-        )
-        sums: dict[str, float] = {}
-        bar = tqdm(loader, desc=f"generator epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
-        for x, _ in bar:
-            loss, parts = generator_loss(cfg, gen, models, x.to(device), epoch, defenses, rate)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"generator loss became {loss.item()} in epoch {epoch + 1} ({parts}); lower --lr, or resume from {last}"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            for k, val in parts.items():
-                sums[k] = sums.get(k, 0.0) + val / len(loader)
-            bar.set_postfix(adv=f"{parts['adv']:.2f}", spa=f"{parts['spa']:.3f}")
+        sums = _train_epoch(cfg, gen, opt, models, train_set, epoch, defenses, rate, device, progress, last)
         sched.step()
         val = validate(
             gen, models, val_set, device=device, target=cfg.target if cfg.targeted else None, defenses=defenses

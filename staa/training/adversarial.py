@@ -421,16 +421,7 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
         anchor = copy.deepcopy(model).eval().requires_grad_(False)  # before _resume: the starting weights
     state = _resume(out, cfg, model, opt, gen, gen_opt, fresh)
     step_fn = Step(cfg, model, distributed.wrap(model, d), opt, gen, gen_opt, d, anchor)
-    make = lambda split, crop: AudioDataset(
-        [r for r in records if r.split == split],
-        cfg.classes,
-        sample_rate=cfg.sample_rate,
-        clip_seconds=cfg.clip_seconds,
-        crop=crop,
-        seed=cfg.seed,
-    )
-    train_set = make("train", "random")
-    val_set = make("val", "center") if any(r.split == "val" for r in records) else None
+    train_set, val_set = _splits(cfg, records)
     n_steps = len(train_set) // cfg.batch_size
     if n_steps == 0:
         raise ValueError(f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}")
@@ -470,24 +461,7 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
         )
         state["epoch"], state["step"] = epoch + 1, 0
         if d.main:
-            if progress:
-                tqdm.write(
-                    f"{cfg.method} AT epoch {epoch + 1}: loss {record['train_loss']:.3f}"
-                    + (
-                        f", val UA {record['val_ua']:.3f}, val accuracy under FGSM {record['val_fgsm_accuracy']:.3f}, "
-                        f"PGD-{cfg.val_pgd_steps} {record['val_pgd_accuracy']:.3f}"
-                        if "val_ua" in record
-                        else ""
-                    )
-                )
-            if record["catastrophic_overfitting"]:
-                log.warning(
-                    "FLAG catastrophic overfitting at epoch %d: PGD val accuracy collapsed to %.3f while FGSM val "
-                    "accuracy holds at %.3f",
-                    epoch + 1,
-                    record["val_pgd_accuracy"],
-                    record["val_fgsm_accuracy"],
-                )
+            _say(cfg, record, progress)
             if _better(cfg, state, record):
                 state["best_epoch"] = epoch + 1
                 _save_models(out, cfg, model, gen)
@@ -510,6 +484,41 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
         write_json(out / "metrics.json", report)
     distributed.shutdown(d)
     return report
+
+
+def _splits(cfg: AdvTrainConfig, records: list[Record]) -> tuple[AudioDataset, AudioDataset | None]:
+    """The training clips (random crops, redrawn per epoch) and the validation clips (centre crops), if any."""
+    make = lambda split, crop: AudioDataset(
+        [r for r in records if r.split == split],
+        cfg.classes,
+        sample_rate=cfg.sample_rate,
+        clip_seconds=cfg.clip_seconds,
+        crop=crop,
+        seed=cfg.seed,
+    )
+    return make("train", "random"), make("val", "center") if any(r.split == "val" for r in records) else None
+
+
+def _say(cfg: AdvTrainConfig, record: dict, progress: bool) -> None:
+    """An epoch's line (with progress on) and its catastrophic-overfitting flag (always)."""
+    if progress:
+        tqdm.write(
+            f"{cfg.method} AT epoch {record['epoch']}: loss {record['train_loss']:.3f}"
+            + (
+                f", val UA {record['val_ua']:.3f}, val accuracy under FGSM {record['val_fgsm_accuracy']:.3f}, "
+                f"PGD-{cfg.val_pgd_steps} {record['val_pgd_accuracy']:.3f}"
+                if "val_ua" in record
+                else ""
+            )
+        )
+    if record["catastrophic_overfitting"]:
+        log.warning(
+            "FLAG catastrophic overfitting at epoch %d: PGD val accuracy collapsed to %.3f while FGSM val accuracy "
+            "holds at %.3f",
+            record["epoch"],
+            record["val_pgd_accuracy"],
+            record["val_fgsm_accuracy"],
+        )
 
 
 def _lr(cfg, progress: float) -> float:
