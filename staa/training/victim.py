@@ -62,6 +62,32 @@ def _split(records: list[Record], name: str) -> list[Record]:
     return [r for r in records if r.split == name]
 
 
+def _train_epoch(cfg, model, ddp_model, opt, train_set, epoch, d, device, progress) -> tuple[DataLoader, float]:
+    """One epoch of updates on this rank's share of each batch; returns the loader and the summed loss."""
+    train_set.set_epoch(epoch)
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
+    )
+    model.train()
+    total, loss_fn = 0.0, nn.CrossEntropyLoss()
+    bar = tqdm(
+        loader, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and d.main)
+    )
+    for x, y in bar:
+        x, y = x[d.rank :: d.world], y[d.rank :: d.world]  # this rank's share of the global batch
+        loss = loss_fn(ddp_model(x.to(device)), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return loader, total
+
+
 def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cpu", progress: bool = True) -> dict:
     """Train `cfg.arch` on the train split of `records`, validate on val, score the best model on test."""
     d = distributed.init(device)
@@ -91,29 +117,9 @@ def train_victim(cfg: TrainConfig, records: list[Record], out_dir, *, device="cp
             raise CheckpointError(f"{last}: was written with other settings; use another output folder")
         state = restore_training(last, ckpt, model, opt, sched, state)
         log.info("resuming %s from epoch %d", cfg.arch, state["epoch"])
-    loss_fn = nn.CrossEntropyLoss()
     for epoch in range(state["epoch"], cfg.epochs):
-        train_set.set_epoch(epoch)
-        loader = DataLoader(
-            train_set,
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
-        )
-        model.train()
-        total, started = 0.0, time.perf_counter()
-        bar = tqdm(
-            loader, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and d.main)
-        )
-        for x, y in bar:
-            x, y = x[d.rank :: d.world], y[d.rank :: d.world]  # this rank's share of the global batch
-            loss = loss_fn(ddp_model(x.to(device)), y.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        started = time.perf_counter()
+        loader, total = _train_epoch(cfg, model, ddp_model, opt, train_set, epoch, d, device, progress)
         sched.step()
         state["epoch"] = epoch + 1
         if not d.main:
