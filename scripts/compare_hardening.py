@@ -70,6 +70,7 @@ def fresh_generator(victim_path, records, work: Path, a) -> Path | None:
 def run(a) -> dict:
     from staa.datasets import AudioDataset, load_records
     from staa.generator.recipes import recipe
+    from staa.io.atomic import safe_name
     from staa.io.provenance import machine
     from staa.models.victim import load_victim
     from staa.training.adversarial import AdvTrainConfig, adv_train
@@ -105,11 +106,15 @@ def run(a) -> dict:
     results["clean_epoch_seconds"] = clean_seconds
     for method in a.methods.split(","):
         t0 = time.perf_counter()
+        # a variant: METHOD:key=value..., AdvTrainConfig fields over the method's defaults (gen_noise=1:gen_step=1.25)
+        name, *options = method.split(":")
+        over = {k: float(v) for k, v in (o.split("=", 1) for o in options)}
+        folder = work / safe_name(method)
         if method == "none":
             path, row = victim, {}
         else:
-            report = adv_train(config(method), records, work / method, progress=False)
-            path = work / method / "victim.pt"
+            report = adv_train(config(name, **over), records, folder, progress=False)
+            path = folder / "victim.pt"
             seconds = statistics.mean(h["seconds"] for h in report["history"])
             row = {
                 "best_epoch": report["best_epoch"],
@@ -117,7 +122,7 @@ def run(a) -> dict:
                 "flags": report["flags"],
                 "history": report["history"],
             }
-        fresh = fresh_generator(path, records, work / method / "fresh_staa", a)
+        fresh = fresh_generator(path, records, folder / "fresh_staa", a)
         row |= score(path, test, a, fresh)
         if fresh is not None:
             row["fresh_staa_collapsed"] = (fresh.parent / "collapsed").is_file()

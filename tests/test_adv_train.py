@@ -382,7 +382,7 @@ def test_the_generator_method_steps_from_the_generators_perturbation_and_trains_
     data = AudioDataset([r for r in recs if r.split == "train"][:8], cfg.classes, clip_seconds=0.5)
     x, y = torch.stack([data[i][0] for i in range(8)]), torch.tensor([data[i][1] for i in range(8)])
     step = Step(cfg, model, model, opt, gen, gen_opt)
-    loss_after = lambda: -step._loss_after_step(x, y)[0].item()
+    loss_after = lambda: -step._loss_after_step(x, y, 0)[0].item()
     torch.manual_seed(0)
     before = [p.detach().clone() for p in gen.parameters()]
     x_adv = step._generator(x, y, seed=0)
@@ -393,8 +393,32 @@ def test_the_generator_method_steps_from_the_generators_perturbation_and_trains_
     model.eval().requires_grad_(False)
     first = loss_after()
     for _ in range(5):
-        loss, _ = step._loss_after_step(x, y)
+        loss, _ = step._loss_after_step(x, y, 0)
         gen_opt.zero_grad()
         loss.backward()
         gen_opt.step()
     assert loss_after() > first  # the generator learns to raise the victim's loss after the step
+
+
+def test_the_generator_start_with_noise_stays_in_the_ball_and_differs_from_the_sparse_start(records):
+    from staa.datasets import AudioDataset
+    from staa.training.adversarial import _build
+
+    _, recs = records
+    data = AudioDataset([r for r in recs if r.split == "train"][:8], list(EMOTIONS), clip_seconds=0.5)
+    x, y = torch.stack([data[i][0] for i in range(8)]), torch.tensor([data[i][1] for i in range(8)])
+    made = {}
+    for noise in (0.0, 1.0):
+        cfg = _cfg("generator", gen_crop_seconds=0, eps=0.01, gen_noise=noise, gen_step=1.25)
+        torch.manual_seed(0)
+        model, opt, gen, gen_opt = _build(cfg, "cpu")
+        step = Step(cfg, model, model, opt, gen, gen_opt)
+        delta = torch.full((2, 100), 0.01)
+        noisy = step._with_noise(delta, seed=3)
+        assert noisy.abs().max() <= 0.01 + 1e-9 and (noise == 0) == torch.equal(noisy, delta)
+        torch.manual_seed(0)
+        made[noise] = step._generator(x, y, seed=0)
+        assert (made[noise] - x[:4]).abs().max() <= cfg.eps + 1e-6  # a step of 1.25 eps, projected back
+    assert not torch.equal(made[0.0], made[1.0])
+    with pytest.raises(ValueError, match="gen_noise"):
+        _cfg("generator", gen_noise=-1.0)

@@ -421,6 +421,8 @@ def cmd_adv_train(a) -> None:
         trades_beta=a.trades_beta,
         generator=generator,
         gen_updates=a.gen_updates,
+        gen_noise=a.gen_noise,
+        gen_step=a.gen_step,
         gen_crop_seconds=a.gen_crop_seconds,
         init_victim=a.init_victim,
         init_generator=a.init_generator,
@@ -836,6 +838,15 @@ def _adv_train_parser(sub) -> None:
     )
     p.add_argument("--trades-beta", type=number(0), default=6.0)
     p.add_argument("--gen-updates", type=integer(1, 100), default=1, help="generator steps per victim step")
+    p.add_argument(
+        "--gen-noise",
+        type=number(0, 4),
+        default=0.0,
+        help="generator method: uniform noise of +-this x eps added to the generator's start (default 0)",
+    )
+    p.add_argument(
+        "--gen-step", type=number(0.01, 4), default=1.0, help="generator method: the signed step, x eps (default 1)"
+    )
     p.add_argument(
         "--gen-crop-seconds",
         type=number(0, 600),

@@ -74,6 +74,10 @@ class AdvTrainConfig:
     trades_beta: float = 6.0
     generator: dict = field(default_factory=dict)  # AttackTrainConfig fields for the on-the-fly generator
     gen_updates: int = 1  # generator steps per victim step
+    # `generator`: uniform noise of +-gen_noise * eps added to the generator's start (projected onto the eps-ball),
+    # then a signed step of gen_step * eps: the sparse start leaves most samples at x, where FGSM-RS starts at random
+    gen_noise: float = 0.0
+    gen_step: float = 1.0
     gen_crop_seconds: float = 1.0  # the generator learns on crops (it is fully convolutional), then attacks whole clips
     init_victim: str | None = None  # warm start (fine-tune) from a trained victim
     # keep the epoch most robust on val (accuracy under PGD at the training eps on `val_clips` clips) among those
@@ -109,6 +113,8 @@ class AdvTrainConfig:
         in_range("val_pgd_steps", self.val_pgd_steps, 1, 1000)
         in_range("nfgsm_noise", self.nfgsm_noise, 0.0, 100.0)
         in_range("gen_updates", self.gen_updates, 1, 100)
+        in_range("gen_noise", self.gen_noise, 0, 4)
+        in_range("gen_step", self.gen_step, 0.01, 4)
         in_range("eps", self.eps, 1e-6, 1.0)
         in_range("lr", self.lr, 0, 1)
         in_range("clip_seconds", self.clip_seconds, 0.1, 600)
@@ -244,7 +250,7 @@ class Step:
         stepped = self.cfg.method == "generator"
         for _ in range(self.cfg.gen_updates):
             if stepped:
-                loss, x_adv = self._loss_after_step(train_on, ys)
+                loss, x_adv = self._loss_after_step(train_on, ys, seed)
             else:
                 loss, _, x_adv = generator_loss(
                     self.attack_cfg, self.gen, [self.model], train_on, labels=ys, with_adversarial=True
@@ -259,16 +265,27 @@ class Step:
             with torch.no_grad():
                 x_adv = self.gen(xs, ys if self.gen.conditional else None)
             if stepped:
-                x_adv = signed_step(self.model, xs, x_adv, ys, self.cfg.eps, self.cfg.eps)
+                start = xs + self._with_noise(x_adv - xs, seed + 1)
+                x_adv = signed_step(
+                    self.model, xs, start.clamp(-1, 1), ys, self.cfg.gen_step * self.cfg.eps, self.cfg.eps
+                )
         return x_adv
 
-    def _loss_after_step(self, x, y):
+    def _with_noise(self, delta, seed):
+        """The generator's perturbation plus uniform noise of +-gen_noise * eps, projected onto the eps-ball."""
+        if not self.cfg.gen_noise:
+            return delta
+        gen = torch.Generator().manual_seed(seed)
+        noise = ((torch.rand(delta.shape, generator=gen) * 2 - 1) * self.cfg.gen_noise * self.cfg.eps).to(delta)
+        return (delta + noise).clamp(-self.cfg.eps, self.cfg.eps)
+
+    def _loss_after_step(self, x, y, seed):
         """FGSM-SDI's generator objective: minus the victim's loss after one signed-gradient step from the
         generator's perturbation (the step's direction held fixed), plus STAA's sparsity terms on its mask."""
         cfg, acfg = self.cfg, self.attack_cfg
         v, m, m_soft = self.gen.perturbation(x, y if self.gen.conditional else None)
-        start = (x + v * m).clamp(-1, 1)
-        x_adv = signed_step(self.model, x, start, y, cfg.eps, cfg.eps)
+        start = (x + self._with_noise(v * m, seed)).clamp(-1, 1)
+        x_adv = signed_step(self.model, x, start, y, cfg.gen_step * cfg.eps, cfg.eps)
         # the step is a constant offset (sign of a detached gradient); the projection passes gradients where inside
         x_adv = x + (start + (x_adv - start).detach() - x).clamp(-cfg.eps, cfg.eps)
         spa = sparsity_loss(m)
