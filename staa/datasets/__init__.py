@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from staa.datasets.audio_dataset import AudioDataset
+from staa.datasets.audio_dataset import AudioDataset, epoch_loader
 from staa.datasets.cremad import load_cremad
 from staa.datasets.demos import load_demos
 from staa.datasets.emodb import load_emodb
@@ -29,4 +29,13 @@ def load_records(kind: str, root, **options) -> list[Record]:
     return LOADERS[kind](root, **options)
 
 
-__all__ = ["AudioDataset", "DatasetError", "LOADERS", "LengthBatchSampler", "Record", "length_batches", "load_records"]
+__all__ = [
+    "AudioDataset",
+    "DatasetError",
+    "LOADERS",
+    "LengthBatchSampler",
+    "Record",
+    "epoch_loader",
+    "length_batches",
+    "load_records",
+]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from staa.datasets.records import DatasetError, Record
 from staa.io.audio import load_audio, probe_audio
@@ -101,3 +101,12 @@ class AudioDataset(Dataset):
         else:
             start = int(np.random.default_rng([self.seed, self.epoch, i]).integers(extra + 1))
         return x[start : start + self.length]
+
+
+def epoch_loader(dataset: AudioDataset, batch_size: int, seed: int, epoch: int) -> DataLoader:
+    """Epoch `epoch` of training batches: the dataset's crops redrawn for the epoch and the clips shuffled, both from
+    (seed, epoch) alone, so a resumed run sees the batches an uninterrupted one would; the last partial batch is
+    dropped."""
+    dataset.set_epoch(epoch)
+    order = torch.Generator().manual_seed(seed * 1000 + epoch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=order)

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from staa.datasets import AudioDataset, Record
+from staa.datasets import AudioDataset, Record, epoch_loader
 from staa.generator.checkpoint import read_generator, save_generator, surrogate_refs
 from staa.generator.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
 from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator
@@ -288,14 +288,7 @@ def _train_epoch(cfg, gen, opt, models, train_set, epoch, defenses, rate, device
     """One epoch of generator updates; returns the epoch's mean of each loss term."""
     gen.set_eps(cfg.eps_at(epoch))
     gen.train()
-    train_set.set_epoch(epoch)
-    loader = DataLoader(
-        train_set,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
-    )
+    loader = epoch_loader(train_set, cfg.batch_size, cfg.seed, epoch)
     sums: dict[str, float] = {}
     bar = tqdm(loader, desc=f"generator epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
     for x, _ in bar:

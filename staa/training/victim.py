@@ -20,7 +20,7 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from staa.datasets import AudioDataset, Record
+from staa.datasets import AudioDataset, Record, epoch_loader
 from staa.io.atomic import write_json
 from staa.io.checkpoint import CheckpointError, load_checkpoint, restore_training, training_state
 from staa.io.validate import check_fields, in_range
@@ -64,14 +64,7 @@ def _split(records: list[Record], name: str) -> list[Record]:
 
 def _train_epoch(cfg, model, ddp_model, opt, train_set, epoch, d, device, progress) -> tuple[DataLoader, float]:
     """One epoch of updates on this rank's share of each batch; returns the loader and the summed loss."""
-    train_set.set_epoch(epoch)
-    loader = DataLoader(
-        train_set,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
-    )
+    loader = epoch_loader(train_set, cfg.batch_size, cfg.seed, epoch)
     model.train()
     total, loss_fn = 0.0, nn.CrossEntropyLoss()
     bar = tqdm(
