@@ -345,7 +345,7 @@ def test_a_hand_edited_results_file_is_refused_or_escaped(corpus, tmp_path, caps
     assert "<script>alert" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
     for broken, message in [
         ("{", "not a results file"),
-        ('{"schema": "staa-ser/results/2", "cells": [{"victim": 1}]}', "no text field"),
+        ('{"schema": "staa-ser/results/3", "cells": [{"victim": 1}]}', "no text field"),
         ('{"schema": "staa-ser/results/9", "cells": []}', "schema 'staa-ser/results/9' is not"),
         (
             json.dumps({**results, "cells": [{**results["cells"][0], "success_rate": "high"}]}),
