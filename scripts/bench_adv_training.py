@@ -27,6 +27,14 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--clip-seconds", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated; a variant is METHOD:key=value... (AdvTrainConfig fields, e.g. generator:gen_noise=1)",
+    )
+    p.add_argument(
+        "--gen-crop-seconds", type=float, default=None, help="the generator's training crops (0: whole clips)"
+    )
     p.add_argument("--out", default=None, help="write the numbers as JSON here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -40,14 +48,19 @@ def main(argv=None) -> int:
         for s in range(a.steps + 1)
     ]
     seconds = {}
-    for method in METHODS:
+    crop = {} if a.gen_crop_seconds is None else {"gen_crop_seconds": a.gen_crop_seconds}
+    for method in a.methods.split(","):
+        name, *options = method.split(":")
+        over = {k: float(v) for k, v in (o.split("=", 1) for o in options)}
         cfg = AdvTrainConfig(
             arch=a.arch,
             classes=list(EMOTIONS),
-            method=method,
+            method=name,
             batch_size=a.batch_size,
             clip_seconds=a.clip_seconds,
             init_victim=a.init_victim,
+            **crop,
+            **over,
         )
         model, opt, gen, gen_opt = _build(cfg, "cpu")
         step = Step(cfg, model, model, opt, gen, gen_opt)
@@ -61,9 +74,9 @@ def main(argv=None) -> int:
         f"{a.arch}, batch {a.batch_size} x {a.clip_seconds:g} s, {a.steps} steps per method, {info['threads']} threads on "
         f"{info['processor']} ({info['cpu_count']} cores)"
     )
-    print(f"{'method':<12}{'s/step':>9}{'x clean':>9}")
+    print(f"{'method':<36}{'s/step':>9}{'x clean':>9}")
     for method, s in seconds.items():
-        print(f"{method:<12}{s:>9.3f}{s / seconds['clean']:>9.2f}")
+        print(f"{method:<36}{s:>9.3f}{s / seconds['clean']:>9.2f}" if "clean" in seconds else f"{method:<36}{s:>9.3f}")
     if a.out:
         write_json(
             a.out,
