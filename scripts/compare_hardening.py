@@ -151,7 +151,9 @@ def gather(paths) -> str:
         merged["methods"] |= part["methods"]
     by_seed = dict(sorted(by_seed.items()))
     runs = list(by_seed.values())
-    methods = list(dict.fromkeys(m for r in parts for m in r["settings"]["methods"].split(",")))
+    found = list(dict.fromkeys(m for r in parts for m in r["settings"]["methods"].split(",")))
+    order = ["none", "clean", "generator", "generator_only", "nfgsm", "fgsm", "trades", "pgd"]
+    methods = sorted(found, key=lambda m: (order.index(m) if m in order else len(order), m))
     lines = [
         f"seeds {', '.join(map(str, sorted(by_seed)))}; {runs[0]['n_test']} test clips; eps {runs[0]['settings']['eps']}",
         "",
