@@ -1,6 +1,6 @@
-"""Benchmark adversarial training: time per training step of clean, generator-AT, FGSM-AT, PGD-10-AT and TRADES
-on the same model, data and batches, in one process, as ratios to clean training (an epoch is a fixed number
-of steps, so the per-step ratio is the per-epoch ratio).
+"""Benchmark adversarial training: time per training step of each method (every one by default, variants as
+METHOD:key=value) on the same model, data and batches, in one process, one step of each in turn, as ratios to clean
+training (an epoch is a fixed number of steps, so the per-step ratio is the per-epoch ratio).
 
     python scripts/bench_adv_training.py --data data/corpus/manifest.csv --arch mel_cnn [--steps 10] [--batch-size 16]
 """
@@ -17,6 +17,7 @@ def main(argv=None) -> int:
     from staa.datasets.synthetic.corpus import EMOTIONS
     from staa.io.atomic import write_json
     from staa.io.provenance import machine
+    from staa.models.victim import load_victim
     from staa.training.adversarial import METHODS, AdvTrainConfig, Step, _build
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +40,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     records = [r for r in load_records("manifest", a.data) if r.split == "train"]
-    data = AudioDataset(records[: a.batch_size * (a.steps + 1)], list(EMOTIONS), clip_seconds=a.clip_seconds)
+    # a victim to fine-tune keeps its own class order
+    classes = load_victim(a.init_victim).classes if a.init_victim else list(EMOTIONS)
+    data = AudioDataset(records[: a.batch_size * (a.steps + 1)], classes, clip_seconds=a.clip_seconds)
     batches = [
         (
             torch.stack([data[i][0] for i in range(s * a.batch_size, (s + 1) * a.batch_size)]),
@@ -47,14 +50,14 @@ def main(argv=None) -> int:
         )
         for s in range(a.steps + 1)
     ]
-    seconds = {}
     crop = {} if a.gen_crop_seconds is None else {"gen_crop_seconds": a.gen_crop_seconds}
+    steps = {}
     for method in a.methods.split(","):
         name, *options = method.split(":")
         over = {k: float(v) for k, v in (o.split("=", 1) for o in options)}
         cfg = AdvTrainConfig(
             arch=a.arch,
-            classes=list(EMOTIONS),
+            classes=classes,
             method=name,
             batch_size=a.batch_size,
             clip_seconds=a.clip_seconds,
@@ -63,12 +66,15 @@ def main(argv=None) -> int:
             **over,
         )
         model, opt, gen, gen_opt = _build(cfg, "cpu")
-        step = Step(cfg, model, model, opt, gen, gen_opt)
-        step(*batches[0], 0, 0)  # warm-up: allocator and kernel selection
-        t0 = time.perf_counter()
-        for s, (x, y) in enumerate(batches[1:], start=1):
+        steps[method] = Step(cfg, model, model, opt, gen, gen_opt)
+        steps[method](*batches[0], 0, 0)  # warm-up: allocator and kernel selection
+    # round robin, one step of each method per batch: a load that drifts during the run weighs on every method alike
+    seconds = dict.fromkeys(steps, 0.0)
+    for s, (x, y) in enumerate(batches[1:], start=1):
+        for method, step in steps.items():
+            t0 = time.perf_counter()
             step(x, y, 0, s)
-        seconds[method] = (time.perf_counter() - t0) / a.steps
+            seconds[method] += (time.perf_counter() - t0) / a.steps
     info = machine()
     print(
         f"{a.arch}, batch {a.batch_size} x {a.clip_seconds:g} s, {a.steps} steps per method, {info['threads']} threads on "
