@@ -111,3 +111,12 @@ def test_staa_is_called_through_the_base_class_and_never_queries_its_victim():
     adv = attack(x)
     assert adv.shape == x.shape and (adv - x).abs().max() <= 0.01 + 1e-6
     assert attack.passes == 0 and victim.training  # no query, and the victim's mode is restored
+
+
+def test_an_adaptive_attack_needs_a_defense_only_where_its_constructor_does():
+    model = torch.nn.Sequential(torch.nn.Linear(800, 4))
+    x = 0.1 * torch.randn(2, 800, generator=torch.Generator().manual_seed(0))
+    suite = parse_attack("standard:steps=2:queries=2").build(model, eps=0.01)  # the undefended suite
+    assert (suite(x) - x).abs().max() <= 0.01 + 1e-6
+    with pytest.raises(ValueError, match="runs through a defense; none was given"):
+        parse_attack("adaptive_pgd:steps=2").build(model, eps=0.01)

@@ -85,7 +85,8 @@ class AttackSpec:
                 kw[key] = default
         context = {"defense": defense, "sample_rate": sample_rate, "device": device}
         kw |= {k: v for k, v in context.items() if k in names}
-        if cls.adaptive and defense is None:
+        needs = [p for p in specs.parameters(cls) if p.name == "defense"]
+        if defense is None and needs and needs[0].default is inspect.Parameter.empty:
             raise ValueError(f"attack {self.text!r}: an adaptive attack runs through a defense; none was given")
         return cls(model, **kw)
 
