@@ -59,7 +59,7 @@ class STAA(Attack):
         if eps is not None:
             check_eps(eps)
         if isinstance(generator, STAAGenerator):
-            gen, self.record = generator, GeneratorRecord(target=None)
+            gen, self.record = generator, GeneratorRecord()  # a network alone records nothing
         else:
             gen, self.record = read_generator(generator, device=device)
             if sample_rate is not None and self.record.sample_rate != sample_rate:
