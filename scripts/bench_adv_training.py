@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     from staa.io.atomic import write_json
     from staa.io.provenance import machine
     from staa.models.victim import load_victim
-    from staa.training.adversarial import METHODS, AdvTrainConfig, Step, _build
+    from staa.training.adversarial import METHODS, AdvTrainConfig, Step, _build, method_variant
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="manifest CSV")
@@ -53,8 +53,7 @@ def main(argv=None) -> int:
     crop = {} if a.gen_crop_seconds is None else {"gen_crop_seconds": a.gen_crop_seconds}
     steps = {}
     for method in a.methods.split(","):
-        name, *options = method.split(":")
-        over = {k: float(v) for k, v in (o.split("=", 1) for o in options)}
+        name, over = method_variant(method)
         cfg = AdvTrainConfig(
             arch=a.arch,
             classes=classes,

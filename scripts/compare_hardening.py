@@ -73,7 +73,7 @@ def run(a) -> dict:
     from staa.io.atomic import safe_name
     from staa.io.provenance import machine
     from staa.models.victim import load_victim
-    from staa.training.adversarial import AdvTrainConfig, adv_train
+    from staa.training.adversarial import AdvTrainConfig, adv_train, method_variant
 
     torch.set_num_threads(a.threads)
     base, work = Path(a.base), Path(a.work) / f"{a.arch}_s{a.seed}{'_scratch' if a.from_scratch else ''}"
@@ -107,8 +107,7 @@ def run(a) -> dict:
     for method in a.methods.split(","):
         t0 = time.perf_counter()
         # a variant: METHOD:key=value..., AdvTrainConfig fields over the method's defaults (gen_noise=1:gen_step=1.25)
-        name, *options = method.split(":")
-        over = {k: float(v) for k, v in (o.split("=", 1) for o in options)}
+        name, over = method_variant(method)
         folder = work / safe_name(method)
         if method == "none":
             path, row = victim, {}

@@ -422,3 +422,14 @@ def test_the_generator_start_with_noise_stays_in_the_ball_and_differs_from_the_s
     assert not torch.equal(made[0.0], made[1.0])
     with pytest.raises(ValueError, match="gen_noise"):
         _cfg("generator", gen_noise=-1.0)
+
+
+def test_a_method_variant_is_a_spec_over_the_config_typed_by_its_fields():
+    from staa.training.adversarial import method_variant
+
+    assert method_variant("generator:gen_noise=1:gen_step=1.25") == ("generator", {"gen_noise": 1.0, "gen_step": 1.25})
+    name, over = method_variant("pgd:pgd_steps=5")
+    assert name == "pgd" and over == {"pgd_steps": 5} and isinstance(over["pgd_steps"], int)
+    for bad in ("pgd:5", "pgd:bogus=1", "pgd:arch=emo18"):
+        with pytest.raises(ValueError, match="settings are key=value"):
+            method_variant(bad)

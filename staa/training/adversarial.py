@@ -26,6 +26,7 @@ import copy
 import logging
 import math
 import time
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from staa import specs
 from staa.attacks import FGSM, PGD
 from staa.datasets import AudioDataset, Record
 from staa.generator.checkpoint import load_generator, save_generator
@@ -144,6 +146,17 @@ class AdvTrainConfig:
 
     def attack_config(self) -> AttackTrainConfig:
         return AttackTrainConfig(**{"eps_schedule": [[0, self.eps]], **self.generator})
+
+
+def method_variant(spec: str) -> tuple[str, dict]:
+    """`METHOD[:key=value...]` in the spec grammar (`generator:gen_noise=1:gen_step=1.25`): the method and AdvTrainConfig
+    fields over its defaults, typed by their annotations."""
+    name, positional, keyword = specs.split(spec, "method")
+    hints = typing.get_type_hints(AdvTrainConfig)
+    fields = [k for k in hints if k not in ("arch", "classes", "method")]
+    if positional or not set(keyword) <= set(fields):
+        raise ValueError(f"method {spec!r}: settings are key=value with keys among {', '.join(fields)}")
+    return name, {k: specs.convert(spec, "method", k, v, hints[k]) for k, v in keyword.items()}
 
 
 def _seed(cfg, epoch, step) -> int:
