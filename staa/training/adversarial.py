@@ -288,8 +288,7 @@ class Step:
         """The generator's perturbation plus uniform noise of +-gen_noise * eps, projected onto the eps-ball."""
         if not self.cfg.gen_noise:
             return delta
-        gen = torch.Generator().manual_seed(seed)
-        noise = ((torch.rand(delta.shape, generator=gen) * 2 - 1) * self.cfg.gen_noise * self.cfg.eps).to(delta)
+        noise = uniform_noise(delta, seed) * self.cfg.gen_noise * self.cfg.eps
         return (delta + noise).clamp(-self.cfg.eps, self.cfg.eps)
 
     def _loss_after_step(self, x, y, seed):
@@ -347,11 +346,16 @@ def signed_step(model, x, start, y, alpha: float, eps: float):
     return (x + (start.detach() + step - x).clamp(-eps, eps)).clamp(-1, 1)
 
 
+def uniform_noise(like: torch.Tensor, seed: int) -> torch.Tensor:
+    """Noise U(-1, 1) shaped like `like`, drawn on the CPU from `seed` (the same on any device)."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(like.shape, generator=gen) * 2 - 1).to(like)
+
+
 def nfgsm(model, x, y, eps: float, k: float = 2.0, seed: int = 0):
     """N-FGSM (de Jorge et al., 2022): noise U(-k eps, k eps), then one signed-gradient step of eps, and no
     projection back to the eps-ball: the example may lie up to (k + 1) eps away (only [-1, 1] is enforced)."""
-    gen = torch.Generator().manual_seed(seed)
-    noise = ((torch.rand(x.shape, generator=gen) * 2 - 1) * k * eps).to(x)
+    noise = uniform_noise(x, seed) * k * eps
     return (x + noise + eps * input_gradient(model, x + noise, y).sign()).clamp(-1, 1).detach()
 
 
