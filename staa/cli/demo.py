@@ -47,8 +47,8 @@ class DemoPlan:
     clip_seconds: float = 3.0
 
 
-# Sized for 2 CPU cores (times: docs/experiments.md). Adaptive PGD costs k x EOT victim gradients per clip and *per defense*, so the grid leaves it to `staa evaluate`
-# (attack types adaptive_pgd, standard).
+# Sized for 2 CPU cores (times: docs/experiments.md). Adaptive PGD costs k x EOT victim gradients per clip and *per
+# defense*, so the grid leaves it to `staa evaluate` (attack types adaptive_pgd, standard).
 PLANS = {
     "quick": DemoPlan(
         n_clips=600, victims=("mel_cnn", "emo18"), victim_epochs=4, generator_epochs=5, at_epochs=1, eval_clips=40
