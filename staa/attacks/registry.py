@@ -79,7 +79,7 @@ class AttackSpec:
         (where the attack takes the grid's eps: a generator keeps its own budget unless its spec gives one)."""
         cls = self.cls
         names = {p.name for p in specs.parameters(cls)}
-        kw = {k: str(v).replace("{victim}", victim) if k in cls.paths else v for k, v in self.params.items()}
+        kw = self.params_for(victim)
         for key, default in (("eps", eps if cls.grid_eps else None), ("seed", seed)):
             if default is not None and key in names and key not in kw:
                 kw[key] = default
@@ -92,8 +92,11 @@ class AttackSpec:
 
     def describe(self, *, eps: float | None, victim: str = "", victim_sha: str = "") -> dict:
         """`Attack.describe` of this spec's attack class on the victim named `victim`."""
-        params = {k: str(v).replace("{victim}", victim) if k in self.cls.paths else v for k, v in self.params.items()}
-        return self.cls.describe(params, eps=eps, victim_sha=victim_sha)
+        return self.cls.describe(self.params_for(victim), eps=eps, victim_sha=victim_sha)
+
+    def params_for(self, victim: str) -> dict:
+        """The spec's parameters, `{victim}` in its file paths replaced by the victim's name."""
+        return {k: str(v).replace("{victim}", victim) if k in self.cls.paths else v for k, v in self.params.items()}
 
 
 def parse_attack(spec, name: str | None = None) -> AttackSpec:
