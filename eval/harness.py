@@ -28,6 +28,7 @@ import json
 import math
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -39,6 +40,7 @@ from eval.results import cell_context, gather, make_cell, nan_to_none
 from staa.attacks.registry import AttackSpec
 from staa.datasets import AudioDataset, length_batches, load_records
 from staa.datasets.records import with_known_labels
+from staa.generator.training import collapsed, train_fresh
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
 from staa.metrics.classification import fooled
@@ -352,6 +354,36 @@ def _prepare(victim: Victim, records, cfg: EvalConfig, device, times: dict):
     return data, x, predictor, clean_pred, defended_clean, len(silent)
 
 
+def fresh_generator(
+    spec: AttackSpec,
+    name: str,
+    victim_name: str,
+    victim_path,
+    victim: Victim,
+    records,
+    cfg: EvalConfig,
+    out: Path,
+    **kw,
+) -> tuple[AttackSpec, str | None]:
+    """A `fresh_staa` cell's generator, trained against the victim at the cell's budget on the dataset's train and val
+    splits into `out/generators/VICTIM/ATTACK/`: the spec that attacks with it, and why the attack failed (None
+    when the generator did not collapse). `kw`: device and progress."""
+    eps = spec.params.get("eps", cfg.budgets[0])
+    folder = out / "generators" / safe_name(victim_name) / safe_name(name)
+    known = [r for r in records if r.label in victim.classes]
+    try:
+        report = train_fresh(victim_path, known, folder, eps=eps, epochs=spec.value("epochs"), seed=cfg.seed, **kw)
+    except ValueError as err:
+        raise ValueError(f"attack {name!r} trains a generator on the dataset's train split: {err}") from None
+    history, failed = report["history"], None
+    if collapsed(report):
+        best = max(h["val_mean_fooling_rate"] for h in history)
+        failed = (
+            f"its fresh generator collapsed: val fooling {best:.3f}, last l0 ratio {history[-1]['val_l0_ratio']:.4f}"
+        )
+    return replace(spec, params={**spec.params, "eps": eps, "generator": str(folder / "best.pt")}), failed
+
+
 def _claim(out: Path, cfg: EvalConfig) -> Path:
     """The run folder, holding this config: a folder with another run's config is refused."""
     out.mkdir(parents=True, exist_ok=True)
@@ -415,9 +447,14 @@ def run_grid(
             if not (resume and done.is_file()):
                 prepared = prepared or _prepare(victim, records, cfg, device, times)
                 data, x, predictor, clean_pred, defended_clean, _ = prepared
+                run_spec, failed = spec, None
+                if spec.type == "fresh_staa":
+                    run_spec, failed = fresh_generator(
+                        spec, name, victim_name, path, victim, records, cfg, out, device=device, progress=progress
+                    )
                 rows = evaluate_attack(
                     name,
-                    spec,
+                    run_spec,
                     victim_name,
                     victim,
                     data,
@@ -434,16 +471,16 @@ def run_grid(
                 _write_rows(done.with_suffix(".csv"), rows)
                 meta = {"victim": victim_name, "attack": name, "type": spec.type, "complete": True}
                 # rank: which torchrun process computed it (0 in a single process)
-                write_json(done, meta | {"victim_sha256": victim_sha, "n_silent": prepared[5], "rank": rank})
+                meta |= {"victim_sha256": victim_sha, "n_silent": prepared[5], "rank": rank, "failed": failed}
+                write_json(done, meta)
             if world > 1:
                 continue
-            rows = _read_rows(done.with_suffix(".csv"))
-            n_silent = _read_json(done).get("n_silent", 0)
+            rows, meta = _read_rows(done.with_suffix(".csv")), _read_json(done)
             all_rows += rows
-            context = cell_context(name, spec, cfg, victim_name, victim_sha)
+            context = cell_context(name, spec, cfg, victim_name, victim_sha) | {"failed": meta.get("failed")}
             for spec_text in cfg.defenses:
                 cell_rows = [r for r in rows if r["defense"] == spec_text]
-                cells.append(make_cell(victim_name, name, spec, spec_text, cell_rows, n_silent, context))
+                cells.append(make_cell(victim_name, name, spec, spec_text, cell_rows, meta.get("n_silent", 0), context))
     if world > 1:
         return None
     _write_rows(out / "clips.csv", all_rows, safe=True)

@@ -112,6 +112,7 @@ def make_cell(
         "transfer": context["transfer"],
         "random_defense": random_defense,
         "eot": context["eot_param"] if random_defense else 1,
+        "failed_attack": context.get("failed"),  # why the attack itself failed (a collapsed generator), or None
     }
 
 
@@ -201,6 +202,8 @@ def _check_cell(c) -> str | None:
         return f"eps must be a positive number or null, got {str(c['eps'])[:40]!r}"
     if "family" in c and not isinstance(c["family"], str):
         return "family must be text"
+    if c.get("failed_attack") is not None and not isinstance(c["failed_attack"], str):
+        return "failed_attack must be text or null"
     if "eot" in c and (not _count(c["eot"]) or c["eot"] < 1):
         return "eot must be a positive integer"
     if c.get("seconds_per_clip") is not None and not _number(c["seconds_per_clip"]):

@@ -21,6 +21,7 @@ FLAGS = {
     "random_defense_without_eot": "a random defense that no attack averaged over (EOT: adaptive_pgd, standard)",
     "no_adaptive_attack": "no adaptive attack (BPDA/EOT through the defense) ran here, so the defense has no verdict: "
     "an attack that ignores a defense says little about it",
+    "failed_attack": "the attack failed to run as one: its accuracy is no evidence of robustness",
     "accuracy_above_clean": "accuracy on the adversarial clips exceeds clean accuracy: the attack moved wrong clips "
     "onto their labels (robust accuracy, which counts only clips right before and after, is the number to read)",
 }
@@ -66,6 +67,8 @@ def sanity_flags(cells: list[dict], victims: dict) -> list[dict]:
         for c in group:
             if c["gradient"] and checks.get("gradient", {}).get("ok") is False:
                 flag(c, "masked_gradient")
+            if c.get("failed_attack"):
+                flag(c, "failed_attack", c["failed_attack"])
             if checks.get("logits", {}).get("ok") is False:
                 flag(c, "probability_output")
             if _iterative(c) and (_eps(c) or 0) >= 1 and _rate(c) < 0.99:

@@ -36,15 +36,17 @@ def robust_accuracy(cells) -> dict:
 def verdict(cells) -> list[dict]:
     """Per victim x defense x budget: what the defense costs on clean clips and the worst-case robust accuracy over
     every attack at that eps (adaptive ones included), with its n and 95% interval: the one number a defense's
-    robustness is. A defense that no adaptive attack went through gets none (`verified` false)."""
+    robustness is. A defense that no adaptive attack went through gets none (`verified` false); an attack that failed
+    to run as one (`failed_attack`) counts for nothing."""
     out = []
     groups: dict = {}
     for c in cells:
         groups.setdefault((c["victim"], c["defense"], c.get("eps")), []).append(c)
     for (victim, defense, eps), group in sorted(groups.items(), key=lambda kv: _verdict_order(kv[0], cells)):
-        worst = min(group, key=lambda c: c["defended_robust_accuracy"])
+        ran = [c for c in group if not c.get("failed_attack")]  # a failed attack is evidence of nothing
+        worst = min(ran or group, key=lambda c: c["defended_robust_accuracy"])
         ci = (worst.get("intervals") or {}).get("defended_robust_accuracy")
-        verified = defense == "none" or any(c.get("adaptive") for c in group)
+        verified = bool(ran) and (defense == "none" or any(c.get("adaptive") for c in ran))
         out.append(
             {
                 "victim": victim,

@@ -53,14 +53,11 @@ def score(victim_path, test, a, fresh=None) -> dict:
 
 def fresh_generator(victim_path, records, work: Path, a) -> Path | None:
     """A new STAA generator trained against the hardened model at the training eps; a collapsed one is flagged."""
-    from staa.generator.recipes import recipe
-    from staa.generator.training import AttackTrainConfig, collapsed, train_generator
+    from staa.generator.training import collapsed, train_fresh
 
     if a.fresh_epochs == 0:
         return None
-    over = recipe("default")
-    cfg = AttackTrainConfig(**{**over, "epochs": a.fresh_epochs, "eps_schedule": [[0, a.eps]], "seed": a.seed})
-    report = train_generator(cfg, [str(victim_path)], records, work, progress=False)
+    report = train_fresh(victim_path, records, work, eps=a.eps, epochs=a.fresh_epochs, seed=a.seed, progress=False)
     if collapsed(report):
         print(f"FLAG the fresh generator against {victim_path} collapsed: a failed attack, not robustness")
         (work / "collapsed").write_text("a failed attack: its accuracy is no evidence of robustness\n")

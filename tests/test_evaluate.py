@@ -552,6 +552,9 @@ def test_sanity_rules_on_made_up_cells():
     assert found([transfer, _cell("pgd", "pgd", 0.2)]) == {("pgd", "transfer_beats_white_box")}
     assert found([_cell("pgd1", "pgd", 0.6, eps=0.01), _cell("pgd3", "pgd", 0.3)]) == {("pgd3", "eps_not_monotone")}
     assert found([_cell("big", "pgd", 0.5, eps=1.0)]) == {("big", "unbounded")}
+    assert found([_cell("fresh", "fresh_staa", 0.0, failed_attack="its generator collapsed")]) == {
+        ("fresh", "failed_attack")
+    }
     random = dict(defense="noise:30", random_defense=True)
     assert found([_cell("pgd", "pgd", 0.5, **random)]) == {
         ("pgd", "random_defense_without_eot"),
@@ -789,3 +792,39 @@ def test_on_a_victim_wrong_on_most_clips_robust_accuracy_stays_below_clean_and_t
     report = build_report(tmp_path / "run")
     assert report["robust_accuracy"]["v"] == {"clean": 0.25, "pgd": 0.0}
     assert report["verdict"][0]["worst_case_accuracy"] == 0.0
+
+
+def test_a_fresh_generator_that_collapsed_is_a_failed_attack_never_robustness(tmp_path, capsys):
+    """A victim that says one class whatever it hears cannot be fooled, so the generator trained against it fools
+    nothing: that is a failed attack, flagged, and the verdict rests on the attacks that ran."""
+    from staa.models.victim import save_victim
+    from tests.conftest import TONE_FREQS, fit_tone_model, tone
+
+    model, _ = fit_tone_model()
+    with torch.no_grad():
+        [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].weight.zero_()
+    classes = ["low", "mid", "high", "top"]
+    data = tmp_path / "data"
+    data.mkdir()
+    save_victim(tmp_path / "constant.pt", model, "mel_cnn", classes, 16_000)
+    lines = ["path,label,split"]
+    for split, n in (("train", 16), ("val", 8), ("test", 8)):
+        for i in range(n):
+            name = f"{split}{i}.wav"
+            sf.write(str(data / name), tone(seconds=0.5, freq=TONE_FREQS[i % 4], seed=i), 16_000)
+            lines.append(f"{name},{classes[i % 4]},{split}")
+    (data / "tones.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    args = ["evaluate", "--data", str(data / "tones.csv"), "--victim", f"c={tmp_path / 'constant.pt'}"]
+    args += ["--attack", "fresh=fresh_staa:epochs=1", "--attack", "pgd=pgd:steps=2", "--eps", "0.002"]
+    assert main([*args, "--clip-seconds", "0.5", "--no-perceptual", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "FLAG c fresh: its fresh generator collapsed" in printed and " failed " in printed
+    results = json.loads((out / "results.json").read_text())
+    fresh = next(c for c in results["cells"] if c["attack"] == "fresh")
+    assert fresh["failed_attack"].startswith("its fresh generator collapsed: val fooling 0.000")
+    assert fresh["success_rate"] == 0 and fresh["eps"] == 0.002 and not fresh["transfer"]
+    assert {(f["attack"], f["flag"]) for f in results["flags"]} >= {("fresh", "failed_attack")}
+    assert (out / "generators" / "c" / "fresh" / "best.pt").is_file()
+    [row] = build_report(out)["verdict"]
+    assert row["worst_attack"] == "pgd"  # the failed attack counts for nothing, even where it ties

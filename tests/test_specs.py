@@ -78,6 +78,7 @@ def test_every_attack_spec_and_alias_builds_the_attack_it_names():
         "square",
         "standard",
         "adaptive_pgd",
+        "fresh_staa",
     }
 
 
@@ -93,6 +94,8 @@ def test_every_attack_spec_and_alias_builds_the_attack_it_names():
         ("sparse_pgd:l0_ratio=0", "l0_ratio must be in"),
         ("staa", r"needs generator=\.\.\."),
         ("staa:generator=g.pt:eps=0", "eps must be > 0"),
+        ("fresh_staa:generator=g.pt", "trains its own generator"),
+        ("fresh_staa:epochs=0", "epochs must be within 1-1000"),
         ("pgd:steps=ten", "steps must be an integer"),
         ("", "the spec is empty"),
     ],

@@ -7,6 +7,7 @@ from staa.attacks.apgd import APGD, APGDT
 from staa.attacks.base import Attack
 from staa.attacks.cw import CW
 from staa.attacks.fgsm import FGSM
+from staa.attacks.fresh_staa import FreshSTAA
 from staa.attacks.pgd import PGD
 from staa.attacks.registry import ALIASES, ATTACKS, AttackSpec, build_attack, parse_attack, register_attack
 from staa.attacks.sparse_pgd import SparsePGD
@@ -25,6 +26,7 @@ __all__ = [
     "CW",
     "Defended",
     "FGSM",
+    "FreshSTAA",
     "PGD",
     "STAA",
     "SparsePGD",

@@ -354,10 +354,14 @@ def cmd_evaluate(a) -> None:
     print(f"{'victim':<12}{'attack':<16}{'defense':<20}{'success':>8}{'survival':>9}{'robust':>8}{'pesq':>7}")
     for c in results["cells"]:
         f = lambda v: "  –" if v is None else f"{v:.3f}"
+        robust = "failed" if c.get("failed_attack") else f(c["defended_robust_accuracy"])
         print(
             f"{c['victim']:<12}{c['attack']:<16}{c['defense']:<20}{f(c['success_rate']):>8}{f(c['survival']):>9}"
-            f"{f(c['defended_robust_accuracy']):>8}{f(c['pesq']):>7}"
+            f"{robust:>8}{f(c['pesq']):>7}"
         )
+    for c in results["cells"]:
+        if c.get("failed_attack"):
+            print(f"FLAG {c['victim']} {c['attack']}: {c['failed_attack']}; a failed attack, not robustness")
     print(out / ("results.json" if a.no_report else "report.html"))
 
 
@@ -891,7 +895,8 @@ def _evaluate_parser(sub) -> None:
     p.add_argument(
         "--attack",
         action="append",
-        help="NAME=SPEC, e.g. pgd10=pgd:steps=10, staa=staa:generator=G.pt, bpda=adaptive_pgd:steps=10:eot=4; repeat",
+        help="NAME=SPEC, e.g. pgd10=pgd:steps=10, staa=staa:generator=G.pt, bpda=adaptive_pgd:steps=10:eot=4, "
+        "fresh=fresh_staa:epochs=2 (a generator trained against each victim); repeat",
     )
     p.add_argument(
         "--defense",

@@ -385,6 +385,26 @@ def train_generator(
     return report
 
 
+def train_fresh(
+    victim_path,
+    records: list[Record],
+    out_dir,
+    *,
+    eps: float,
+    epochs: int = 2,
+    seed: int = 0,
+    device="cpu",
+    progress=True,
+) -> dict:
+    """A generator of the default recipe trained against `victim_path` alone at budget `eps`, into
+    `out_dir/best.pt` (resumed if it is there): the white-box generator attack that judges a hardened model, where a
+    generator made on the original may just not transfer. Read its report with `collapsed`."""
+    from staa.generator.recipes import recipe
+
+    cfg = AttackTrainConfig(**{**recipe("default"), "epochs": epochs, "eps_schedule": [[0, eps]], "seed": seed})
+    return train_generator(cfg, [str(victim_path)], records, out_dir, device=device, progress=progress)
+
+
 def collapsed(report: dict, floor: float = 0.02) -> bool:
     """Whether a trained generator failed as an attack: every epoch fooled (almost) nothing on val, or its last
     mask closed (l0 near zero). A hardened model that such a generator cannot fool has not shown robustness."""
