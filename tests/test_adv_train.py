@@ -424,6 +424,23 @@ def test_the_generator_start_with_noise_stays_in_the_ball_and_differs_from_the_s
         _cfg("generator", gen_noise=-1.0)
 
 
+def test_the_unprojected_generator_example_leaves_the_ball_as_n_fgsm_does_and_stays_within_its_own_bound(records):
+    from staa.datasets import AudioDataset
+    from staa.training.adversarial import _build
+
+    _, recs = records
+    data = AudioDataset([r for r in recs if r.split == "train"][:8], list(EMOTIONS), clip_seconds=0.5)
+    x, y = torch.stack([data[i][0] for i in range(8)]), torch.tensor([data[i][1] for i in range(8)])
+    cfg = _cfg("generator", gen_crop_seconds=0, eps=0.01, gen_noise=2.0, gen_step=1.0, gen_project=False)
+    torch.manual_seed(0)
+    model, opt, gen, gen_opt = _build(cfg, "cpu")
+    step = Step(cfg, model, model, opt, gen, gen_opt)
+    assert step._with_noise(torch.zeros(2, 4000), seed=3).abs().max() > 0.015  # noise of +-2 eps, not clipped
+    torch.manual_seed(0)
+    dist = (step._generator(x, y, seed=0) - x[:4]).abs()
+    assert dist.max() > cfg.eps * 1.5 and dist.max() <= 4 * cfg.eps + 1e-6  # (1 + gen_noise + gen_step) eps
+
+
 def test_a_method_variant_is_a_spec_over_the_config_typed_by_its_fields():
     from staa.training.adversarial import method_variant
 

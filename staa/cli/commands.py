@@ -427,6 +427,7 @@ def cmd_adv_train(a) -> None:
         gen_updates=a.gen_updates,
         gen_noise=a.gen_noise,
         gen_step=a.gen_step,
+        gen_project=not a.gen_unprojected,
         gen_crop_seconds=a.gen_crop_seconds,
         init_victim=a.init_victim,
         init_generator=a.init_generator,
@@ -850,6 +851,11 @@ def _adv_train_parser(sub) -> None:
     )
     p.add_argument(
         "--gen-step", type=number(0.01, 4), default=1.0, help="generator method: the signed step, x eps (default 1)"
+    )
+    p.add_argument(
+        "--gen-unprojected",
+        action="store_true",
+        help="generator method: N-FGSM's rule, the noisy start and the step never projected back onto the eps-ball",
     )
     p.add_argument(
         "--gen-crop-seconds",

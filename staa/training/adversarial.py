@@ -80,6 +80,9 @@ class AdvTrainConfig:
     # then a signed step of gen_step * eps: the sparse start leaves most samples at x, where FGSM-RS starts at random
     gen_noise: float = 0.0
     gen_step: float = 1.0
+    # False: N-FGSM's rule for the generator's example (noise and step never projected back onto the eps-ball, so
+    # it may lie (1 + gen_noise + gen_step) eps away), where N-FGSM's large noise is what keeps it from overfitting
+    gen_project: bool = True
     gen_crop_seconds: float = 1.0  # the generator learns on crops (it is fully convolutional), then attacks whole clips
     init_victim: str | None = None  # warm start (fine-tune) from a trained victim
     # keep the epoch most robust on val (accuracy under PGD at the training eps on `val_clips` clips) among those
@@ -280,16 +283,23 @@ class Step:
             if stepped:
                 start = xs + self._with_noise(x_adv - xs, seed + 1)
                 x_adv = signed_step(
-                    self.model, xs, start.clamp(-1, 1), ys, self.cfg.gen_step * self.cfg.eps, self.cfg.eps
+                    self.model, xs, start.clamp(-1, 1), ys, self.cfg.gen_step * self.cfg.eps, self._bound
                 )
         return x_adv
 
+    @property
+    def _bound(self) -> float | None:
+        """Where the generator's example is projected back to: the eps-ball, or nowhere (`gen_project` false)."""
+        return self.cfg.eps if self.cfg.gen_project else None
+
     def _with_noise(self, delta, seed):
-        """The generator's perturbation plus uniform noise of +-gen_noise * eps, projected onto the eps-ball."""
+        """The generator's perturbation plus uniform noise of +-gen_noise * eps, projected onto the eps-ball unless
+        `gen_project` is false."""
         if not self.cfg.gen_noise:
             return delta
         noise = uniform_noise(delta, seed) * self.cfg.gen_noise * self.cfg.eps
-        return (delta + noise).clamp(-self.cfg.eps, self.cfg.eps)
+        bound = self._bound
+        return delta + noise if bound is None else (delta + noise).clamp(-bound, bound)
 
     def _loss_after_step(self, x, y, seed):
         """FGSM-SDI's generator objective: minus the victim's loss after one signed-gradient step from the
@@ -297,9 +307,11 @@ class Step:
         cfg, acfg = self.cfg, self.attack_cfg
         v, m, m_soft = self.gen.perturbation(x, y if self.gen.conditional else None)
         start = (x + self._with_noise(v * m, seed)).clamp(-1, 1)
-        x_adv = signed_step(self.model, x, start, y, cfg.gen_step * cfg.eps, cfg.eps)
+        x_adv = signed_step(self.model, x, start, y, cfg.gen_step * cfg.eps, self._bound)
         # the step is a constant offset (sign of a detached gradient); the projection passes gradients where inside
-        x_adv = x + (start + (x_adv - start).detach() - x).clamp(-cfg.eps, cfg.eps)
+        x_adv = start + (x_adv - start).detach()
+        if self._bound is not None:
+            x_adv = x + (x_adv - x).clamp(-self._bound, self._bound)
         spa = sparsity_loss(m)
         spa = (spa - acfg.spa_target).clamp(min=0) if acfg.spa_target else spa
         loss = (
@@ -340,10 +352,11 @@ def input_gradient(model, x, y) -> torch.Tensor:
     return grad
 
 
-def signed_step(model, x, start, y, alpha: float, eps: float):
-    """One signed-gradient step of cross-entropy from `start`, projected onto the eps-ball around `x` and [-1, 1]."""
-    step = alpha * input_gradient(model, start, y).sign()
-    return (x + (start.detach() + step - x).clamp(-eps, eps)).clamp(-1, 1)
+def signed_step(model, x, start, y, alpha: float, eps: float | None):
+    """One signed-gradient step of cross-entropy from `start`, projected onto the eps-ball around `x` (none where eps
+    is None) and [-1, 1]."""
+    stepped = start.detach() + alpha * input_gradient(model, start, y).sign()
+    return (stepped if eps is None else x + (stepped - x).clamp(-eps, eps)).clamp(-1, 1)
 
 
 def uniform_noise(like: torch.Tensor, seed: int) -> torch.Tensor:
