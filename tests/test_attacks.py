@@ -68,6 +68,25 @@ def test_every_attack_raises_the_victims_loss(victim_and_batch):
     assert (l0_count(x, attacks[3](x, y)) <= int(0.2 * x.shape[1])).all()
 
 
+def test_mifgsm_without_momentum_is_i_fgsm_and_its_momentum_and_diversity_change_the_path(victim_and_batch):
+    from staa.attacks import MIFGSM
+
+    model, x = victim_and_batch
+    y = model(x).argmax(1).detach()
+    plain = MIFGSM(model, eps=0.01, steps=5, decay=0.0)
+    i_fgsm = PGD(model, eps=0.01, steps=5, alpha=0.01 / 5, random_start=False)  # I-FGSM: PGD from x, step eps/steps
+    assert torch.allclose(plain(x, y), i_fgsm(x, y)) and plain.passes == 5
+    runs = {}
+    for key, kw in {"momentum": {}, "diverse": {"diversity": 1.0, "seed": 1}, "other_seed": {"diversity": 1.0}}.items():
+        attack = MIFGSM(model, eps=0.01, steps=5, **kw)
+        runs[key] = attack(x, y)
+        assert (linf(x, runs[key]) <= 0.01 + 1e-6).all() and _loss(model, runs[key], y) > _loss(model, x, y)
+        assert torch.equal(runs[key], attack(x, y))  # seeded: the same draws on every call
+    assert not torch.allclose(runs["momentum"], plain(x, y)) and not torch.equal(runs["diverse"], runs["other_seed"])
+    stretched = MIFGSM(model).diverse(x, torch.Generator().manual_seed(0))
+    assert stretched.shape == x.shape and not torch.equal(stretched, x)
+
+
 def test_targeted_attack_moves_towards_the_target(victim_and_batch):
     model, x = victim_and_batch
     target = torch.full((4,), 2)

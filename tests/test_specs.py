@@ -79,6 +79,7 @@ def test_every_attack_spec_and_alias_builds_the_attack_it_names():
         "standard",
         "adaptive_pgd",
         "fresh_staa",
+        "mifgsm",
     }
 
 
@@ -96,6 +97,7 @@ def test_every_attack_spec_and_alias_builds_the_attack_it_names():
         ("staa:generator=g.pt:eps=0", "eps must be > 0"),
         ("fresh_staa:generator=g.pt", "trains its own generator"),
         ("fresh_staa:epochs=0", "epochs must be within 1-1000"),
+        ("mifgsm:diversity=2", "diversity must be a probability"),
         ("pgd:steps=ten", "steps must be an integer"),
         ("", "the spec is empty"),
     ],

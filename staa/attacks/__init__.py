@@ -8,6 +8,7 @@ from staa.attacks.base import Attack
 from staa.attacks.cw import CW
 from staa.attacks.fgsm import FGSM
 from staa.attacks.fresh_staa import FreshSTAA
+from staa.attacks.mifgsm import MIFGSM
 from staa.attacks.pgd import PGD
 from staa.attacks.registry import ALIASES, ATTACKS, AttackSpec, build_attack, parse_attack, register_attack
 from staa.attacks.sparse_pgd import SparsePGD
@@ -27,6 +28,7 @@ __all__ = [
     "Defended",
     "FGSM",
     "FreshSTAA",
+    "MIFGSM",
     "PGD",
     "STAA",
     "SparsePGD",

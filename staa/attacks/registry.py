@@ -1,5 +1,5 @@
 """The attack registry: every command names an attack by a spec of `staa.specs`' grammar, bound to the attack's
-constructor (`pgd:steps=10`, `fgsm:eps=0.01`, `staa:generator=G.pt`, `fresh_staa:epochs=2`, `adaptive_pgd:steps=10:eot=4`, `apgd`,
+constructor (`pgd:steps=10`, `fgsm:eps=0.01`, `staa:generator=G.pt`, `fresh_staa:epochs=2`, `mifgsm:diversity=0.5`, `adaptive_pgd:steps=10:eot=4`, `apgd`,
 `apgd_t`, `square:queries=1000`, `standard`), or by a TOML table (`{type = "pgd", steps = 10}`). `pgd10` and `pgd100` are aliases of `pgd:steps=10` and `pgd:steps=100`."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from staa.attacks.base import Attack
 from staa.attacks.cw import CW
 from staa.attacks.fgsm import FGSM
 from staa.attacks.fresh_staa import FreshSTAA
+from staa.attacks.mifgsm import MIFGSM
 from staa.attacks.pgd import PGD
 from staa.attacks.sparse_pgd import SparsePGD
 from staa.attacks.square import Square
@@ -23,7 +24,8 @@ from staa.attacks.staa_net import STAA
 from staa.attacks.standard import Standard
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (STAA, FGSM, PGD, CW, SparsePGD, AdaptivePGD, APGD, APGDT, Square, Standard, FreshSTAA)
+    cls.name: cls
+    for cls in (STAA, FGSM, PGD, CW, SparsePGD, AdaptivePGD, APGD, APGDT, Square, Standard, FreshSTAA, MIFGSM)
 }
 
 
