@@ -133,3 +133,25 @@ class _Inline:
 
     def shutdown(self, *a, **k):
         pass
+
+
+def test_transfer_rows_compare_generators_with_baselines_made_on_the_surrogate_ensemble(inputs, tmp_path, capsys):
+    import json
+
+    from tests.test_run_folders import victim_file
+
+    manifest, v, g = inputs
+    w = victim_file(tmp_path / "w" / "best.pt", seed=1)
+    args = ["transfer", "--generators", str(g), "--victims", str(v), str(w), "--data", str(manifest), "--limit", "4"]
+    base = [*args, "--baseline", "fgsm", "--baseline", "mifgsm:steps=2:diversity=0.5", "--eps", "0.05"]
+    out = tmp_path / "m.json"
+    assert main([*base, "--surrogate", str(v), str(w), "--out", str(out), "--quiet"]) == 0
+    table = json.loads(out.read_text())
+    assert table["rows"] == ["g", "fgsm (v+w)", "mifgsm:steps=2:diversity=0.5 (v+w)"] and table["n"] == 4
+    for row in table["rows"]:
+        for col in ("v", "w"):
+            lo, hi = table["interval"][row][col]
+            assert lo <= table["fooling_rate"][row][col] <= hi
+    assert main([*base, "--quiet"]) == 2 and "--surrogate" in err_line(capsys)
+    assert main([*args, "--baseline", "square", "--surrogate", str(v), "--quiet"]) == 2
+    assert "a gradient attack on the surrogates" in err_line(capsys)

@@ -14,6 +14,7 @@ from staa.datasets import AudioDataset, LengthBatchSampler
 from staa.io.atomic import safe_name, write_csv, write_json
 from staa.io.audio import save_audio
 from staa.metrics.classification import fooled
+from staa.metrics.intervals import wilson
 from staa.metrics.perturbation import distortion_db, l0_count, l0_ratio, linf, near_silent, snr_db
 
 CSV_FIELDS = [
@@ -158,5 +159,6 @@ def transfer_matrix(
         "rows": list(attacks),
         "columns": list(victims),
         "fooling_rate": {a: {v: c / n for v, c in row.items()} for a, row in count.items()},
+        "interval": {a: {v: list(wilson(c, n)) for v, c in row.items()} for a, row in count.items()},  # 95% Wilson
         "n": n,
     }

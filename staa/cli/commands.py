@@ -492,6 +492,32 @@ def _labels(paths: list[str]) -> dict[str, str]:
     return dict(zip(short if len(set(short)) == len(short) else paths, paths))
 
 
+def _baselines(a, victim) -> dict:
+    """The `--baseline` attacks, each made on the `--surrogate` models (the mean of their logits), named by both."""
+    from staa.attacks import parse_attack
+    from staa.models.ensemble import Ensemble
+    from staa.models.victim import load_victim
+
+    if not a.baseline:
+        return {}
+    if not a.surrogate:
+        raise ValueError("--baseline attacks are made on the --surrogate models; give at least one")
+    surrogates = {name: load_victim(p, device=a.device) for name, p in _labels(a.surrogate).items()}
+    for name, s in surrogates.items():
+        if (s.classes, s.sample_rate) != (victim.classes, victim.sample_rate):
+            raise ValueError(f"surrogate {name}: its classes and rate differ from the victims' ({victim.classes})")
+    models = [s.model.eval() for s in surrogates.values()]
+    model = models[0] if len(models) == 1 else Ensemble(models)
+    out = {}
+    for text in a.baseline:
+        spec = parse_attack(text)
+        if not spec.cls.gradient or spec.adaptive or spec.cls.kind == "generator":
+            raise ValueError(f"--baseline {text}: a gradient attack on the surrogates (fgsm, pgd, mifgsm, apgd, ...)")
+        attack = spec.build(model, eps=a.eps, seed=a.seed, sample_rate=victim.sample_rate, device=a.device)
+        out[f"{spec.text} ({'+'.join(surrogates)})"] = attack
+    return out
+
+
 def cmd_transfer(a) -> None:
     from staa.attacks import STAA
     from staa.attacks.runner import transfer_matrix
@@ -504,11 +530,12 @@ def cmd_transfer(a) -> None:
     dataset = _split_dataset(a, first.classes, first.sample_rate)
     _check_out_file(a, [*a.generators, *a.victims, a.data], dataset)
     attacks = {name: STAA.from_checkpoint(p, device=a.device) for name, p in _labels(a.generators).items()}
+    attacks |= _baselines(a, first)
     result = transfer_matrix(
         attacks, {k: v.model for k, v in victims.items()}, dataset, device=a.device, progress=not a.quiet
     )
     width = max(map(len, result["rows"])) + 2
-    print("fooling rate: rows = generator (its surrogate run), columns = victim")
+    print(f"fooling rate on {result['n']} clips: rows = attack (made on its surrogates), columns = victim")
     print(" " * width + "".join(f"{c:>18}" for c in result["columns"]))
     for r in result["rows"]:
         print(f"{r:<{width}}" + "".join(f"{result['fooling_rate'][r][c]:>18.3f}" for c in result["columns"]))
@@ -791,6 +818,17 @@ def _transfer_parser(sub) -> None:
     _data_args(p)
     p.add_argument("--generators", nargs="+", required=True, help="generator checkpoints (rows)")
     p.add_argument("--victims", nargs="+", required=True, help=f"victims (columns): {VICTIM}")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        help="a gradient attack made on the --surrogate models as a row to compare with, e.g. "
+        "mifgsm:diversity=0.5, pgd10, fgsm; repeat",
+    )
+    p.add_argument(
+        "--surrogate", nargs="+", default=[], help="the models the baselines are made on (their mean logits)"
+    )
+    p.add_argument("--eps", type=number(0, 1, above=True), default=0.03, help="the baselines' budget (default 0.03)")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default=None, help="write the matrix as JSON here")
     _common(p)
     p.set_defaults(func=cmd_transfer)
