@@ -178,6 +178,11 @@ def test_run_attack_writes_clips_and_csv_and_never_touches_inputs(victim_and_bat
         {"g": STAA(None, gen)}, {"a": model, "b": build_model("mel_cnn", 4, width=4).eval()}, ds, progress=False
     )
     assert set(table["fooling_rate"]["g"]) == {"a", "b"} and table["n"] == 4
+    made = STAA(None, gen)(torch.stack([ds[i][0] for i in range(4)]))
+    assert table["l0_ratio"]["g"] == pytest.approx(
+        float(l0_ratio(torch.stack([ds[i][0] for i in range(4)]), made).mean())
+    )
+    assert table["seconds_per_clip"]["g"] > 0 and table["snr_db"]["g"] > 0
 
 
 def test_adaptive_pgd_raises_the_defended_victims_loss(victim_and_batch):
