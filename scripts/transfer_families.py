@@ -71,10 +71,10 @@ def run(a) -> dict:
     records = load_records("manifest", base / "corpus" / "manifest.csv")
     test = [r for r in records if r.split == "test"][: a.test_clips]
     test = AudioDataset(test, first.classes, sample_rate=first.sample_rate, clip_seconds=3.0, crop="center")
-    work = Path(a.work) / f"{'+'.join(surrogates)}_s{a.seed}"
+    work = Path(a.work) / f"{'+'.join(surrogates)}_s{a.seed}" / f"diversity{a.diversity:g}"
     t0 = time.perf_counter()
     report = train_generator(
-        AttackTrainConfig(epochs=a.epochs, seed=a.seed),
+        AttackTrainConfig(epochs=a.epochs, seed=a.seed, diversity=a.diversity),
         [paths[s] for s in surrogates],
         records,
         work,
@@ -156,6 +156,7 @@ def main(argv=None) -> int:
     p.add_argument("--held-out", default="wav2vec2,zhao19", help="architectures they are tested on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=6, help="generator epochs (default: %(default)s)")
+    p.add_argument("--diversity", type=float, default=0.0, help="the generator's input diversity (default: 0)")
     p.add_argument("--eps", type=float, nargs="+", default=[0.03, 0.002])
     p.add_argument("--test-clips", type=int, default=100)
     p.add_argument("--perceptual-clips", type=int, default=16)

@@ -90,6 +90,29 @@ def test_ensemble_of_surrogates_and_bad_settings(tiny, tmp_path):
         AttackTrainConfig(clip_seconds=0)
 
 
+def test_input_diversity_shows_the_surrogates_a_resampled_batch_and_its_gradient_reaches_the_generator(tiny):
+    from staa.generator import STAAGenerator
+    from staa.generator.training import generator_loss
+    from staa.models.victim import load_victim
+
+    recs, victim = tiny
+    model = load_victim(victim).model.eval().requires_grad_(False)
+    x = torch.stack([AudioDataset(recs[:4], list(EMOTIONS), clip_seconds=0.5)[i][0] for i in range(4)])
+    torch.manual_seed(0)
+    gen = STAAGenerator(_cfg().generator_config())
+    losses = {}
+    for p in (0.0, 1.0):
+        torch.manual_seed(1)
+        loss, parts = generator_loss(_cfg(diversity=p), gen, [model], x)
+        gen.zero_grad()
+        loss.backward()
+        losses[p] = parts["adv"]
+        assert any(w.grad is not None and w.grad.abs().sum() > 0 for w in gen.parameters())
+    assert losses[0.0] != losses[1.0]  # the surrogate judged another view of the same adversarial clips
+    with pytest.raises(ValueError, match="diversity"):
+        AttackTrainConfig(diversity=1.5)
+
+
 def test_defense_aware_training_measures_the_defended_surrogate(tiny, tmp_path):
     recs, victim = tiny
     report = train_generator(

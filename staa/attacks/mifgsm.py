@@ -7,6 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from staa.attacks.base import Attack, check_count, check_eps
+from staa.diversity import resample_shift
 
 
 class MIFGSM(Attack):
@@ -48,19 +49,11 @@ class MIFGSM(Attack):
             raise ValueError(f"diversity must be a probability in [0, 1], got {diversity}")
         self.decay, self.diversity, self.seed = decay, diversity, seed
 
-    def diverse(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """`x` resampled by a factor in [0.9, 1.1] (tempo and pitch together) and shifted, back to its length."""
-        n = x.shape[-1]
-        size = max(2, round(n * float(torch.empty(1).uniform_(0.9, 1.1, generator=gen))))
-        y = F.interpolate(x[:, None], size=size, mode="linear", align_corners=False)[:, 0]
-        offset = int(torch.randint(abs(size - n) + 1, (1,), generator=gen))
-        return y[:, offset : offset + n] if size >= n else F.pad(y, (offset, n - size - offset))
-
     def gradient(self, x_adv: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         x_adv = x_adv.detach().requires_grad_(True)
         seen = x_adv
         if self.diversity and float(torch.rand(1, generator=gen)) < self.diversity:
-            seen = self.diverse(x_adv, gen)
+            seen = resample_shift(x_adv, gen)
         loss = F.cross_entropy(self.model(seen), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x_adv)
         return -grad if self.targeted else grad

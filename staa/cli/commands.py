@@ -263,6 +263,7 @@ def cmd_train_attack(a) -> None:
         seed=a.seed,
         spa_warmup_epochs=a.spa_warmup,
         defenses=a.defense or [],
+        diversity=a.diversity,
         init=a.init,
         **_recipe(a),
     )
@@ -760,6 +761,13 @@ def _train_attack_parser(sub) -> None:
     p.add_argument("--eps", default="0.03", help="l-inf budget, or a schedule like 0:0.03,10:0.01")
     p.add_argument("--kappa", type=number(0), default=2.0, help="C&W confidence margin")
     p.add_argument("--w-qua", type=number(0), default=1e-6)
+    p.add_argument(
+        "--diversity",
+        type=number(0, 1),
+        default=0.0,
+        help="input diversity: the chance per step that the surrogates see the adversarial batch resampled by "
+        "0.9-1.1 and shifted, for transfer (default 0)",
+    )
     p.add_argument(
         "--target", type=integer(0), default=None, help="class index for a targeted attack (default: untargeted)"
     )

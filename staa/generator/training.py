@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from staa.datasets import AudioDataset, Record, epoch_loader
+from staa.diversity import resample_shift
 from staa.generator.checkpoint import read_generator, save_generator, surrogate_refs
 from staa.generator.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
 from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator
@@ -60,6 +61,9 @@ class AttackTrainConfig:
     clip_seconds: float = 3.0  # training crops (the generator is fully convolutional): whole 3 s clips
     eval_clip_seconds: float = 3.0
     defenses: list = field(default_factory=list)  # defense specs to train through (defense-aware STAA)
+    # the chance per step that the surrogates see the adversarial batch resampled by 0.9-1.1 and shifted
+    # (`staa.diversity`): input diversity, for transfer to models that view the clip otherwise
+    diversity: float = 0.0
     # tell the generator each clip's class (see STAAGenerator.condition); an unconditional generator collapses to
     # one universal target class, and the clips already of that class stay unfooled
     conditional: bool = True
@@ -75,6 +79,7 @@ class AttackTrainConfig:
         in_range("eval_clip_seconds", self.eval_clip_seconds, 0.01, 600)
         in_range("lr", self.lr, None, 1)
         in_range("max_l0_ratio", self.max_l0_ratio, 0, 1)
+        in_range("diversity", self.diversity, 0, 1)
         for step in self.eps_schedule:
             if not isinstance(step, (list, tuple)) or len(step) != 2:
                 raise ValueError(f"eps_schedule entries are [from_epoch, eps] pairs, got {step!r}")
@@ -203,7 +208,10 @@ def generator_loss(
     cls = None if not gen.conditional else _labels(cfg, models[0], x) if cfg.targeted else clean[0]
     v, m, m_soft = gen.perturbation(x, cls)
     x_adv = (x + v * m).clamp(-1, 1)
-    adv = _adv_loss(cfg, models, x_adv, clean)
+    seen = x_adv
+    if cfg.diversity and float(torch.rand(1)) < cfg.diversity:  # the global generator, seeded by the run's seed
+        seen = resample_shift(x_adv, torch.default_generator)
+    adv = _adv_loss(cfg, models, seen, clean)
     if defenses:
         defended = []
         for defense in defenses:
