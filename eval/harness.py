@@ -384,6 +384,54 @@ def fresh_generator(
     return replace(spec, params={**spec.params, "eps": eps, "generator": str(folder / "best.pt")}), failed
 
 
+def _compute_cell(
+    name,
+    spec,
+    victim,
+    prepared,
+    records,
+    cfg,
+    out,
+    *,
+    victim_name,
+    victim_path,
+    victim_sha,
+    done,
+    rank,
+    device,
+    progress,
+    times,
+):
+    """One victim x attack over every defense, into `done` (its per-clip CSV, then its JSON, written last); a
+    `fresh_staa` attack first trains its generator."""
+    data, x, predictor, clean_pred, defended_clean, n_silent = prepared
+    run_spec, failed = spec, None
+    if spec.type == "fresh_staa":
+        run_spec, failed = fresh_generator(
+            spec, name, victim_name, victim_path, victim, records, cfg, out, device=device, progress=progress
+        )
+    rows = evaluate_attack(
+        name,
+        run_spec,
+        victim_name,
+        victim,
+        data,
+        x,
+        clean_pred,
+        defended_clean,
+        cfg,
+        out,
+        device=device,
+        progress=progress,
+        predictor=predictor,
+        times=times,
+    )
+    _write_rows(done.with_suffix(".csv"), rows)
+    meta = {"victim": victim_name, "attack": name, "type": spec.type, "complete": True, "victim_sha256": victim_sha}
+    # rank: which torchrun process computed it (0 in a single process)
+    write_json(done, meta | {"n_silent": n_silent, "rank": rank, "failed": failed})
+
+
 def _claim(out: Path, cfg: EvalConfig) -> Path:
     """The run folder, holding this config: a folder with another run's config is refused."""
     out.mkdir(parents=True, exist_ok=True)
@@ -446,33 +494,23 @@ def run_grid(
                 continue
             if not (resume and done.is_file()):
                 prepared = prepared or _prepare(victim, records, cfg, device, times)
-                data, x, predictor, clean_pred, defended_clean, _ = prepared
-                run_spec, failed = spec, None
-                if spec.type == "fresh_staa":
-                    run_spec, failed = fresh_generator(
-                        spec, name, victim_name, path, victim, records, cfg, out, device=device, progress=progress
-                    )
-                rows = evaluate_attack(
+                _compute_cell(
                     name,
-                    run_spec,
-                    victim_name,
+                    spec,
                     victim,
-                    data,
-                    x,
-                    clean_pred,
-                    defended_clean,
+                    prepared,
+                    records,
                     cfg,
                     out,
+                    victim_name=victim_name,
+                    victim_path=path,
+                    victim_sha=victim_sha,
+                    done=done,
+                    rank=rank,
                     device=device,
                     progress=progress,
-                    predictor=predictor,
                     times=times,
                 )
-                _write_rows(done.with_suffix(".csv"), rows)
-                meta = {"victim": victim_name, "attack": name, "type": spec.type, "complete": True}
-                # rank: which torchrun process computed it (0 in a single process)
-                meta |= {"victim_sha256": victim_sha, "n_silent": prepared[5], "rank": rank, "failed": failed}
-                write_json(done, meta)
             if world > 1:
                 continue
             rows, meta = _read_rows(done.with_suffix(".csv")), _read_json(done)

@@ -842,6 +842,25 @@ def _transfer_parser(sub) -> None:
     p.set_defaults(func=cmd_transfer)
 
 
+def _generator_method_args(p) -> None:
+    """adv-train's settings of the generator method's example: noise, step, projection."""
+    p.add_argument("--gen-updates", type=integer(1, 100), default=1, help="generator steps per victim step")
+    p.add_argument(
+        "--gen-noise",
+        type=number(0, 4),
+        default=0.0,
+        help="generator method: uniform noise of +-this x eps added to the generator's start (default 0)",
+    )
+    p.add_argument(
+        "--gen-step", type=number(0.01, 4), default=1.0, help="generator method: the signed step, x eps (default 1)"
+    )
+    p.add_argument(
+        "--gen-unprojected",
+        action="store_true",
+        help="generator method: N-FGSM's rule, the noisy start and the step never projected back onto the eps-ball",
+    )
+
+
 def _adv_train_parser(sub) -> None:
     p = sub.add_parser(
         "adv-train",
@@ -888,21 +907,7 @@ def _adv_train_parser(sub) -> None:
         "--pgd-steps", type=integer(1, 1000), default=10, help="steps of PGD-AT and of TRADES' inner maximisation"
     )
     p.add_argument("--trades-beta", type=number(0), default=6.0)
-    p.add_argument("--gen-updates", type=integer(1, 100), default=1, help="generator steps per victim step")
-    p.add_argument(
-        "--gen-noise",
-        type=number(0, 4),
-        default=0.0,
-        help="generator method: uniform noise of +-this x eps added to the generator's start (default 0)",
-    )
-    p.add_argument(
-        "--gen-step", type=number(0.01, 4), default=1.0, help="generator method: the signed step, x eps (default 1)"
-    )
-    p.add_argument(
-        "--gen-unprojected",
-        action="store_true",
-        help="generator method: N-FGSM's rule, the noisy start and the step never projected back onto the eps-ball",
-    )
+    _generator_method_args(p)
     p.add_argument(
         "--gen-crop-seconds",
         type=number(0, 600),
