@@ -428,7 +428,7 @@ def cmd_adv_train(a) -> None:
         gen_updates=a.gen_updates,
         gen_noise=a.gen_noise,
         gen_step=a.gen_step,
-        gen_project=not a.gen_unprojected,
+        gen_project=a.gen_projected,
         gen_crop_seconds=a.gen_crop_seconds,
         init_victim=a.init_victim,
         init_generator=a.init_generator,
@@ -848,16 +848,17 @@ def _generator_method_args(p) -> None:
     p.add_argument(
         "--gen-noise",
         type=number(0, 4),
-        default=0.0,
-        help="generator method: uniform noise of +-this x eps added to the generator's start (default 0)",
+        default=2.0,
+        help="generator method: uniform noise of +-this x eps added to the generator's start (default 2)",
     )
     p.add_argument(
         "--gen-step", type=number(0.01, 4), default=1.0, help="generator method: the signed step, x eps (default 1)"
     )
     p.add_argument(
-        "--gen-unprojected",
+        "--gen-projected",
         action="store_true",
-        help="generator method: N-FGSM's rule, the noisy start and the step never projected back onto the eps-ball",
+        help="generator method: project the noisy start and the step back onto the eps-ball (FGSM-SDI's rule; with "
+        "--gen-noise 0 the earlier default); by default they are not, as in N-FGSM",
     )
 
 

@@ -76,13 +76,14 @@ class AdvTrainConfig:
     trades_beta: float = 6.0
     generator: dict = field(default_factory=dict)  # AttackTrainConfig fields for the on-the-fly generator
     gen_updates: int = 1  # generator steps per victim step
-    # `generator`: uniform noise of +-gen_noise * eps added to the generator's start (projected onto the eps-ball),
-    # then a signed step of gen_step * eps: the sparse start leaves most samples at x, where FGSM-RS starts at random
-    gen_noise: float = 0.0
+    # `generator`: uniform noise of +-gen_noise * eps added to the generator's start, then a signed step of
+    # gen_step * eps, neither projected back onto the eps-ball (N-FGSM's rule: the example may lie
+    # (1 + gen_noise + gen_step) eps away). The best measured variant: on mel_cnn from scratch it kept twice the
+    # standard-suite accuracy of the projected start and step (FGSM-SDI's rule: gen_noise=0, gen_project=true),
+    # which the sparse start leaves at x on most samples
+    gen_noise: float = 2.0
     gen_step: float = 1.0
-    # False: N-FGSM's rule for the generator's example (noise and step never projected back onto the eps-ball, so
-    # it may lie (1 + gen_noise + gen_step) eps away), where N-FGSM's large noise is what keeps it from overfitting
-    gen_project: bool = True
+    gen_project: bool = False
     gen_crop_seconds: float = 1.0  # the generator learns on crops (it is fully convolutional), then attacks whole clips
     init_victim: str | None = None  # warm start (fine-tune) from a trained victim
     # keep the epoch most robust on val (accuracy under PGD at the training eps on `val_clips` clips) among those
