@@ -83,7 +83,7 @@ def test_mifgsm_without_momentum_is_i_fgsm_and_its_momentum_and_diversity_change
         assert (linf(x, runs[key]) <= 0.01 + 1e-6).all() and _loss(model, runs[key], y) > _loss(model, x, y)
         assert torch.equal(runs[key], attack(x, y))  # seeded: the same draws on every call
     assert not torch.allclose(runs["momentum"], plain(x, y)) and not torch.equal(runs["diverse"], runs["other_seed"])
-    from staa.diversity import resample_shift
+    from staa.datasets.augment import resample_shift
 
     stretched = resample_shift(x, torch.Generator().manual_seed(0))
     assert stretched.shape == x.shape and not torch.equal(stretched, x)

@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from staa.attacks.base import Attack, check_count, check_eps
-from staa.diversity import resample_shift
+from staa.datasets.augment import resample_shift
 
 
 class MIFGSM(Attack):

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from staa.datasets import AudioDataset, Record, epoch_loader
-from staa.diversity import resample_shift
+from staa.datasets.augment import resample_shift
 from staa.generator.checkpoint import read_generator, save_generator, surrogate_refs
 from staa.generator.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
 from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator
@@ -62,7 +62,7 @@ class AttackTrainConfig:
     eval_clip_seconds: float = 3.0
     defenses: list = field(default_factory=list)  # defense specs to train through (defense-aware STAA)
     # the chance per step that the surrogates see the adversarial batch resampled by 0.9-1.1 and shifted
-    # (`staa.diversity`): input diversity, for transfer to models that view the clip otherwise
+    # (`staa.datasets.augment`): input diversity, for transfer to models that view the clip otherwise
     diversity: float = 0.0
     # tell the generator each clip's class (see STAAGenerator.condition); an unconditional generator collapses to
     # one universal target class, and the clips already of that class stay unfooled
@@ -407,9 +407,7 @@ def train_fresh(
     """A generator of the default recipe trained against `victim_path` alone at budget `eps`, into
     `out_dir/best.pt` (resumed if it is there): the white-box generator attack that judges a hardened model, where a
     generator made on the original may just not transfer. Read its report with `collapsed`."""
-    from staa.generator.recipes import recipe
-
-    cfg = AttackTrainConfig(**{**recipe("default"), "epochs": epochs, "eps_schedule": [[0, eps]], "seed": seed})
+    cfg = AttackTrainConfig(epochs=epochs, eps_schedule=[[0, eps]], seed=seed)  # its defaults are the default recipe
     return train_generator(cfg, [str(victim_path)], records, out_dir, device=device, progress=progress)
 
 

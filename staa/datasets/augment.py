@@ -1,6 +1,6 @@
-"""Input diversity (Xie et al., 2019, in its audio form): a random, differentiable change of a waveform batch that a
-model should be indifferent to, so that a perturbation made through it does not rest on one model's exact view of
-the clip. MI-FGSM's `diversity` and the generator's `diversity` training option both draw from it."""
+"""Random, differentiable changes of a waveform batch that a model should be indifferent to: input diversity (Xie et
+al., 2019, in its audio form), so that a perturbation made through them does not rest on one model's exact view of
+the clip. MI-FGSM's `diversity` and the generator's `diversity` training option both draw from here."""
 
 from __future__ import annotations
 
