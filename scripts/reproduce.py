@@ -1,19 +1,22 @@
-"""Reproduce docs/results.json and docs/results.md on the built-in corpus: every table, over seeds.
+"""Reproduce docs/results.json and docs/results.md on the built-in corpus, one seed per command, in parts that land.
 
-    python scripts/reproduce.py --size quick|full [--seeds 3] [--work runs/reproduce] [--out docs] [--threads 2]
-    python scripts/reproduce.py --size quick --seed 1 --threads 1   # one seed's stages only: a part to run apart
+    python scripts/reproduce.py --size full --seed 0      # one seed (at most 45 minutes on 2 cores); its parts
+    python scripts/reproduce.py --size full --gather      # docs/results.json and .md from the parts present
+    python scripts/reproduce.py --size quick --seeds 1    # seeds 0..N-1 in one command, then the gather
 
-Per seed it trains what it needs, each seed its own: the six zoo victims, STAA generators against the surrogate
-(mel_cnn) at eps 0.03 and 0.002, models hardened from the surrogate by every adversarial-training method, and a fresh
-generator against each hardened model. Then it measures the white-box table of every attack at both budgets (with
-their speed against STAA), the transfer matrix, survival through the defenses with the standard suite through each,
-and the adversarial-training comparison. Every stage writes its numbers to WORK/seedN/STAGE.json when it finishes
-and the trainers resume from their last checkpoint, so a killed run started again picks up where it stopped, and
-seeds can run as separate parts (`--seed K`, one process each) that a last run without `--seed` gathers. The
-corpus is one for all seeds (as a real dataset would be); the seed changes every training and attack draw.
+A seed trains what it needs, each seed its own: the victims (a log-mel CNN and a raw-waveform CNN, trained to their
+plateau), STAA generators against the surrogate (the first victim) at eps 0.002 and 0.03, one per other victim and
+one against the ensemble of all of them at 0.03, and the surrogate hardened from scratch by each adversarial-training
+method at eps 0.002. Then it measures the white-box table at the realistic budget 0.002 (every attack) and at the
+paper's 0.03 (STAA against FGSM and PGD), the transfer matrix, the defenses at 0.002 (the standard suite through each
+one, adaptive), and the hardening judged by the standard suite at 0.002.
 
-Writes OUT/results.json (each number's per-seed values, mean and std) and OUT/results.md, made from it, with the
-date, commit, machine, threads and command. `--size smoke` is for the test suite: seconds, numbers of no meaning.
+Each stage, once finished, writes its numbers (with commit, date, machine, threads and seconds) to a small file
+PARTS/SIZE/seedK/STAGE.json (default PARTS: docs/results/parts), which is meant to be committed; the models stay in
+WORK. A stage whose part exists is not run again and the trainers resume from their checkpoints, so a killed seed
+started again picks up where it stopped. The gather builds the tables from whatever parts are present and says how
+many seeds each holds. A victim under `min_ua` test UA on a seed is marked undertrained and left out of every other
+table's mean for that seed. `--size smoke` is for the test suite: seconds, numbers of no meaning.
 """
 
 from __future__ import annotations
@@ -29,151 +32,180 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from staa.attacks.registry import build_attack  # noqa: E402
-from staa.attacks.runner import transfer_matrix  # noqa: E402
 from staa.datasets import AudioDataset, load_records  # noqa: E402
 from staa.datasets.synthetic.corpus import EMOTIONS, CorpusConfig, build_corpus  # noqa: E402
 from staa.generator import AttackTrainConfig, recipe, train_generator  # noqa: E402
 from staa.io.atomic import write_json  # noqa: E402
 from staa.io.provenance import machine  # noqa: E402
-from staa.metrics.classification import classification_scores  # noqa: E402
-from staa.models import MODELS  # noqa: E402
-from staa.models.inference import predict  # noqa: E402
-from staa.models.victim import load_victim  # noqa: E402
-from staa.training.adversarial import AdvTrainConfig, adv_train  # noqa: E402
-from staa.training.victim import TrainConfig, train_victim  # noqa: E402
 
-EPS = (0.03, 0.002)  # the paper's budget and the realistic one of `staa evaluate`
-AT_METHODS = ("generator", "pgd", "fgsm", "trades")
+EPS = (0.002, 0.03)  # the realistic budget first, then the paper's
+AT_EPS = 0.002
 DEFENSES = ("none", "mp3:32", "resample:8000", "quantize:8", "lowpass:4000", "noise:30")
+STAGES = ("victims", "generators", "white_box", "transfer", "defenses", "hardening")
 TABLES = (  # what results.json holds, in the order results.md shows them
     "victims",
-    "white_box@0.03",
     "white_box@0.002",
+    "white_box@0.03",
     "speed",
     "transfer",
     "survival",
     "defended_accuracy",
-    "adversarial_training",
+    "hardening",
     "wall_time",
 )
+NAMES = {
+    "staa": "STAA",
+    "fgsm": "FGSM",
+    "pgd10": "PGD-10",
+    "pgd100": "PGD-100",
+    "sparse_pgd": "sparse PGD",
+    "apgd_ce": "APGD-CE",
+    "apgd_t": "APGD-T",
+    "cw": "C&W",
+    "square": "Square",
+    "standard": "standard suite",
+}
 
 
 @dataclass(frozen=True)
 class Size:
     n_clips: int
     victim_epochs: int
-    generator_epochs: int
-    at_epochs: int
-    bench_clips: int  # white-box table and speed
-    eval_clips: int  # defenses and adversarial training
-    victims: tuple = tuple(MODELS)
-    transfer_sources: tuple = ("mel_cnn",)  # a generator per source architecture, each one a row of the matrix
-    attacks: dict = field(
+    generator_epochs: int  # the surrogate's generators, at each eps
+    transfer_epochs: int  # the other victims' generators and the ensemble's
+    at_epochs: int  # adversarial training from scratch
+    clips: int  # test clips behind every rate the README quotes
+    subset_clips: int  # the fixed subset (the first test clips) of the costliest attacks
+    # the first is the surrogate; a log-mel and a raw-waveform family, both >= 0.85 test UA at the full size (the
+    # transformer and wav2vec2 stay near chance on this corpus: weak victims make every table mean less)
+    victims: tuple = ("mel_cnn", "zhao19")
+    min_ua: float = 0.85
+    attacks: dict = field(  # on `clips`, at eps 0.002; `paper_attacks` of them at 0.03 too
         default_factory=lambda: {
             "fgsm": "fgsm",
             "pgd10": "pgd:steps=10",
-            "pgd100": "pgd:steps=100",
-            "cw": "cw",
             "sparse_pgd": "sparse_pgd",
             "apgd_ce": "apgd:steps=50",
             "apgd_t": "apgd_t:steps=50",
-            "square": "square:queries=1000",
         }
     )
-    standard: str = "standard:steps=50:queries=500"
-    robust: dict = field(default_factory=lambda: {"apgd": "apgd:steps=50", "square": "square:queries=1000"})
+    costly: dict = field(  # on the subset
+        default_factory=lambda: {"pgd100": "pgd:steps=100", "cw": "cw", "square": "square:queries=1000"}
+    )
+    paper_attacks: tuple = ("fgsm", "pgd10", "pgd100")
+    standard: str = "standard:steps=20:queries=200"
+    at_methods: tuple = ("generator", "pgd")
 
 
-SURROGATE = "mel_cnn"
 SIZES = {
     "smoke": Size(
         n_clips=60,
         victim_epochs=1,
         generator_epochs=1,
+        transfer_epochs=1,
         at_epochs=1,
-        bench_clips=4,
-        eval_clips=4,
+        clips=4,
+        subset_clips=2,
         victims=("mel_cnn", "emo18"),
-        attacks={"fgsm": "fgsm", "pgd10": "pgd:steps=2", "pgd100": "pgd:steps=3", "square": "square:queries=5"},
+        attacks={"fgsm": "fgsm", "pgd10": "pgd:steps=2"},
+        costly={"pgd100": "pgd:steps=3", "square": "square:queries=5"},
         standard="standard:steps=2:queries=5",
-        robust={"apgd": "apgd:steps=2", "square": "square:queries=5"},
+        min_ua=0.0,  # the test suite's pipeline check: no model here trains
     ),
     "quick": Size(
-        n_clips=600,
-        victim_epochs=4,
-        generator_epochs=6,
+        n_clips=240,
+        victim_epochs=2,
+        generator_epochs=1,
+        transfer_epochs=1,
         at_epochs=1,
-        bench_clips=32,
-        eval_clips=40,
-        standard="standard:steps=20:queries=200",  # run through each of the six defenses: the stage's largest share
+        clips=24,
+        subset_clips=8,
+        attacks={"fgsm": "fgsm", "pgd10": "pgd:steps=10", "apgd_ce": "apgd:steps=10"},
+        costly={"pgd100": "pgd:steps=100", "square": "square:queries=100"},
+        standard="standard:steps=5:queries=20",
+        min_ua=0.0,  # minutes, to see every table written: its victims are far from their plateau
     ),
     "full": Size(
         n_clips=1200,
-        victim_epochs=8,
-        generator_epochs=12,
-        at_epochs=3,
-        bench_clips=64,
-        eval_clips=100,
-        transfer_sources=tuple(MODELS),
+        victim_epochs=6,
+        generator_epochs=4,
+        transfer_epochs=3,
+        at_epochs=4,
+        clips=100,
+        subset_clips=32,
     ),
 }
 
 
-def _stage(path: Path, fn, commit: str):
-    """The stage's numbers from its file, or computed and written (atomically) when it has not finished before."""
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    started = time.perf_counter()
-    value = {"result": fn()}
-    value["seconds"] = time.perf_counter() - started
-    value["commit"] = commit  # a resumed run may span commits: the page names each one its numbers came from
-    write_json(path, value)
-    return value
+def _commit() -> str:
+    git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    sha = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = [line for line in git("status", "--porcelain").splitlines() if "docs/results" not in line]
+    return sha + ("-dirty" if dirty else "")
 
 
-def _generator_cfg(size: Size, seed: int, eps: float) -> AttackTrainConfig:
-    return AttackTrainConfig(
-        **{**recipe("default"), "eps_schedule": [[0, eps]]},
-        epochs=size.generator_epochs,
-        seed=seed,
-    )
+class SettingsError(ValueError):
+    pass
 
 
-def _accuracy_under(model, attack, test, batch: int = 16) -> float:
-    right = 0
-    for x, y in DataLoader(test, batch_size=batch, shuffle=False):
-        x_adv = attack(x, y)
-        with torch.no_grad():
-            right += int((model(x_adv).argmax(1) == y).sum())
-    return right / len(test)
+def _read_part(path: Path, settings: dict) -> dict | None:
+    """A finished stage's part, None when there is none; one of other settings is refused, not mixed in."""
+    if not path.is_file():
+        return None
+    try:
+        part = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SettingsError(f"{path}: not a readable part ({e})") from None
+    if part.get("settings") != settings:
+        raise SettingsError(f"{path}: a part of other settings; move it away or use another --parts folder")
+    return part
+
+
+def _test_set(records, n: int) -> AudioDataset:
+    return AudioDataset([r for r in records if r.split == "test"][:n], list(EMOTIONS), crop="center")
 
 
 class Seed:
-    """One seed's run folder and its stages, in order; each returns the stage's numbers."""
+    """One seed: its stages in order, each returning its numbers; models under WORK/seedK, parts under PARTS/seedK."""
 
-    def __init__(self, size: Size, seed: int, work: Path, records, manifest: Path, progress: bool, commit: str):
-        self.size, self.seed, self.dir, self.records, self.manifest = (
-            size,
-            seed,
-            work / f"seed{seed}",
-            records,
-            manifest,
-        )
-        self.progress, self.commit = progress, commit
+    def __init__(self, size: Size, seed: int, work: Path, parts: Path, records, manifest: Path, progress: bool):
+        self.size, self.seed, self.records, self.manifest, self.progress = size, seed, records, manifest, progress
+        self.dir, self.parts = work / f"seed{seed}", parts / f"seed{seed}"
+        self.settings = json.loads(json.dumps(asdict(size)))
+        self.surrogate = size.victims[0]
         self.victim = lambda arch: self.dir / "victims" / arch / "best.pt"
         self.generator = lambda name: self.dir / "generators" / name / "best.pt"
 
-    def run(self) -> dict:
-        stages = ("victims", "generators", "white_box", "transfer", "defenses", "adversarial_training")
-        return {name: _stage(self.dir / f"{name}.json", getattr(self, name), self.commit) for name in stages}
+    def run(self, commit: str) -> dict:
+        out = {}
+        for name in STAGES:
+            path = self.parts / f"{name}.json"
+            part = _read_part(path, self.settings)
+            if part is None:
+                started = time.perf_counter()
+                result = getattr(self, name)()
+                part = {
+                    "stage": name,
+                    "seed": self.seed,
+                    "result": result,
+                    "seconds": time.perf_counter() - started,
+                    "commit": commit,
+                    "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                    "machine": machine(),
+                    "settings": self.settings,
+                }
+                write_json(path, part)
+                print(f"seed {self.seed}: {name} in {part['seconds']:.0f} s", flush=True)
+            out[name] = part
+        return out
 
     def victims(self) -> dict:
+        from staa.training.victim import TrainConfig, train_victim
+
         out = {}
         for arch in self.size.victims:
             cfg = TrainConfig(arch=arch, classes=list(EMOTIONS), epochs=self.size.victim_epochs, seed=self.seed)
@@ -181,104 +213,135 @@ class Seed:
             out[arch] = {"val_ua": report["best_val_ua"], "test_ua": report["test"]["ua"]}
         return out
 
-    def _train_generator(self, name: str, surrogate: Path, eps: float) -> dict:
-        cfg = _generator_cfg(self.size, self.seed, eps)
-        report = train_generator(cfg, [surrogate], self.records, self.generator(name).parent, progress=self.progress)
+    def _train_generator(self, name: str, surrogates: list, eps: float, epochs: int) -> dict:
+        cfg = AttackTrainConfig(**{**recipe("default"), "eps_schedule": [[0, eps]]}, epochs=epochs, seed=self.seed)
+        report = train_generator(cfg, surrogates, self.records, self.generator(name).parent, progress=self.progress)
         return {"best_val_fooling_rate": report["best_val_fooling_rate"], "epochs": len(report["history"])}
 
     def generators(self) -> dict:
+        s, size = self.surrogate, self.size
         out = {
-            f"{SURROGATE}@{eps:g}": self._train_generator(f"{SURROGATE}@{eps:g}", self.victim(SURROGATE), eps)
+            f"{s}@{eps:g}": self._train_generator(f"{s}@{eps:g}", [self.victim(s)], eps, size.generator_epochs)
             for eps in EPS
         }
-        for arch in self.size.transfer_sources:
-            if arch != SURROGATE:
-                out[f"{arch}@0.03"] = self._train_generator(f"{arch}@0.03", self.victim(arch), 0.03)
+        for arch in size.victims[1:]:
+            out[f"{arch}@0.03"] = self._train_generator(f"{arch}@0.03", [self.victim(arch)], 0.03, size.transfer_epochs)
+        everyone = [self.victim(a) for a in size.victims]
+        out["ensemble@0.03"] = self._train_generator("ensemble@0.03", everyone, 0.03, size.transfer_epochs)
         return out
 
     def white_box(self) -> dict:
         from eval.bench import bench_attacks
 
-        def dataset(classes, rate):
-            chosen = [r for r in self.records if r.split == "test"][: self.size.bench_clips]
-            return AudioDataset(chosen, classes, sample_rate=rate, crop="center")
-
         out = {}
         for eps in EPS:
-            report = bench_attacks(
-                self.victim(SURROGATE),
-                self.generator(f"{SURROGATE}@{eps:g}"),
-                dataset,
-                threads=torch.get_num_threads(),
-                eps=eps,
-                attacks=self.size.attacks,
-                progress=self.progress,
-            )
-            out[f"{eps:g}"] = report["results"]
+            keep = lambda specs: {k: v for k, v in specs.items() if eps == AT_EPS or k in self.size.paper_attacks}
+            row = {}
+            # the costliest attacks on the fixed subset, each timed beside STAA on the same clips
+            for part, n, specs in (
+                ("main", self.size.clips, self.size.attacks),
+                ("subset", self.size.subset_clips, self.size.costly),
+            ):
+                report = bench_attacks(
+                    self.victim(self.surrogate),
+                    self.generator(f"{self.surrogate}@{eps:g}"),
+                    lambda classes, rate, n=n: AudioDataset(
+                        [r for r in self.records if r.split == "test"][:n], classes, sample_rate=rate, crop="center"
+                    ),
+                    threads=torch.get_num_threads(),
+                    eps=eps,
+                    attacks=keep(specs),
+                    progress=self.progress,
+                )
+                row[part] = {"n": report["n"], "results": report["results"]}
+            out[f"{eps:g}"] = row
         return out
 
     def transfer(self) -> dict:
         from staa.attacks import STAA
+        from staa.attacks.runner import transfer_matrix
+        from staa.models.victim import load_victim
 
         victims = {arch: load_victim(self.victim(arch)).model for arch in self.size.victims}
-        test = AudioDataset([r for r in self.records if r.split == "test"][: self.size.bench_clips * 4], list(EMOTIONS))
-        sources = {arch: STAA.from_checkpoint(self.generator(f"{arch}@0.03")) for arch in self.size.transfer_sources}
-        return transfer_matrix(sources, victims, test, progress=self.progress)
+        sources = {name: f"{name}@0.03" for name in [*self.size.victims, "ensemble"]}
+        sources = {name: STAA.from_checkpoint(self.generator(g)) for name, g in sources.items()}
+        test = _test_set(self.records, self.size.clips)
+        matrix = transfer_matrix(sources, victims, test, progress=self.progress)
+        return {k: matrix[k] for k in ("fooling_rate", "n")}
 
     def defenses(self) -> dict:
         from eval.config import EvalConfig
         from eval.harness import run_grid
 
-        attacks = {f"staa@{eps:g}": f"staa:generator={self.generator(f'{SURROGATE}@{eps:g}')}" for eps in EPS}
-        attacks |= {"fgsm": "fgsm", "pgd10": "pgd:steps=10", "standard": self.size.standard}
-        cfg = EvalConfig(
-            data=str(self.manifest),
-            victims={SURROGATE: str(self.victim(SURROGATE))},
-            attacks=attacks,
-            defenses=list(DEFENSES),
-            max_clips=self.size.eval_clips,
-            perceptual=False,
-            seed=self.seed,
-        )
-        results = run_grid(cfg, self.dir / "eval", progress=self.progress)
-        keys = ("success_rate", "survival", "defended_adversarial_accuracy", "defended_clean_accuracy")
-        return {"cells": [{k: c[k] for k in ("attack", "defense", *keys)} for c in results["cells"]]}
+        cells = []
+        s = self.surrogate
+        grids = {  # the standard suite, adaptive through each defense, on the subset
+            "cheap": (
+                {
+                    "staa": f"staa:generator={self.generator(f'{s}@{AT_EPS:g}')}",
+                    "fgsm": "fgsm",
+                    "pgd10": "pgd:steps=10",
+                },
+                self.size.clips,
+            ),
+            "standard": ({"standard": self.size.standard}, self.size.subset_clips),
+        }
+        for name, (attacks, n) in grids.items():
+            cfg = EvalConfig(
+                data=str(self.manifest),
+                victims={s: str(self.victim(s))},
+                attacks=attacks,
+                defenses=list(DEFENSES),
+                max_clips=n,
+                eps=AT_EPS,
+                perceptual=False,
+                seed=self.seed,
+            )
+            results = run_grid(cfg, self.dir / "eval" / name, progress=self.progress)
+            keys = ("n", "success_rate", "survival", "defended_adversarial_accuracy", "defended_clean_accuracy")
+            cells += [{k: c[k] for k in ("attack", "defense", *keys)} for c in results["cells"]]
+        return {"cells": cells}
 
-    def adversarial_training(self) -> dict:
-        test = AudioDataset(
-            [r for r in self.records if r.split == "test"][: self.size.eval_clips], list(EMOTIONS), crop="center"
-        )
-        start = self.victim(SURROGATE)
-        models, epoch_seconds = {"none": start}, {}
-        for method in ("clean", *AT_METHODS):
+    def hardening(self) -> dict:
+        """The surrogate trained from scratch by each method at eps 0.002 and judged by the standard suite there, per
+        clip the worst of APGD-CE, APGD-T and Square (robust accuracy: right before and after)."""
+        from staa.attacks.registry import build_attack
+        from staa.attacks.runner import robust_correct
+        from staa.metrics.classification import classification_scores
+        from staa.models.inference import predict
+        from staa.models.victim import load_victim
+        from staa.training.adversarial import AdvTrainConfig, adv_train
+
+        s = self.surrogate
+
+        def train(method: str, epochs: int) -> dict:
             cfg = AdvTrainConfig(
-                arch=SURROGATE,
+                arch=s,
                 classes=list(EMOTIONS),
                 method=method,
-                epochs=self.size.at_epochs,
+                epochs=epochs,
+                eps=AT_EPS,
                 seed=self.seed,
-                init_victim=str(start),
-                init_generator=str(self.generator(f"{SURROGATE}@0.03")) if method == "generator" else None,
+                init_generator=str(self.generator(f"{s}@{AT_EPS:g}")) if method == "generator" else None,
                 generator=recipe("default"),
                 gen_crop_seconds=0,
             )
             report = adv_train(cfg, self.records, self.dir / "hardened" / method, progress=self.progress)
-            epoch_seconds[method] = statistics.mean(h["seconds"] for h in report["history"])
-            if method != "clean":
-                models[method] = self.dir / "hardened" / method / "victim.pt"
-        out = {}
+            return {"epoch_seconds": statistics.mean(h["seconds"] for h in report["history"]), "flags": report["flags"]}
+
+        clean = train("clean", 1)["epoch_seconds"]  # a clean epoch timed in the same process: the cost's unit
+        models, out = {"none": self.victim(s)}, {}
+        for method in self.size.at_methods:
+            trained = train(method, self.size.at_epochs)
+            models[method] = self.dir / "hardened" / method / "victim.pt"
+            out[method] = {"epoch_cost": trained["epoch_seconds"] / clean, "flags": trained["flags"]}
+        test = _test_set(self.records, self.size.clips)
         for name, path in models.items():
-            # a fresh generator against each model: the attack an adversary would train once it is deployed
-            fresh = self.generator(f"{SURROGATE}@0.03") if name == "none" else self.generator(f"fresh_{name}")
-            if name != "none":
-                self._train_generator(f"fresh_{name}", path, 0.03)
             model = load_victim(path).model.eval()
-            row = {"clean_ua": classification_scores(*predict(model, test), len(EMOTIONS))["ua"]}
-            for key, spec in {"staa": f"staa:generator={fresh}", **self.size.robust}.items():
-                attack = build_attack(spec, model, sample_rate=16_000, eps=0.03)
-                row[f"{key}_accuracy"] = _accuracy_under(model, attack, test)
-            row["epoch_cost"] = epoch_seconds[name] / epoch_seconds["clean"] if name in epoch_seconds else None
-            out[name] = row
+            attack = build_attack(self.size.standard, model, sample_rate=16_000, eps=AT_EPS)
+            row = out.setdefault(name, {})
+            row["clean_ua"] = classification_scores(*predict(model, test), len(EMOTIONS))["ua"]
+            row["standard_accuracy"] = float(robust_correct(attack, model, test).float().mean())
         return out
 
 
@@ -287,325 +350,472 @@ def _stat(values: list) -> dict | None:
     got = [v for v in values if v is not None]
     if not got:
         return None
-    return {
-        "mean": statistics.mean(got),
-        "std": statistics.stdev(got) if len(got) > 1 else None,
-        "seeds": values,
-    }
+    return {"mean": statistics.mean(got), "std": statistics.stdev(got) if len(got) > 1 else None, "seeds": values}
 
 
-def _table(title: str, columns: list, rows: dict, note: str = "", order=()) -> dict:
-    """`rows`: label -> column -> the per-seed values; `order`: the labels to show first, in this order."""
-    rows = {label: rows[label] for label in [*(o for o in order if o in rows), *(r for r in rows if r not in order)]}
-    return {
-        "title": title,
-        "columns": columns,
-        "rows": {label: {c: _stat(vals.get(c, [])) for c in columns} for label, vals in rows.items()},
-        "row_order": list(rows),  # json keys come back sorted
-        "note": note,
-    }
+def _undertrained(run: dict, size: Size) -> set:
+    return {a for a, v in run["victims"]["result"].items() if v["test_ua"] < size.min_ua}
 
 
-def _collect(runs: list[dict], pick) -> dict:
-    """label -> column -> per-seed values, from `pick(run)` = {label: {column: value}} of each seed's run."""
-    rows: dict = {}
-    for i, run in enumerate(runs):
-        for label, cols in pick(run).items():
-            for col, value in cols.items():
-                rows.setdefault(label, {}).setdefault(col, [None] * len(runs))[i] = value
-    return rows
+class Tables:
+    """The tables of docs/results.json from the parts of the seeds `runs` (seed -> stage -> part)."""
 
+    def __init__(self, runs: dict, size: Size):
+        self.runs, self.size = runs, size
+        self.surrogate = size.victims[0]
 
-def build_tables(runs: list[dict], size: Size) -> dict:
-    res = lambda run, stage: run[stage]["result"]
-    tables = {
-        "victims": _table(
+    def table(self, key: str, title: str, columns: list, stages: tuple, pick, note: str = "", order=()) -> dict:
+        """`pick(run)`: {label: {column: value}} for one seed; a seed enters when it has every stage of `stages`
+        and its surrogate is not undertrained (then its numbers would say nothing about the attacks)."""
+        seeds = [
+            k
+            for k, run in self.runs.items()
+            if all(s in run for s in stages)
+            and (key in ("victims", "wall_time") or self.surrogate not in _undertrained(run, self.size))
+        ]
+        rows: dict = {}
+        for i, k in enumerate(seeds):
+            for label, cols in pick(self.runs[k]).items():
+                for col, value in cols.items():
+                    rows.setdefault(label, {}).setdefault(col, [None] * len(seeds))[i] = value
+        labels = [*(o for o in order if o in rows), *(r for r in rows if r not in order)]
+        commits = sorted({self.runs[k][s]["commit"] for k in seeds for s in stages})
+        if len(commits) > 1:
+            which = "; ".join(f"seed {k} {s}: {self.runs[k][s]['commit']}" for k in seeds for s in stages)
+            note = f"{note} Its parts come from more than one commit ({which}).".strip()
+        return {
+            "title": title,
+            "columns": columns,
+            "rows": {label: {c: _stat(rows[label].get(c, [None] * len(seeds))) for c in columns} for label in labels},
+            "row_order": labels,  # json keys come back sorted
+            "seeds": seeds,
+            "note": note,
+        }
+
+    def build(self) -> dict:
+        tables = {"victims": self.victims()}
+        for eps in EPS:
+            tables[f"white_box@{eps:g}"] = self.white_box(eps)
+        tables |= {"speed": self.speed(), "transfer": self.transfer()}
+        tables |= self.defenses()
+        tables |= {"hardening": self.hardening(), "wall_time": self.wall_time()}
+        return tables
+
+    def victims(self) -> dict:
+        notes = [
+            f"{a} on seed {k}"
+            for k, run in self.runs.items()
+            if "victims" in run
+            for a in sorted(_undertrained(run, self.size))
+        ]
+        return self.table(
+            "victims",
             "Victims (clean accuracy)",
             ["val UA", "test UA"],
-            _collect(
-                runs,
-                lambda r: {a: {"val UA": v["val_ua"], "test UA": v["test_ua"]} for a, v in res(r, "victims").items()},
-            ),
-            "Unweighted accuracy on the speaker- and sentence-held-out splits; chance is 0.25.",
-            order=size.victims,
+            ("victims",),
+            lambda r: {a: {"val UA": v["val_ua"], "test UA": v["test_ua"]} for a, v in r["victims"]["result"].items()},
+            f"Unweighted accuracy on the speaker- and sentence-held-out splits; chance is 0.25. {self.size.victim_epochs} "
+            f"epochs on {self.size.n_clips} clips. Undertrained (test UA under {self.size.min_ua}, left out of every other "
+            f"table for that seed): {', '.join(notes) or 'none'}.",
+            order=self.size.victims,
         )
-    }
-    names = {"staa": "STAA", "fgsm": "FGSM", "pgd10": "PGD-10", "pgd100": "PGD-100"}
-    for eps in EPS:
+
+    def white_box(self, eps: float) -> dict:
         key = f"{eps:g}"
 
-        def pick(run, key=key):
+        def pick(run):
             out = {}
-            results = res(run, "white_box")[key]
-            base = results["staa"]["seconds_per_clip"]
-            for name, r in results.items():
-                out[names.get(name, name)] = {
-                    "fooling": r["fooling_rate"],
-                    "l0 ratio": r["l0_ratio"],
-                    "distortion dB": r["distortion_db"],
-                    "ms/clip": 1000 * r["seconds_per_clip"],
-                    "x STAA": r["seconds_per_clip"] / base,
-                    "victim passes": r["victim_passes_per_clip"],
+            for part in ("main", "subset"):
+                got = run["white_box"]["result"][key][part]
+                for name, r in got["results"].items():
+                    if name == "staa" and part == "subset":
+                        continue
+                    out[f"{NAMES.get(name, name)}" + (f" ({got['n']} clips)" if part == "subset" else "")] = {
+                        "fooling": r["fooling_rate"],
+                        "l0 ratio": r["l0_ratio"],
+                        "distortion dB": r["distortion_db"],
+                        "ms/clip": 1000 * r["seconds_per_clip"],
+                        "x STAA": r["seconds_per_clip"] / got["results"]["staa"]["seconds_per_clip"],
+                    }
+            return out
+
+        return self.table(
+            f"white_box@{key}",
+            f"White-box attacks on {self.surrogate}, eps {key}",
+            ["fooling", "l0 ratio", "distortion dB", "ms/clip", "x STAA"],
+            ("white_box",),
+            pick,
+            f"{self.size.clips} test clips; the costliest attacks on the first {self.size.subset_clips} of them, each "
+            f"timed beside STAA on those clips (x STAA). STAA: the generator trained at this eps (default recipe, "
+            f"{self.size.generator_epochs} epochs). Distortion over successful clips; time per clip after a warm-up batch.",
+            order=["STAA"],
+        )
+
+    def speed(self) -> dict:
+        def pick(run):
+            out = {}
+            for eps in EPS:
+                got = run["white_box"]["result"][f"{eps:g}"]
+                main, sub = got["main"]["results"], got["subset"]["results"]
+                ratio = lambda r, name: r[name]["seconds_per_clip"] / r["staa"]["seconds_per_clip"]
+                out[f"eps {eps:g}"] = {
+                    "STAA ms/clip": 1000 * main["staa"]["seconds_per_clip"],
+                    "FGSM / STAA": ratio(main, "fgsm"),
+                    "PGD-10 / STAA": ratio(main, "pgd10"),
+                    "PGD-100 / STAA": ratio(sub, "pgd100"),
+                    "STAA fooling": main["staa"]["fooling_rate"],
+                    "FGSM fooling": main["fgsm"]["fooling_rate"],
+                    "PGD-10 fooling": main["pgd10"]["fooling_rate"],
                 }
             return out
 
-        tables[f"white_box@{key}"] = _table(
-            f"White-box attacks on {SURROGATE}, eps {key}",
-            ["fooling", "l0 ratio", "distortion dB", "ms/clip", "x STAA", "victim passes"],
-            _collect(runs, pick),
-            f"{size.bench_clips} test clips; STAA is the generator trained at this eps (default recipe, "
-            f"{size.generator_epochs} epochs). Distortion over successful clips; ms per clip after one warm-up batch.",
-            order=["STAA", *(names.get(a, a) for a in size.attacks)],
+        columns = ["STAA ms/clip", "FGSM / STAA", "PGD-10 / STAA", "PGD-100 / STAA", "STAA fooling", "FGSM fooling"]
+        return self.table(
+            "speed",
+            "Attack speed: time per clip relative to STAA",
+            [*columns, "PGD-10 fooling"],
+            ("white_box",),
+            pick,
+            f"The same clips, victim and process ({self.size.clips} clips; PGD-100 on {self.size.subset_clips}).",
         )
 
-    def speed(run):
-        out = {}
-        for eps in EPS:
-            r = res(run, "white_box")[f"{eps:g}"]
-            ms = {n: r[n]["seconds_per_clip"] for n in ("staa", "fgsm", "pgd10", "pgd100") if n in r}
-            out[f"eps {eps:g}"] = {
-                "STAA ms/clip": 1000 * ms["staa"],
-                "FGSM / STAA": ms["fgsm"] / ms["staa"],
-                "PGD-10 / STAA": ms["pgd10"] / ms["staa"],
-                "PGD-100 / STAA": ms["pgd100"] / ms["staa"],
-                "STAA fooling": r["staa"]["fooling_rate"],
-                "FGSM fooling": r["fgsm"]["fooling_rate"],
-                "PGD-10 fooling": r["pgd10"]["fooling_rate"],
+    def transfer(self) -> dict:
+        def pick(run):
+            weak = _undertrained(run, self.size)
+            rates = run["transfer"]["result"]["fooling_rate"]
+            return {
+                f"from {s}": {t: (None if t in weak or s in weak else v) for t, v in row.items()}
+                for s, row in rates.items()
             }
-        return out
 
-    tables["speed"] = _table(
-        "Attack speed: time per clip relative to STAA",
-        [
-            "STAA ms/clip",
-            "FGSM / STAA",
-            "PGD-10 / STAA",
-            "PGD-100 / STAA",
-            "STAA fooling",
-            "FGSM fooling",
-            "PGD-10 fooling",
-        ],
-        _collect(runs, speed),
-        f"The same {size.bench_clips} clips, victim and process; {torch.get_num_threads()} threads.",
-    )
-    targets = list(size.victims)
-    tables["transfer"] = _table(
-        "Transfer: fooling rate of STAA generators (eps 0.03) on every architecture",
-        targets,
-        _collect(runs, lambda r: {f"from {s}": row for s, row in res(r, "transfer")["fooling_rate"].items()}),
-        "Rows: the generator's surrogate; the diagonal is white-box.",
-        order=[f"from {a}" for a in size.transfer_sources],
-    )
+        return self.table(
+            "transfer",
+            "Transfer: fooling rate of STAA generators (eps 0.03) on each victim",
+            list(self.size.victims),
+            ("victims", "transfer"),
+            pick,
+            f"Rows: the generator's surrogate (`ensemble`: all the victims' mean logits); a surrogate's own column is "
+            f"white-box. {self.size.clips} test clips; {self.size.transfer_epochs} epochs for the other victims' and the "
+            "ensemble's generators.",
+            order=[f"from {a}" for a in [*self.size.victims, "ensemble"]],
+        )
 
-    def survival(run):  # undefended: the success rate; defended: the share of those successes that survive
-        out: dict = {}
-        for c in res(run, "defenses")["cells"]:
-            out.setdefault(c["attack"], {})[c["defense"]] = c["success_rate" if c["defense"] == "none" else "survival"]
-        return out
+    def defenses(self) -> dict:
+        def survival(run):  # undefended: the success rate; defended: the share of those successes that survive
+            out: dict = {}
+            for c in run["defenses"]["result"]["cells"]:
+                key = "success_rate" if c["defense"] == "none" else "survival"
+                out.setdefault(NAMES.get(c["attack"], c["attack"]), {})[c["defense"]] = c[key]
+            return out
 
-    def defended(run):
-        out: dict = {}
-        for c in res(run, "defenses")["cells"]:
-            out.setdefault("no attack", {})[c["defense"]] = c["defended_clean_accuracy"]
-            out.setdefault(c["attack"], {})[c["defense"]] = c["defended_adversarial_accuracy"]
-        return out
+        def defended(run):
+            out: dict = {}
+            for c in run["defenses"]["result"]["cells"]:
+                if c["attack"] != "standard":  # its clean row is the subset's
+                    out.setdefault("no attack", {})[c["defense"]] = c["defended_clean_accuracy"]
+                out.setdefault(NAMES.get(c["attack"], c["attack"]), {})[c["defense"]] = c[
+                    "defended_adversarial_accuracy"
+                ]
+            return out
 
-    tables["survival"] = _table(
-        f"Defenses: success of each attack on {SURROGATE} (none) and the share of successes that survive each defense",
-        list(DEFENSES),
-        _collect(runs, survival),
-        f"{size.eval_clips} test clips; the `none` column is the undefended success rate. The standard suite "
-        f"({size.standard}) attacks through each defense (BPDA, EOT for random ones).",
-    )
-    tables["defended_accuracy"] = _table(
-        f"Defenses: accuracy of the defended {SURROGATE} under each attack",
-        list(DEFENSES),
-        _collect(runs, defended),
-        "Row `no attack`: the defense's clean accuracy (what it costs).",
-    )
-    at_cols = ["clean UA", "fresh STAA", *(k.upper() if k == "apgd" else k.title() for k in size.robust), "epoch cost"]
+        sizes = f"{self.size.clips} test clips; the standard suite ({self.size.standard}) on the first {self.size.subset_clips}"
+        return {
+            "survival": self.table(
+                "survival",
+                f"Defenses at eps {AT_EPS:g}: success of each attack on {self.surrogate} (none) and the share of "
+                "successes that survive each defense",
+                list(DEFENSES),
+                ("defenses",),
+                survival,
+                f"{sizes}, attacking through each defense (BPDA, EOT over random ones). The `none` column is the "
+                "undefended success rate.",
+            ),
+            "defended_accuracy": self.table(
+                "defended_accuracy",
+                f"Defenses at eps {AT_EPS:g}: accuracy of the defended {self.surrogate} under each attack",
+                list(DEFENSES),
+                ("defenses",),
+                defended,
+                f"{sizes}. Row `no attack`: the defense's clean accuracy (what it costs).",
+                order=["no attack"],
+            ),
+        }
 
-    def at(run):
-        out = {}
-        for name, row in res(run, "adversarial_training").items():
-            out[name] = {
-                "clean UA": row["clean_ua"],
-                "fresh STAA": row["staa_accuracy"],
-                "epoch cost": row["epoch_cost"],
+    def hardening(self) -> dict:
+        def pick(run):
+            return {
+                name: {
+                    "clean UA": r["clean_ua"],
+                    "standard suite": r["standard_accuracy"],
+                    "epoch cost": r.get("epoch_cost"),
+                }
+                for name, r in run["hardening"]["result"].items()
             }
-            out[name] |= {(k.upper() if k == "apgd" else k.title()): row[f"{k}_accuracy"] for k in size.robust}
-        return out
 
-    tables["adversarial_training"] = _table(
-        f"Adversarial training of {SURROGATE}: {size.at_epochs} epoch(s) of fine-tuning by each method",
-        at_cols,
-        _collect(runs, at),
-        f"Test UA and accuracy under attack at eps 0.03 on {size.eval_clips} test clips. Fresh STAA: a generator "
-        f"trained ({size.generator_epochs} epochs) against that model; epoch cost: seconds per epoch over a clean "
-        "fine-tune's. The kept epoch keeps clean val UA within 5 points of the start where one does.",
-        order=["none", *AT_METHODS],
-    )
+        return self.table(
+            "hardening",
+            f"Hardening {self.surrogate} at eps {AT_EPS:g}, judged by the standard suite",
+            ["clean UA", "standard suite", "epoch cost"],
+            ("hardening",),
+            pick,
+            f"Trained from scratch for {self.size.at_epochs} epochs by each method (`none`: the victim, "
+            f"{self.size.victim_epochs} clean epochs). Standard suite: robust accuracy, per clip the worst of APGD-CE, "
+            f"APGD-T and Square ({self.size.standard}) at eps {AT_EPS:g} on {self.size.clips} test clips; "
+            "epoch cost: seconds per epoch over a clean epoch's, timed in the same process.",
+            order=["none", *self.size.at_methods],
+        )
 
-    def wall(run):
-        out = {stage: {"seconds": v["seconds"]} for stage, v in run.items()}
-        return out | {"seed (all stages)": {"seconds": sum(v["seconds"] for v in run.values())}}
+    def wall_time(self) -> dict:
+        def pick(run):
+            out = {stage: {"seconds": part["seconds"]} for stage, part in run.items()}
+            return out | {"seed (all stages)": {"seconds": sum(p["seconds"] for p in run.values())}}
 
-    tables["wall_time"] = _table(
-        "Wall time per stage (seconds)",
-        ["seconds"],
-        _collect(runs, wall),
-        "The corpus, shared by the seeds, is not counted. A stage resumed after a kill counts only its time after the "
-        "restart (its trainers pick up from their checkpoints).",
-    )
-    return tables
+        return self.table(
+            "wall_time",
+            "Wall time per stage (seconds)",
+            ["seconds"],
+            STAGES,
+            pick,
+            "The corpus, shared by the seeds, is not counted. A stage resumed after a kill counts only its time after "
+            "the restart (its trainers pick up from their checkpoints).",
+            order=STAGES,
+        )
 
 
-def bars(runs: list[dict]) -> dict:
-    """Each bar the suite claims, per seed (True: met)."""
-    res = lambda run, stage: run[stage]["result"]
-    out: dict = {}
+def bars(runs: dict, size: Size) -> list[dict]:
+    """Each bar the suite claims, with the seeds it was judged on and its verdict on each (True: met)."""
+    s = size.victims[0]
+    out: list = []
+
+    def bar(text: str, stages: tuple, test) -> None:
+        seeds = [k for k, run in runs.items() if all(x in run for x in stages) and s not in _undertrained(run, size)]
+        out.append({"bar": text, "seeds": seeds, "met": [bool(test(runs[k])) for k in seeds]})
+
+    wb = lambda run, eps: run["white_box"]["result"][f"{eps:g}"]
     for eps in EPS:
-        key = f"{eps:g}"
-        staa = [res(r, "white_box")[key]["staa"] for r in runs]
-        out[f"white-box at eps {key}: fooling >= 0.90, l0 <= 0.25, distortion >= 20 dB"] = [
-            s["fooling_rate"] >= 0.9 and s["l0_ratio"] <= 0.25 and (s["distortion_db"] or 0) >= 20 for s in staa
-        ]
-    for eps in EPS:
-        wb = [res(r, "white_box")[f"{eps:g}"] for r in runs]
-        out[
-            f"speed at eps {eps:g}: >= 20x PGD-10 and >= 200x PGD-100 per clip, fooling within 5 points of PGD-10's"
-        ] = [
-            w["pgd10"]["seconds_per_clip"] >= 20 * w["staa"]["seconds_per_clip"]
-            and w["pgd100"]["seconds_per_clip"] >= 200 * w["staa"]["seconds_per_clip"]
-            and w["staa"]["fooling_rate"] >= w["pgd10"]["fooling_rate"] - 0.05
-            for w in wb
-        ]
-        out[f"faster than FGSM at a higher fooling rate, eps {eps:g}"] = [
-            w["fgsm"]["seconds_per_clip"] > w["staa"]["seconds_per_clip"]
-            and w["staa"]["fooling_rate"] > w["fgsm"]["fooling_rate"]
-            for w in wb
-        ]
-    at = [res(r, "adversarial_training") for r in runs]
-    out["generator-AT keeps clean UA within 5 points"] = [
-        a["none"]["clean_ua"] - a["generator"]["clean_ua"] <= 0.05 for a in at
-    ]
-    gains = [a["generator"]["staa_accuracy"] - a["none"]["staa_accuracy"] for a in at]
-    out["generator-AT raises accuracy under a fresh STAA by >= 20 points (on average)"] = [
-        statistics.mean(gains) >= 0.2
-    ] * len(at)
-    out["a generator-AT epoch costs <= 2x a clean one"] = [a["generator"]["epoch_cost"] <= 2 for a in at]
+        main = lambda run, eps=eps: wb(run, eps)["main"]["results"]
+        sub = lambda run, eps=eps: wb(run, eps)["subset"]["results"]
+        bar(
+            f"white-box at eps {eps:g}: STAA fooling >= PGD-10's, l0 <= 0.25, distortion >= 20 dB",
+            ("white_box",),
+            lambda r, m=main: (
+                m(r)["staa"]["fooling_rate"] >= m(r)["pgd10"]["fooling_rate"]
+                and m(r)["staa"]["l0_ratio"] <= 0.25
+                and (m(r)["staa"]["distortion_db"] or 0) >= 20
+            ),
+        )
+        per = lambda res, name: res[name]["seconds_per_clip"] / res["staa"]["seconds_per_clip"]
+        bar(
+            f"speed at eps {eps:g}: >= 20x PGD-10 and >= 200x PGD-100 per clip",
+            ("white_box",),
+            lambda r, m=main, u=sub: per(m(r), "pgd10") >= 20 and per(u(r), "pgd100") >= 200,
+        )
+        bar(
+            f"faster than FGSM at a higher fooling rate, eps {eps:g}",
+            ("white_box",),
+            lambda r, m=main: per(m(r), "fgsm") > 1 and m(r)["staa"]["fooling_rate"] > m(r)["fgsm"]["fooling_rate"],
+        )
+    rate = lambda run, src, tgt: run["transfer"]["result"]["fooling_rate"][src][tgt]
+    bar(
+        "transfer at eps 0.03 across families (each victim's generator on every other victim) >= 0.5",
+        ("victims", "transfer"),
+        lambda r: all(
+            rate(r, a, b) >= 0.5
+            for a in size.victims
+            for b in size.victims
+            if a != b and not {a, b} & _undertrained(r, size)
+        ),
+    )
+    h = lambda run: run["hardening"]["result"]
+    bar(
+        f"generator hardening: standard-suite accuracy at eps {AT_EPS:g} >= 20 points above the undefended model's",
+        ("hardening",),
+        lambda r: h(r)["generator"]["standard_accuracy"] >= h(r)["none"]["standard_accuracy"] + 0.2,
+    )
+    if "pgd" in size.at_methods:
+        bar(
+            "generator hardening: standard-suite accuracy within 3 points of PGD-10 training's",
+            ("hardening",),
+            lambda r: h(r)["generator"]["standard_accuracy"] >= h(r)["pgd"]["standard_accuracy"] - 0.03,
+        )
+    bar(
+        "generator hardening: clean UA within 3 points of the undefended model's",
+        ("hardening",),
+        lambda r: h(r)["generator"]["clean_ua"] >= h(r)["none"]["clean_ua"] - 0.03,
+    )
+    bar(
+        "generator hardening: an epoch costs <= 2.5x a clean one",
+        ("hardening",),
+        lambda r: h(r)["generator"]["epoch_cost"] <= 2.5,
+    )
     return out
 
 
-def _commit() -> str:
-    git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = [line for line in git("status", "--porcelain").splitlines() if "docs/results." not in line]
-    return sha + ("-dirty" if dirty else "")
-
-
-def _cell(stat: dict | None, per_seed: bool) -> str:
+def _cell(stat: dict | None) -> str:
     if stat is None:
         return ""
     digits = 3 if abs(stat["mean"]) < 10 else 1 if abs(stat["mean"]) < 100 else 0
     fmt = lambda v: "–" if v is None else f"{v:.{digits}f}"
     text = fmt(stat["mean"]) + (f" ± {fmt(stat['std'])}" if stat["std"] is not None else "")
-    if per_seed and len(stat["seeds"]) > 1:
+    if len(stat["seeds"]) > 1:
         text += " (" + ", ".join(map(fmt, stat["seeds"])) + ")"
     return text
 
 
+def _seeds(seeds: list, of: int) -> str:
+    return f"{len(seeds)} of {of} seed(s): " + (", ".join(map(str, seeds)) or "none")
+
+
 def render(results: dict) -> str:
     p = results["provenance"]
-    m = p["machine"]
     n = len(results["seeds"])
+    machines = "; ".join(
+        f"{m['platform']} ({m['processor']}, {m['cpu_count']} cores), torch {m['torch']}, device {m['device']}"
+        for m in p["machines"]
+    )
     lines = [
         "# Results",
         "",
         "Made by `scripts/reproduce.py`; do not edit by hand. Every number is on the built-in synthetic corpus "
         "(rule-made emotions, far easier than real speech: never compare them with published SER numbers). "
-        f"Each cell is the mean ± std over {n} seed(s)"
-        + (", then each seed's value in seed order" if n > 1 else "; one seed is one sample, not a claim")
-        + ". The measurements behind the design choices are in [experiments.md](experiments.md).",
+        "Each cell is the mean ± std over the seeds its table holds, then each seed's value in seed order; a table "
+        "of one seed is one sample, not a claim. The measurements behind the design choices are in "
+        "[experiments.md](experiments.md).",
         "",
-        f"Run: {p['date']}, commit {p['commit']}, {m['platform']} ({m['processor']}, {m['cpu_count']} cores), "
-        f"torch {m['torch']} with {m['threads']} threads, device {m['device']}. Command: `{p['command']}` "
-        f"(size {results['size']}, seeds {', '.join(map(str, results['seeds']))}).",
+        f"Gathered {p['date']} from {len(p['parts'])} parts of size {results['size']} (seeds "
+        f"{', '.join(map(str, results['seeds']))}), commits {', '.join(p['commits'])}, threads "
+        f"{', '.join(map(str, p['threads']))}, on {machines}. Each seed: `{p['command']}`; then "
+        f"`python scripts/reproduce.py --size {results['size']} --gather`.",
         "",
-        "## Bars",
-        "",
-        "| bar | met on | per seed |",
-        "|---|---|---|",
+        "| seed | wall time | commit | finished |",
+        "|---|---|---|---|",
     ]
-    for bar in results["bars"]:
-        met = bar["met"]
-        lines.append(f"| {bar['bar']} | {sum(met)} of {len(met)} | {' '.join('yes' if b else 'no' for b in met)} |")
+    for seed in results["seeds"]:
+        parts = [q for q in p["parts"] if q["seed"] == seed]
+        done = f"{len(parts)} of {len(STAGES)} stages"
+        lines.append(
+            f"| {seed} | {sum(q['seconds'] for q in parts) / 60:.1f} min ({done}) | "
+            f"{', '.join(sorted({q['commit'] for q in parts}))} | {max(q['date'] for q in parts)} |"
+        )
+    lines += ["", "## Bars", "", "| bar | met on | per seed |", "|---|---|---|"]
+    for b in results["bars"]:
+        verdicts = " ".join(f"{k}: {'yes' if m else 'no'}" for k, m in zip(b["seeds"], b["met"]))
+        lines.append(f"| {b['bar']} | {sum(b['met'])} of {len(b['met'])} | {verdicts} |")
     for key in TABLES:  # json keys come back sorted
         t = results["tables"][key]
-        lines += ["", f"## {t['title']}", "", f"<!-- table {key} -->", ""]
+        lines += ["", f"## {t['title']}", "", f"<!-- table {key} -->", "", f"{_seeds(t['seeds'], n)}.", ""]
         lines.append("| | " + " | ".join(t["columns"]) + " |")
         lines.append("|---|" + "---|" * len(t["columns"]))
         for label in t["row_order"]:
-            row = t["rows"][label]
-            lines.append(f"| {label} | " + " | ".join(_cell(row[c], per_seed=True) for c in t["columns"]) + " |")
+            lines.append(f"| {label} | " + " | ".join(_cell(t["rows"][label][c]) for c in t["columns"]) + " |")
         if t["note"]:
             lines += ["", t["note"]]
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def read_parts(folder: Path, size: Size) -> dict:
+    """seed -> stage -> part, from every PARTS/SIZE/seedK/STAGE.json present."""
+    settings = json.loads(json.dumps(asdict(size)))
+    runs: dict = {}
+    for d in sorted(folder.glob("seed*"), key=lambda d: (len(d.name), d.name)):
+        if not d.name[4:].isdigit():
+            continue
+        stages = {s: _read_part(d / f"{s}.json", settings) for s in STAGES}
+        stages = {s: part for s, part in stages.items() if part is not None}
+        if stages:
+            runs[int(d.name[4:])] = stages
+    return runs
+
+
+def gather(folder: Path, size_name: str, out: Path) -> dict:
     from staa.io.atomic import atomic_open
 
+    size = SIZES[size_name]
+    runs = read_parts(folder, size)
+    if not runs or not any("victims" in r for r in runs.values()):
+        raise SettingsError(f"{folder}: no parts of size {size_name} to gather (run --seed K first)")
+    parts = [
+        {k: part[k] for k in ("seed", "stage", "commit", "date", "seconds")} | {"threads": part["machine"]["threads"]}
+        for run in runs.values()
+        for part in run.values()
+    ]
+    machines = []
+    for run in runs.values():
+        for part in run.values():
+            m = {k: v for k, v in part["machine"].items() if k != "threads"}
+            if m not in machines:
+                machines.append(m)
+    results = {
+        "schema": "staa-ser/reproduce/2",
+        "size": size_name,
+        "settings": asdict(size),
+        "seeds": list(runs),
+        "provenance": {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "commits": sorted({q["commit"] for q in parts}),
+            "machines": machines,
+            "threads": sorted({q["threads"] for q in parts}),
+            "command": f"python scripts/reproduce.py --size {size_name} --seed K",
+            "parts": parts,
+        },
+        "bars": bars(runs, size),
+        "tables": Tables(runs, size).build(),
+    }
+    write_json(out / "results.json", results)
+    with atomic_open(out / "results.md") as f:
+        f.write(render(results))
+    return results
+
+
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=list(SIZES), default="quick")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0 to N-1 (default: 3)")
-    p.add_argument("--work", default="runs/reproduce", help="where the trained models and stage numbers go")
+    p.add_argument("--size", choices=list(SIZES), default="full")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--seed", type=int, help="run this seed's stages only and write its parts (no gather)")
+    which.add_argument("--seeds", type=int, help="run seeds 0 to N-1, then gather")
+    which.add_argument("--gather", action="store_true", help="build results.json and .md from the parts present")
+    p.add_argument("--work", default="runs/reproduce", help="where the trained models go (default: runs/reproduce)")
+    p.add_argument(
+        "--parts", default="docs/results/parts", help="where the stage parts go (default: docs/results/parts)"
+    )
     p.add_argument("--out", default="docs", help="folder for results.json and results.md (default: docs)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--seed", type=int, help="run only this seed's stages and write no results (a part of the run)")
     a = p.parse_args(argv)
-    if a.seeds < 1:
-        p.error("--seeds must be at least 1")
-    if a.seed is not None and a.seed < 0:
-        p.error("--seed must be 0 or more")
+    if a.seed is None and a.seeds is None and not a.gather:
+        p.error("say which: --seed K (one seed's parts), --seeds N (seeds 0..N-1, then gather) or --gather")
+    if (a.seed is not None and a.seed < 0) or (a.seeds is not None and a.seeds < 1):
+        p.error("--seed must be 0 or more and --seeds at least 1")
+    parts = Path(a.parts) / a.size
+    try:
+        if not a.gather:
+            _run_seeds(a, parts)
+        if a.seed is None:
+            results = gather(parts, a.size, Path(a.out))
+            print(render(results).split("## Bars")[1].split("\n## ")[0])
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_seeds(a, parts: Path) -> None:
     torch.set_num_threads(a.threads)
     size = SIZES[a.size]
     work = Path(a.work) / a.size
     plan = work / "plan.json"
     if plan.is_file() and json.loads(plan.read_text(encoding="utf-8")) != json.loads(json.dumps(asdict(size))):
-        print(f"error: {plan}: holds a run of other settings; use another --work folder", file=sys.stderr)
-        return 2
+        raise SettingsError(f"{plan}: holds a run of other settings; use another --work folder")
     work.mkdir(parents=True, exist_ok=True)
     write_json(plan, asdict(size))
     manifest = build_corpus(work / "corpus", CorpusConfig(n_clips=size.n_clips), progress=not a.quiet)
     records = load_records("manifest", manifest)
-    runs, commit = [], _commit()
-    for seed in range(a.seeds) if a.seed is None else [a.seed]:
-        print(f"seed {seed}: {work / f'seed{seed}'}", flush=True)
-        runs.append(Seed(size, seed, work, records, manifest, progress=not a.quiet, commit=commit).run())
-    if a.seed is not None:  # a part: its stages are written; the run without --seed gathers them
-        return 0
-    results = {
-        "schema": "staa-ser/reproduce/1",
-        "size": a.size,
-        "settings": asdict(size),
-        "seeds": list(range(a.seeds)),
-        "provenance": {
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": ", ".join(sorted({stage.get("commit", "unknown") for run in runs for stage in run.values()})),
-            "machine": machine(),
-            "command": "python scripts/reproduce.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        },
-        "bars": [{"bar": bar, "met": met} for bar, met in bars(runs).items()],  # a list: json objects come back sorted
-        "tables": build_tables(runs, size),
-    }
-    out = Path(a.out)
-    write_json(out / "results.json", results)
-    with atomic_open(out / "results.md") as f:
-        f.write(render(results))
-    print(render(results).split("## Bars")[1].split("\n## ")[0])
-    return 0
+    commit = _commit()
+    for seed in [a.seed] if a.seed is not None else range(a.seeds):
+        started = time.perf_counter()
+        print(f"seed {seed}: models in {work / f'seed{seed}'}, parts in {parts / f'seed{seed}'}", flush=True)
+        Seed(size, seed, work, parts, records, manifest, progress=not a.quiet).run(commit)
+        print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
