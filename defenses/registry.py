@@ -13,6 +13,7 @@ from defenses.ogg import Opus, Vorbis
 from defenses.quantize import Quantize
 from defenses.resample import Resample
 from defenses.shift import TimeShift
+from defenses.voice_codecs import AAC, AMRNB, G711, G722, G726, Mobile, Telephone
 from staa import specs
 
 
@@ -91,6 +92,13 @@ DEFENSES: dict[str, type[Defense]] = {
         MP3,
         Opus,
         Vorbis,
+        AMRNB,
+        G711,
+        G722,
+        G726,
+        AAC,
+        Telephone,
+        Mobile,
         Resample,
         LowPass,
         Median,
