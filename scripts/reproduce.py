@@ -40,6 +40,7 @@ from staa.datasets import AudioDataset, load_records  # noqa: E402
 from staa.datasets.synthetic.corpus import EMOTIONS, CorpusConfig, build_corpus  # noqa: E402
 from staa.generator import AttackTrainConfig, recipe, train_generator  # noqa: E402
 from staa.io.atomic import write_json  # noqa: E402
+from staa.io.lock import LockError  # noqa: E402
 from staa.io.provenance import machine  # noqa: E402
 
 EPS = (0.002, 0.03)  # the realistic budget first, then the paper's
@@ -160,7 +161,10 @@ def _read_part(path: Path, settings: dict) -> dict | None:
         part = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise SettingsError(f"{path}: not a readable part ({e})") from None
-    if part.get("settings") != settings:
+    # min_ua is how the gather judges the victims, not how the part was made
+    if {k: v for k, v in part.get("settings", {}).items() if k != "min_ua"} != {
+        k: v for k, v in settings.items() if k != "min_ua"
+    }:
         raise SettingsError(f"{path}: a part of other settings; move it away or use another --parts folder")
     return part
 
@@ -793,7 +797,7 @@ def main(argv=None) -> int:
         if a.seed is None:
             results = gather(parts, a.size, Path(a.out))
             print(render(results).split("## Bars")[1].split("\n## ")[0])
-    except SettingsError as e:
+    except (SettingsError, LockError) as e:  # one line: a part of other settings, or a corpus being written
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

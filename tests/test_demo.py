@@ -127,3 +127,17 @@ def test_the_hardened_model_is_flagged_when_it_loses_more_than_the_guard_on_test
     assert got["clean_accuracy"] == {"before": 0.83, "after": after}
     assert "0.100 -> 0.400" in printed and "(+30.0 points)" in printed
     assert ("FLAG mel_cnn_at: lost 13.0 points" in printed) is flagged
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_the_demo_grids_raise_no_flag_of_their_own_making(name):
+    """Each defended cell needs an adaptive attack beside it, and a random defense an EOT one (eval.sanity): the
+    demo's grid holds the first and no random defense, so a new user's FLAG lines are findings, not set-up."""
+    from defenses.registry import parse_defense
+    from staa.attacks.registry import parse_attack
+    from staa.cli.demo import PLANS
+
+    plan = PLANS[name]
+    assert any(parse_attack(spec).adaptive for spec in plan.attacks.values())
+    assert not any(parse_defense(d).random for d in plan.defenses)
+    assert len(plan.defenses) > 1  # defended cells are there to flag
