@@ -15,6 +15,7 @@ COMMANDS = [
     "evaluate",
     "report",
     "bench",
+    "certify",
     "demo",
 ]
 

@@ -424,6 +424,7 @@ def cmd_adv_train(a) -> None:
         adv_ratio=a.adv_ratio,
         pgd_steps=a.pgd_steps,
         trades_beta=a.trades_beta,
+        noise_sigma=a.noise_sigma,
         generator=generator,
         gen_updates=a.gen_updates,
         gen_noise=a.gen_noise,
@@ -542,6 +543,51 @@ def cmd_transfer(a) -> None:
         print(f"{r:<{width}}" + "".join(f"{result['fooling_rate'][r][c]:>18.3f}" for c in result["columns"]))
     if a.out:
         write_json(a.out, result)
+
+
+def cmd_certify(a) -> None:
+    from defenses import parse_defense
+    from staa.io.atomic import write_json
+    from staa.models.smoothing import Smoothed, certified_accuracy, linf_equivalent
+    from staa.models.victim import load_victim
+
+    _check_out_file(a, [a.victim, a.data])
+    victim = load_victim(a.victim, device=a.device)
+    dataset = _split_dataset(a, victim.classes, victim.sample_rate)
+    _check_out_file(a, [a.victim, a.data], dataset)
+    defense = parse_defense(a.defense) if a.defense else None
+    results = []
+    for sigma in a.sigma:
+        smoothed = Smoothed(
+            victim.model,
+            sigma,
+            n0=a.n0,
+            n=a.n,
+            alpha=a.alpha,
+            seed=a.seed,
+            defense=defense,
+            sample_rate=victim.sample_rate,
+        )
+        results.append(certified_accuracy(smoothed, dataset, a.radius))
+    samples = dataset.length or victim.sample_rate * 3
+    print(
+        f"certified accuracy on {len(dataset)} clips (l2 radius; the l-inf eps whose ball it covers on a clip of {samples} samples)"
+    )
+    print(f"{'sigma':>8}" + "".join(f"{f'r={r:g} (eps {linf_equivalent(r, samples):.1e})':>24}" for r in a.radius))
+    for res in results:
+        print(f"{res['sigma']:>8g}" + "".join(f"{res['certified_accuracy'][f'{r:g}']:>24.3f}" for r in a.radius))
+    if a.out:
+        write_json(
+            a.out,
+            {
+                "victim": a.victim,
+                "defense": a.defense,
+                "alpha": a.alpha,
+                "n": a.n,
+                "samples": samples,
+                "results": results,
+            },
+        )
 
 
 def cmd_bench(a) -> None:
@@ -842,6 +888,30 @@ def _transfer_parser(sub) -> None:
     p.set_defaults(func=cmd_transfer)
 
 
+def _certify_parser(sub) -> None:
+    p = sub.add_parser(
+        "certify",
+        help="randomized smoothing: certified accuracy against l2 radius",
+        description="Smooth the victim with Gaussian noise on the waveform (Cohen et al. 2019) and certify each clip's "
+        "l2 radius (Clopper-Pearson bound, failure probability --alpha); print certified accuracy per radius with the "
+        "l-inf eps each radius covers. Train a base model fit for it with `adv-train --method gaussian`.",
+    )
+    _data_args(p)
+    p.add_argument("--victim", required=True, help=f"the base model: {VICTIM}")
+    p.add_argument("--sigma", type=number(0, 1, above=True), nargs="+", default=[0.001, 0.002, 0.005])
+    p.add_argument("--radius", type=number(0), nargs="+", default=[0.0, 0.01, 0.02], help="l2 radii to report")
+    p.add_argument("--n", type=integer(1, 1_000_000), default=1000, help="noise draws that bound the probability")
+    p.add_argument("--n0", type=integer(1, 100_000), default=100, help="noise draws that pick the class")
+    p.add_argument(
+        "--alpha", type=number(0, 1, above=True), default=0.001, help="the certificate's failure probability"
+    )
+    p.add_argument("--defense", default=None, help="a defense applied after the noise, e.g. a denoiser: wiener:5")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--out", default=None, help="write the certificates as JSON here")
+    _common(p)
+    p.set_defaults(func=cmd_certify)
+
+
 def _generator_method_args(p) -> None:
     """adv-train's settings of the generator method's example: noise, step, projection."""
     p.add_argument("--gen-updates", type=integer(1, 100), default=1, help="generator steps per victim step")
@@ -908,6 +978,12 @@ def _adv_train_parser(sub) -> None:
         "--pgd-steps", type=integer(1, 1000), default=10, help="steps of PGD-AT and of TRADES' inner maximisation"
     )
     p.add_argument("--trades-beta", type=number(0), default=6.0)
+    p.add_argument(
+        "--noise-sigma",
+        type=number(0, 1),
+        default=0.002,
+        help="--method gaussian: the noise level on the waveform, the sigma to smooth with later (default 0.002)",
+    )
     _generator_method_args(p)
     p.add_argument(
         "--gen-crop-seconds",
@@ -1053,6 +1129,7 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate_parser(sub)
     _report_parser(sub)
     _bench_parser(sub)
+    _certify_parser(sub)
     _demo_parser(sub)
     return parser
 

@@ -51,7 +51,7 @@ from staa.models.victim import load_victim, save_victim
 from staa.training import distributed
 
 log = logging.getLogger(__name__)
-METHODS = ("clean", "generator", "generator_only", "pgd", "fgsm", "nfgsm", "trades")
+METHODS = ("clean", "generator", "generator_only", "pgd", "fgsm", "nfgsm", "trades", "gaussian")
 GENERATOR_METHODS = ("generator", "generator_only")
 
 
@@ -92,6 +92,9 @@ class AdvTrainConfig:
     max_clean_drop: float = 0.05
     val_clips: int = 64  # the fixed (seeded) val subset of the PGD reading and the gradient alignment
     val_pgd_steps: int = 10
+    # `gaussian`: Gaussian noise of this level on the waveform instead of an attack (Cohen et al. 2019): a base model
+    # fit for randomized smoothing (`staa.models.smoothing`) at the same sigma
+    noise_sigma: float = 0.002
     nfgsm_noise: float = 2.0  # N-FGSM's noise, U(-k eps, k eps) (de Jorge et al. 2022: k = 2), then one step of eps
     # batch-norm statistics stay those of the clean data the victim was trained on (None: frozen when fine-tuning):
     # adversarial clips in half of every batch would otherwise drag the running mean and variance the clean
@@ -118,6 +121,7 @@ class AdvTrainConfig:
         in_range("val_clips", self.val_clips, 1, 100_000)
         in_range("val_pgd_steps", self.val_pgd_steps, 1, 1000)
         in_range("nfgsm_noise", self.nfgsm_noise, 0.0, 100.0)
+        in_range("noise_sigma", self.noise_sigma, 0.0, 1.0)
         in_range("gen_updates", self.gen_updates, 1, 100)
         in_range("gen_noise", self.gen_noise, 0, 4)
         in_range("gen_step", self.gen_step, 0.01, 4)
@@ -207,6 +211,10 @@ class Step:
                 k = _n_adversarial(cfg.adv_ratio, len(x))
                 adv = nfgsm(self.model, x[:k], y[:k], cfg.eps, cfg.nfgsm_noise, _seed(cfg, epoch, step))
                 x = _mix(x, adv, cfg.adv_ratio)
+            elif cfg.method == "gaussian":
+                gen = torch.Generator().manual_seed(_seed(cfg, epoch, step))
+                noise = torch.randn(x.shape, generator=gen).to(x.device)
+                x = _mix(x, x + cfg.noise_sigma * noise, cfg.adv_ratio)
             elif cfg.method in ("pgd", "fgsm"):
                 attack = (
                     PGD(self.model, eps=cfg.eps, steps=cfg.pgd_steps, seed=_seed(cfg, epoch, step))
