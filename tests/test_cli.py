@@ -9,6 +9,7 @@ COMMANDS = [
     "corpus",
     "train-victim",
     "train-attack",
+    "train-universal",
     "attack",
     "transfer",
     "adv-train",

@@ -15,6 +15,7 @@ from staa.attacks.sparse_pgd import SparsePGD
 from staa.attacks.square import Square
 from staa.attacks.staa_net import STAA
 from staa.attacks.standard import Standard
+from staa.attacks.universal import Universal
 
 __all__ = [
     "APGD",
@@ -29,6 +30,7 @@ __all__ = [
     "FGSM",
     "FreshSTAA",
     "MIFGSM",
+    "Universal",
     "PGD",
     "STAA",
     "SparsePGD",

@@ -22,10 +22,25 @@ from staa.attacks.sparse_pgd import SparsePGD
 from staa.attacks.square import Square
 from staa.attacks.staa_net import STAA
 from staa.attacks.standard import Standard
+from staa.attacks.universal import Universal
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
-    for cls in (STAA, FGSM, PGD, CW, SparsePGD, AdaptivePGD, APGD, APGDT, Square, Standard, FreshSTAA, MIFGSM)
+    for cls in (
+        STAA,
+        FGSM,
+        PGD,
+        CW,
+        SparsePGD,
+        AdaptivePGD,
+        APGD,
+        APGDT,
+        Square,
+        Standard,
+        FreshSTAA,
+        MIFGSM,
+        Universal,
+    )
 }
 
 

@@ -545,6 +545,45 @@ def cmd_transfer(a) -> None:
         write_json(a.out, result)
 
 
+def cmd_train_universal(a) -> None:
+    from staa.attacks.runner import run_attack
+    from staa.attacks.universal import Universal
+    from staa.datasets import AudioDataset
+    from staa.generator.universal import save_universal, train_universal
+    from staa.models.ensemble import Ensemble
+    from staa.models.victim import load_victim
+
+    _check_out_file(a, [*a.surrogate, a.data])
+    surrogates = [load_victim(p, device=a.device) for p in a.surrogate]
+    first = surrogates[0]
+    records = _records(a)
+    _check_out_file(a, [*a.surrogate, a.data], AudioDataset(records, first.classes))
+    split = lambda name, seconds: AudioDataset(
+        [r for r in records if r.split == name], first.classes, sample_rate=first.sample_rate, clip_seconds=seconds
+    )
+    delta, history = train_universal(
+        [s.model for s in surrogates],
+        split("train", a.clip_seconds),
+        eps=a.eps,
+        samples=round(a.seconds * first.sample_rate),
+        epochs=a.epochs,
+        l0=a.l0,
+        seed=a.seed,
+        progress=not a.quiet,
+    )
+    save_universal(
+        a.out, delta, eps=a.eps, sample_rate=first.sample_rate, surrogates=list(a.surrogate), history=history
+    )
+    val = split("val", a.clip_seconds)
+    if len(val):
+        model = Ensemble([s.model for s in surrogates]) if len(surrogates) > 1 else first.model
+        got = run_attack(Universal(model, a.out), model, val, device=a.device, progress=False)
+        print(
+            f"universal delta ({a.seconds:g} s, l0 {float((delta != 0).float().mean()):.3f}, eps {a.eps:g}): "
+            f"fooling rate {got['fooling_rate']:.3f} on {got['n']} held-out val clips of its surrogates; {a.out}"
+        )
+
+
 def cmd_certify(a) -> None:
     from defenses import parse_defense
     from staa.io.atomic import write_json
@@ -888,6 +927,27 @@ def _transfer_parser(sub) -> None:
     p.set_defaults(func=cmd_transfer)
 
 
+def _train_universal_parser(sub) -> None:
+    p = sub.add_parser(
+        "train-universal",
+        help="train one sparse perturbation for every clip (a universal attack)",
+        description="Learn one sparse delta (magnitude x mask within --eps) that fools the --surrogate models on any "
+        "clip, met at a random offset so it works wherever it starts; it is tiled to each clip's length. Use it as "
+        "the attack universal:delta=OUT.",
+    )
+    _data_args(p, split=False)
+    p.add_argument("--surrogate", nargs="+", required=True, help=f"the models it is made against: {VICTIM}")
+    p.add_argument("--out", required=True, help="the delta's checkpoint (.pt)")
+    p.add_argument("--eps", type=EPS, default=0.03, help="l-inf budget (default 0.03)")
+    p.add_argument("--seconds", type=number(0.01, 60), default=1.0, help="the delta's length before tiling (default 1)")
+    p.add_argument("--l0", type=number(0, 1), default=0.2, help="the mask's density budget (default 0.2)")
+    p.add_argument("--epochs", type=integer(1, 1000), default=5)
+    p.add_argument("--clip-seconds", type=SECONDS, default=3.0)
+    p.add_argument("--seed", type=SEED, default=0)
+    _common(p)
+    p.set_defaults(func=cmd_train_universal)
+
+
 def _certify_parser(sub) -> None:
     p = sub.add_parser(
         "certify",
@@ -1123,6 +1183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _corpus_parser(sub)
     _train_victim_parser(sub)
     _train_attack_parser(sub)
+    _train_universal_parser(sub)
     _attack_parser(sub)
     _transfer_parser(sub)
     _adv_train_parser(sub)
