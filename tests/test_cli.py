@@ -17,6 +17,7 @@ COMMANDS = [
     "report",
     "bench",
     "certify",
+    "detect",
     "demo",
 ]
 

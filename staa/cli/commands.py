@@ -584,6 +584,52 @@ def cmd_train_universal(a) -> None:
         )
 
 
+def cmd_detect(a) -> None:
+    from defenses.detection import parse_detector
+    from eval.detection import evaluate_detection
+    from staa.attacks import parse_attack
+    from staa.io.atomic import write_json
+    from staa.models.victim import load_victim
+
+    _check_out_file(a, [a.victim, a.data])
+    victim = load_victim(a.victim, device=a.device)
+    detectors = {spec: parse_detector(spec) for spec in a.detector}
+    attacks = {}
+    for item in a.attack or ["pgd10=pgd:steps=10"]:
+        name, _, spec = item.partition("=")
+        attacks[name] = parse_attack(spec or name).build(victim.model, sample_rate=victim.sample_rate, eps=a.eps)
+    test = _split_dataset(a, victim.classes, victim.sample_rate)
+    _check_out_file(a, [a.victim, a.data], test)
+    a.split = a.calibration_split
+    calibration = _split_dataset(a, victim.classes, victim.sample_rate)
+    result = evaluate_detection(
+        victim.model,
+        victim.sample_rate,
+        attacks,
+        detectors,
+        test,
+        calibration,
+        fpr=a.fpr,
+        eps=a.eps,
+        steps=a.adaptive_steps,
+        progress=not a.quiet,
+    )
+    print(
+        f"detection on {result['n_test']} test clips, thresholds at {a.fpr:g} FPR on {result['n_calibration']} {a.split} clips"
+    )
+    for dname, row in result["detectors"].items():
+        print(f"{dname}: threshold {row['threshold']:.4f}, clean test FPR {row['test_fpr']:.3f}")
+        for name, r in row["attacks"].items():
+            auc = "n/a" if r["roc_auc"] is None else f"{r['roc_auc']:.3f}"
+            det = "n/a" if r["detected"] is None else f"{r['detected']:.3f}"
+            print(f"  {name:<16} ROC-AUC {auc}  detected at {a.fpr:g} FPR {det}  ({r['fooled']} fooled clips)")
+        print(
+            f"  evades (wrong and not flagged): PGD {row['pgd_evades']:.3f}, detector-aware PGD {row['adaptive_evades']:.3f}"
+        )
+    if a.out:
+        write_json(a.out, result)
+
+
 def cmd_certify(a) -> None:
     from defenses import parse_defense
     from staa.io.atomic import write_json
@@ -948,6 +994,27 @@ def _train_universal_parser(sub) -> None:
     p.set_defaults(func=cmd_train_universal)
 
 
+def _detect_parser(sub) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="detectors by transform consistency: ROC-AUC, detection at a fixed FPR, and an adaptive attacker",
+        description="Score clips by the divergence of the victim's output on x and on g(x) (WaveGuard), g each "
+        "--detector's transform (a defense spec); calibrate each threshold at --fpr on clean clips of another split; "
+        "report ROC-AUC and detection per attack, then PGD that knows the detector (BPDA/EOT through g) next to plain PGD.",
+    )
+    _data_args(p)
+    p.add_argument("--victim", required=True, help=f"the victim: {VICTIM}")
+    p.add_argument("--detector", action="append", required=True, help="a transform spec, e.g. resample:8000; repeat")
+    p.add_argument("--attack", action="append", help="NAME=SPEC; repeat (default: pgd10=pgd:steps=10)")
+    p.add_argument("--eps", type=EPS, default=0.002, help="budget of the attacks and the adaptive one (default 0.002)")
+    p.add_argument("--fpr", type=number(0, 1, above=True), default=0.05, help="false-positive rate (default 0.05)")
+    p.add_argument("--calibration-split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--adaptive-steps", type=integer(1, 10_000), default=50)
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    _common(p)
+    p.set_defaults(func=cmd_detect)
+
+
 def _certify_parser(sub) -> None:
     p = sub.add_parser(
         "certify",
@@ -1191,6 +1258,7 @@ def build_parser() -> argparse.ArgumentParser:
     _report_parser(sub)
     _bench_parser(sub)
     _certify_parser(sub)
+    _detect_parser(sub)
     _demo_parser(sub)
     return parser
 

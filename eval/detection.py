@@ -1,0 +1,87 @@
+"""Detectors judged as Tramer et al. (2020) ask: ROC-AUC and the detection rate at a fixed false-positive rate, per
+attack, then again under an attacker who knows the detector. Thresholds are calibrated on clean clips of their own."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+
+def roc_auc(clean: torch.Tensor, adversarial: torch.Tensor) -> float | None:
+    """P(score of an adversarial clip > score of a clean one), ties counting a half (the Mann-Whitney statistic)."""
+    if not len(clean) or not len(adversarial):
+        return None
+    greater = (adversarial[:, None] > clean[None, :]).float().mean()
+    ties = (adversarial[:, None] == clean[None, :]).float().mean()
+    return float(greater + ties / 2)
+
+
+def threshold_at(clean: torch.Tensor, fpr: float) -> float:
+    """The score above which at most `fpr` of the clean calibration clips lie."""
+    return float(torch.quantile(clean.double(), 1 - fpr))
+
+
+@torch.no_grad()
+def _scores(detector, model, batches, sample_rate) -> torch.Tensor:
+    return torch.cat([detector.score(model, x, sample_rate) for x in batches]) if batches else torch.zeros(0)
+
+
+def _batches(dataset, batch_size=16):
+    return [(x, y) for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False)]
+
+
+def evaluate_detection(
+    model,
+    sample_rate,
+    attacks: dict,
+    detectors: dict,
+    test,
+    calibration,
+    *,
+    fpr=0.05,
+    eps=0.002,
+    steps=50,
+    progress=True,
+) -> dict:
+    """Per detector: its threshold at `fpr` on the `calibration` clips, its false-positive rate on the clean `test`
+    clips, and per attack (on the test clips it fooled) ROC-AUC and the detection rate, then the detector-aware PGD
+    (`staa.attacks.detector_aware`): its success (fooled and not flagged) next to plain PGD's at the same budget."""
+    from tqdm import tqdm
+
+    from staa.attacks import PGD
+    from staa.attacks.detector_aware import DetectorAwarePGD
+
+    model.eval()
+    test_batches, cal = _batches(test), [x for x, _ in _batches(calibration)]
+    with torch.no_grad():
+        clean_pred = torch.cat([model(x).argmax(1) for x, _ in test_batches])
+    adversarial = {}
+    for name, attack in tqdm(attacks.items(), desc="attacks", disable=not progress):
+        adversarial[name] = [attack(x, y) for x, y in test_batches]
+    out = {"fpr": fpr, "n_test": len(test), "n_calibration": len(calibration), "detectors": {}}
+    for dname, det in tqdm(detectors.items(), desc="detectors", disable=not progress):
+        threshold = threshold_at(_scores(det, model, cal, sample_rate), fpr)
+        clean = _scores(det, model, [x for x, _ in test_batches], sample_rate)
+        row = {"threshold": threshold, "test_fpr": float((clean > threshold).float().mean()), "attacks": {}}
+        for name, xs in adversarial.items():
+            x_adv = torch.cat(xs)
+            with torch.no_grad():
+                fooled = model(x_adv).argmax(1) != clean_pred
+            scores = _scores(det, model, [x_adv], sample_rate)[fooled]
+            row["attacks"][name] = {
+                "fooled": int(fooled.sum()),
+                "roc_auc": roc_auc(clean, scores),
+                "detected": float((scores > threshold).float().mean()) if len(scores) else None,
+            }
+        plain = PGD(model, eps=eps, steps=steps)
+        aware = DetectorAwarePGD(model, det, threshold, sample_rate, eps=eps, steps=steps)
+        for name, attack in (("pgd", plain), ("adaptive", aware)):
+            evaded = 0
+            for x, y in test_batches:  # right before, wrong after and not flagged
+                x_adv = attack(x, y)
+                with torch.no_grad():
+                    flipped = (model(x).argmax(1) == y) & (model(x_adv).argmax(1) != y)
+                    evaded += int((flipped & (det.score(model, x_adv, sample_rate) <= threshold)).sum())
+            row[f"{name}_evades"] = evaded / len(test)
+        out["detectors"][dname] = row
+    return out
