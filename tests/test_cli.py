@@ -110,3 +110,11 @@ def test_evaluate_takes_one_budget_or_a_list_of_them(capsys):
         with pytest.raises(SystemExit):
             build_parser().parse_args([*base, "--eps", bad])
         assert "--eps" in capsys.readouterr().err
+
+
+def test_version_names_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"staa-ser {version('staa-ser')}"

@@ -48,6 +48,12 @@ def test_resume_matches_uninterrupted_and_eps_schedule_applies(tiny, tmp_path, m
     report = train_generator(cfg, [victim], recs, tmp_path / "full", progress=False)
     assert [h["eps"] for h in report["history"]] == [0.03, 0.03, 0.01]
     assert all(0 <= h["val_l0_ratio"] <= 1 for h in report["history"])
+    # the report names the epoch best.pt holds: the one whose val numbers the checkpoint carries
+    kept = torch.load(tmp_path / "full" / "best.pt", weights_only=True)
+    if "val" in kept:
+        assert kept["val"] == {
+            k[4:]: v for k, v in report["history"][report["best_epoch"] - 1].items() if k.startswith("val_")
+        }
     reference = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["state_dict"]
 
     original = AudioDataset.set_epoch

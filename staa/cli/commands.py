@@ -271,8 +271,11 @@ def cmd_train_attack(a) -> None:
     inputs = {"data": a.data, "init": a.init, **{f"surrogate {i + 1}": p for i, p in enumerate(a.surrogate)}}
     with _claim(a, records, inputs):
         report = train_generator(cfg, a.surrogate, records, a.out, device=a.device, progress=not a.quiet)
-    last = report["history"][-1]
-    print(f"generator: val fooling {last['val_mean_fooling_rate']:.3f}, l0 ratio {last['val_l0_ratio']:.3f}")
+    kept = report["history"][report["best_epoch"] - 1]  # what best.pt holds, not the last epoch
+    print(
+        f"generator (epoch {report['best_epoch']} of {len(report['history'])} kept): val fooling "
+        f"{kept['val_mean_fooling_rate']:.3f}, l0 ratio {kept['val_l0_ratio']:.3f}"
+    )
     print(Path(a.out) / "best.pt")
 
 
@@ -1241,11 +1244,21 @@ def _demo_parser(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("staa-ser")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="staa",
         description="Sparse adversarial attacks, defenses and robustness reports for speech emotion recognition.",
     )
+    parser.add_argument("--version", action="version", version=f"staa-ser {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _corpus_parser(sub)
     _train_victim_parser(sub)

@@ -382,13 +382,14 @@ def train_generator(
         state["epoch"] = epoch + 1
         score = val.get("score", val["mean_fooling_rate"])
         if val["l0_ratio"] <= cfg.max_l0_ratio and score > state["best"]:
-            state["best"] = score
+            state["best"], state["best_epoch"] = score, epoch + 1
             save(out / "best.pt", val=val)
         save(last, train_state=training_state(opt, sched, state))
     if not (out / "best.pt").is_file():
         log.warning("no epoch met the l0 budget %.2f; best.pt is the last epoch", cfg.max_l0_ratio)
         save(out / "best.pt")
-    report = {**meta, "history": state["history"], "best_val_fooling_rate": state["best"]}
+    best = state.get("best_epoch") or len(state["history"])  # no epoch within the l0 budget: the last one was saved
+    report = {**meta, "history": state["history"], "best_val_fooling_rate": state["best"], "best_epoch": best}
     write_json(out / "metrics.json", report)
     return report
 
