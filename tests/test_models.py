@@ -45,3 +45,26 @@ def test_registry_errors():
         build_model("resnet", 4)
     with pytest.raises(ValueError, match="bad config for mel_cnn"):
         build_model("mel_cnn", 4, depth=3)
+
+
+@pytest.mark.parametrize("arch", ["emo18", "zhao19", "crnn"])
+def test_rnn_victims_leave_cudnn_out_where_it_has_no_eval_backward(arch, monkeypatch):
+    from staa.models import build_model, rnn
+
+    lstm = torch.nn.LSTM(4, 4).eval()
+
+    class OnGPU:  # the rule reads only where the batch lives
+        is_cuda = True
+
+    assert rnn.cudnn_cannot_backward(lstm, OnGPU()) == torch.backends.cudnn.enabled  # an attack: eval, gradient
+    with torch.no_grad():
+        assert not rnn.cudnn_cannot_backward(lstm, OnGPU())  # inference keeps cuDNN
+    assert not rnn.cudnn_cannot_backward(lstm.train(), OnGPU()) and not rnn.cudnn_cannot_backward(lstm, torch.zeros(1))
+    # the victim's own call takes that path: its RNN runs with cuDNN switched off, and the gradient still flows
+    seen, flags = [], torch.backends.cudnn.flags
+    monkeypatch.setattr(rnn, "cudnn_cannot_backward", lambda r, h: True)
+    monkeypatch.setattr(torch.backends.cudnn, "flags", lambda **kw: seen.append(kw) or flags(**kw))
+    model = build_model(arch, 4).eval()
+    x = (0.1 * torch.randn(1, 16_000)).requires_grad_(True)
+    model(x).sum().backward()
+    assert seen == [{"enabled": False}] and x.grad.abs().sum() > 0

@@ -123,3 +123,16 @@ def test_batch_norm_statistics_are_those_of_the_final_weights_on_the_training_cl
     hook.remove()
     # three steps of momentum 0.1 from zeros would leave the running mean at a quarter of this
     torch.testing.assert_close(bn.running_mean, seen[0], rtol=0.05, atol=1e-3)
+
+
+def test_a_dataset_without_a_val_split_is_named_with_the_splits_it_has(tmp_path):
+    from staa.datasets.records import DatasetError, Record, split_records
+
+    records = [Record(str(tmp_path / "a" / f"{i}.wav"), "x", "s1", split="train") for i in range(3)]
+    with pytest.raises(DatasetError) as err:
+        split_records(records, "val")
+    assert (
+        str(err.value)
+        == f"{tmp_path / 'a'}: no clips in the 'val' split (its splits: train); training needs train and val"
+    )
+    assert split_records(records, "train") == records

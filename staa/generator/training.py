@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from staa.datasets import AudioDataset, Record, epoch_loader
 from staa.datasets.augment import resample_shift
+from staa.datasets.records import split_records
 from staa.generator.checkpoint import read_generator, save_generator, surrogate_refs
 from staa.generator.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
 from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator
@@ -330,7 +331,7 @@ def train_generator(
     for d in cfg.parsed_defenses():
         d.check(rate)
     make = lambda split, crop, seconds: AudioDataset(
-        [r for r in records if r.split == split],
+        split_records(records, split),
         classes,
         sample_rate=rate,
         clip_seconds=seconds,

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from staa.models.features import LogMel
+from staa.models.rnn import run_rnn
 
 
 def _conv_block(c_in: int, c_out: int, pool) -> nn.Sequential:
@@ -47,5 +48,5 @@ class CRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.body(self.features(x).unsqueeze(1))  # [B, C, F', T']
         h = h.flatten(1, 2).transpose(1, 2)  # [B, T', C*F']
-        out, _ = self.gru(h)
+        out, _ = run_rnn(self.gru, h)
         return self.head(out.mean(dim=1))

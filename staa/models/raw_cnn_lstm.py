@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from staa.models.features import standardise_waveform
+from staa.models.rnn import run_rnn
 
 
 class _CnnLstm(nn.Module):
@@ -17,7 +18,7 @@ class _CnnLstm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(standardise_waveform(x).unsqueeze(1)).transpose(1, 2)  # [B, frames, C]
-        out, _ = self.lstm(h)
+        out, _ = run_rnn(self.lstm, h)
         return self.head(out.mean(dim=1))
 
 

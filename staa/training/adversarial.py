@@ -37,6 +37,7 @@ from tqdm import tqdm
 from staa import specs
 from staa.attacks import FGSM, PGD
 from staa.datasets import AudioDataset, Record
+from staa.datasets.records import split_records
 from staa.generator.checkpoint import load_generator, save_generator
 from staa.generator.losses import quality_loss, sparsity_loss
 from staa.generator.network import STAAGenerator
@@ -545,7 +546,7 @@ def adv_train(cfg: AdvTrainConfig, records: list[Record], out_dir, *, device="cp
 def _splits(cfg: AdvTrainConfig, records: list[Record]) -> tuple[AudioDataset, AudioDataset | None]:
     """The training clips (random crops, redrawn per epoch) and the validation clips (centre crops), if any."""
     make = lambda split, crop: AudioDataset(
-        [r for r in records if r.split == split],
+        split_records(records, split),
         cfg.classes,
         sample_rate=cfg.sample_rate,
         clip_seconds=cfg.clip_seconds,

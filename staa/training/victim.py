@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from staa.datasets import AudioDataset, Record, epoch_loader
+from staa.datasets.records import split_records
 from staa.io.atomic import write_json
 from staa.io.checkpoint import CheckpointError, load_checkpoint, restore_training, training_state
 from staa.io.validate import check_fields, in_range
@@ -59,7 +60,7 @@ class TrainConfig:
 
 
 def _split(records: list[Record], name: str) -> list[Record]:
-    return [r for r in records if r.split == name]
+    return split_records(records, name)
 
 
 def _train_epoch(cfg, model, ddp_model, opt, train_set, epoch, d, device, progress) -> tuple[DataLoader, float]:
