@@ -126,7 +126,8 @@ def test_batch_norm_statistics_are_those_of_the_final_weights_on_the_training_cl
 
 
 def test_a_dataset_without_a_val_split_is_named_with_the_splits_it_has(tmp_path):
-    from staa.datasets.records import DatasetError, Record, split_records
+    from staa.datasets.records import DatasetError, Record
+    from staa.datasets.splits import split_records
 
     records = [Record(str(tmp_path / "a" / f"{i}.wav"), "x", "s1", split="train") for i in range(3)]
     with pytest.raises(DatasetError) as err:

@@ -88,18 +88,6 @@ def with_known_labels(records: list[Record], classes, source: str, *, skip: bool
     return [r for r in records if r.label in known]
 
 
-def split_records(records: list[Record], name: str) -> list[Record]:
-    """The records of split `name`; none is an error that names where the clips are and the splits they have."""
-    got = [r for r in records if r.split == name]
-    if not got:
-        where = os.path.commonpath([str(Path(r.path).parent) for r in records]) if records else "the dataset"
-        have = ", ".join(sorted({str(r.split) for r in records})) or "none"
-        raise DatasetError(
-            f"{where}: no clips in the {name!r} split (its splits: {have}); training needs train and val"
-        )
-    return got
-
-
 def require_dir(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if not path.is_dir():

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from staa.datasets import AudioDataset, Record, epoch_loader
 from staa.datasets.augment import resample_shift
-from staa.datasets.records import split_records
+from staa.datasets.splits import split_records
 from staa.generator.checkpoint import read_generator, save_generator, surrogate_refs
 from staa.generator.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
 from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator

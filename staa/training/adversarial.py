@@ -37,7 +37,7 @@ from tqdm import tqdm
 from staa import specs
 from staa.attacks import FGSM, PGD
 from staa.datasets import AudioDataset, Record
-from staa.datasets.records import split_records
+from staa.datasets.splits import split_records
 from staa.generator.checkpoint import load_generator, save_generator
 from staa.generator.losses import quality_loss, sparsity_loss
 from staa.generator.network import STAAGenerator

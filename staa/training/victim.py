@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from staa.datasets import AudioDataset, Record, epoch_loader
-from staa.datasets.records import split_records
+from staa.datasets.splits import split_records
 from staa.io.atomic import write_json
 from staa.io.checkpoint import CheckpointError, load_checkpoint, restore_training, training_state
 from staa.io.validate import check_fields, in_range
