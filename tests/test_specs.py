@@ -80,6 +80,7 @@ def test_every_attack_spec_and_alias_builds_the_attack_it_names():
         "adaptive_pgd",
         "fresh_staa",
         "mifgsm",
+        "universal",
     }
 
 
