@@ -603,8 +603,9 @@ def cmd_detect(a) -> None:
         attacks[name] = parse_attack(spec or name).build(victim.model, sample_rate=victim.sample_rate, eps=a.eps)
     test = _split_dataset(a, victim.classes, victim.sample_rate)
     _check_out_file(a, [a.victim, a.data], test)
-    a.split = a.calibration_split
-    calibration = _split_dataset(a, victim.classes, victim.sample_rate)
+    calibration = _split_dataset(
+        argparse.Namespace(**{**vars(a), "split": a.calibration_split}), victim.classes, victim.sample_rate
+    )
     result = evaluate_detection(
         victim.model,
         victim.sample_rate,
@@ -618,7 +619,7 @@ def cmd_detect(a) -> None:
         progress=not a.quiet,
     )
     print(
-        f"detection on {result['n_test']} test clips, thresholds at {a.fpr:g} FPR on {result['n_calibration']} {a.split} clips"
+        f"detection on {result['n_test']} test clips, thresholds at {a.fpr:g} FPR on {result['n_calibration']} {a.calibration_split} clips"
     )
     for dname, row in result["detectors"].items():
         print(f"{dname}: threshold {row['threshold']:.4f}, clean test FPR {row['test_fpr']:.3f}")
