@@ -19,7 +19,8 @@ class UniversalDelta(nn.Module):
     def __init__(self, samples: int, eps: float):
         super().__init__()
         self.eps = eps
-        self.v = nn.Parameter(torch.zeros(samples))
+        # a random start: at v = 0 the delta is zero, the mask has no gradient, and the sparsity term shuts it all
+        self.v = nn.Parameter(0.5 * torch.randn(samples))
         self.s = nn.Parameter(
             torch.zeros(samples)
         )  # half open: the margin opens what fools, the sparsity term shuts the rest
