@@ -48,7 +48,7 @@ class DemoPlan:
     clip_seconds: float = 3.0
 
 
-# Sized for 2 CPU cores: the full demo an estimated 40 minutes, --quick 7 (420 s measured). The full one uses the
+# Sized for 2 CPU cores: the full demo an estimated 40 minutes, --quick about 7. The full one uses the
 # victims of `scripts/reproduce.py --size full` (both reach 0.85 test UA there). Every grid holds an adaptive attack
 # (BPDA through each defense) and no random defense, so the sanity check has nothing to flag of the grid's own making;
 # the random defenses and the standard suite through each defense are `staa evaluate`'s (and reproduce's).
