@@ -57,3 +57,19 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     cfg = CorpusConfig(n_clips=400, seed=0)
     return build_corpus(root, cfg, workers=2, progress=False), cfg
+
+
+def subset_manifest(manifest, path, n_train=64, n_val=8):
+    """The first train and val rows of a manifest, with absolute paths: a small run on a shared corpus."""
+    import csv
+
+    with open(manifest, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [r for r in rows if r["split"] == "train"][:n_train] + [r for r in rows if r["split"] == "val"][:n_val]
+    for r in keep:
+        r["path"] = str((manifest.parent / r["path"]).resolve())
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    return path

@@ -9,6 +9,7 @@ from staa.datasets import load_records
 from staa.datasets.synthetic.corpus import EMOTIONS
 from staa.models.victim import load_victim
 from staa.training.adversarial import METHODS, AdvTrainConfig, Step, adv_train
+from tests.conftest import subset_manifest
 
 TINY = {
     "d_model": 16,
@@ -197,25 +198,10 @@ def _initial_weights():
     return build_model("mel_transformer", 4, **TINY).state_dict()
 
 
-def _subset_manifest(manifest, path, n_train=64, n_val=8):
-    import csv
-
-    with open(manifest, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    keep = [r for r in rows if r["split"] == "train"][:n_train] + [r for r in rows if r["split"] == "val"][:n_val]
-    for r in keep:
-        r["path"] = str((manifest.parent / r["path"]).resolve())
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(keep)
-    return path
-
-
 def test_two_torchrun_processes_match_one_process(records, tmp_path):
     manifest, _ = records
     (tmp_path / "data").mkdir()
-    subset = _subset_manifest(manifest, tmp_path / "data" / "subset.csv")
+    subset = subset_manifest(manifest, tmp_path / "data" / "subset.csv")
     args = [
         "adv-train",
         "--data",
@@ -280,7 +266,7 @@ def test_two_torchrun_processes_match_one_process(records, tmp_path):
 def test_train_victim_under_torchrun_matches_one_process(records, tmp_path):
     manifest, _ = records
     (tmp_path / "data").mkdir()
-    subset = _subset_manifest(manifest, tmp_path / "data" / "subset.csv")
+    subset = subset_manifest(manifest, tmp_path / "data" / "subset.csv")
     args = [
         "train-victim",
         "--data",

@@ -10,6 +10,7 @@ from torch import nn
 
 from staa.io.checkpoint import CheckpointError
 from staa.models.victim import fingerprint, load_victim, save_victim
+from tests.conftest import subset_manifest
 
 transformers = pytest.importorskip("transformers")
 LABELS = {0: "angry", 1: "happy", 2: "neutral", 3: "sad"}
@@ -43,7 +44,25 @@ def folders(tmp_path_factory):
         transformers.ASTConfig(**SMALL, num_mel_bins=32, max_length=128, **LABEL_ARGS)
     )
     wave = transformers.Wav2Vec2FeatureExtractor(do_normalize=True, sampling_rate=16_000)
+    # Whisper with a 1 s chunk (100 frames, so 50 encoder positions) instead of 30 s, to stay small
+    whisper = transformers.WhisperForAudioClassification(
+        transformers.WhisperConfig(
+            num_mel_bins=80, max_source_positions=50, d_model=32, encoder_layers=1, encoder_attention_heads=2,
+            encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64,
+            classifier_proj_size=16, **LABEL_ARGS,
+        )
+    )  # fmt: skip
+    w2v_bert = transformers.Wav2Vec2BertForSequenceClassification(
+        transformers.Wav2Vec2BertConfig(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, output_hidden_size=32,
+            conv_depthwise_kernel_size=3, classifier_proj_size=16, **LABEL_ARGS,
+        )
+    )  # fmt: skip
+    whisper_fe = transformers.WhisperFeatureExtractor(feature_size=80, chunk_length=1)
+    bert_fe = transformers.SeamlessM4TFeatureExtractor()
     return {
+        "whisper": (_save(root / "whisper", whisper, whisper_fe), whisper, whisper_fe),
+        "w2v_bert": (_save(root / "w2v_bert", w2v_bert, bert_fe), w2v_bert, bert_fe),
         "wav2vec2": (_save(root / "wav2vec2", w2v, wave), w2v, wave),
         "hubert": (_save(root / "hubert", hubert, wave), hubert, wave),
         "ast": (
@@ -60,7 +79,7 @@ def _speech(n=2, seconds=1.0, seed=0):
     return (0.2 * torch.sin(2 * torch.pi * 180 * t) + 0.05 * torch.randn(n, t.numel(), generator=g)).float()
 
 
-@pytest.mark.parametrize("kind", ["wav2vec2", "hubert", "ast"])
+@pytest.mark.parametrize("kind", ["wav2vec2", "hubert", "ast", "whisper", "w2v_bert"])
 def test_an_hf_folder_gives_the_logits_of_transformers_own_pipeline(kind, folders):
     folder, model, extractor = folders[kind]
     victim = load_victim(f"hf:{folder}", check=True)
@@ -73,7 +92,22 @@ def test_an_hf_folder_gives_the_logits_of_transformers_own_pipeline(kind, folder
     assert victim.checks["gradient"]["ok"] and victim.checks["logits"]["ok"] and victim.checks["deterministic"]["ok"]
 
 
-@pytest.mark.parametrize("kind", ["wav2vec2", "ast"])
+@pytest.mark.parametrize("seconds", [1.0, 0.75, 1.3101])  # shorter and longer than Whisper's chunk; odd frames
+@pytest.mark.parametrize("kind", ["whisper", "w2v_bert"])
+def test_the_torch_front_ends_give_the_extractors_features(kind, seconds, folders):
+    from staa.models.huggingface import load_hf
+
+    _, _, extractor = folders[kind]
+    model, _, _ = load_hf(folders[kind][0])
+    x = _speech(3, seconds) * torch.tensor([[1.0], [0.1], [0.01]])  # loud, quiet and very quiet clips
+    theirs = extractor(list(x.numpy()), sampling_rate=16_000, return_tensors="pt")
+    mine = model.front_end(x)
+    assert set(mine) == {k for k in theirs if k != "attention_mask" or kind == "w2v_bert"}
+    for key, value in mine.items():
+        assert value.shape == theirs[key].shape and float((value - theirs[key]).abs().max()) < 1e-4, key
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "ast", "whisper", "w2v_bert"])
 def test_gradients_through_the_adapter_match_a_finite_difference(kind, folders):
     folder, _, _ = folders[kind]
     model = load_victim(f"hf:{folder}").model.double()
@@ -241,6 +275,44 @@ def test_attack_evaluate_and_adv_train_run_on_an_hf_folder(folders, corpus, tmp_
         assert torch.allclose(mine.model(x), theirs, atol=1e-5)
         before = load_victim(f"hf:{folder}").model(x)
         assert not torch.allclose(before, theirs, atol=1e-6)  # it was fine-tuned, not copied
+
+
+@pytest.mark.parametrize("kind", ["whisper", "w2v_bert"])
+def test_whisper_and_w2v_bert_folders_are_evaluated_through_mp3_and_hardened(kind, folders, corpus, tmp_path):
+    from staa.cli import main
+
+    manifest, _ = corpus
+    folder = folders[kind][0]
+    args = ["evaluate", "--data", str(manifest), "--victim", f"v=hf:{folder}", "--attack", "bpda=adaptive_pgd:steps=2"]
+    args += [
+        "--eps",
+        "0.002",
+        "--defense",
+        "mp3:32",
+        "--max-clips",
+        "4",
+        "--no-perceptual",
+        "--no-report",
+        "--out",
+        str(tmp_path / "e"),
+    ]
+    assert main([*args, "--quiet"]) == 0
+    results = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert results["victims"]["v"]["checks"]["gradient"]["ok"]
+    cells = [c for c in results["cells"] if c["defense"] == "mp3:32" and c["attack"].split("@")[0] == "bpda"]
+    assert len(cells) == 1 and all(c["n"] == 4 and c["adaptive"] and 0 < c["linf"] <= c["eps"] + 1e-6 for c in cells)
+    (tmp_path / "data").mkdir()
+    small = subset_manifest(manifest, tmp_path / "data" / "small.csv", n_train=32, n_val=8)
+    args = ["adv-train", "--data", str(small), "--init-victim", f"hf:{folder}", "--method", "pgd", "--pgd-steps", "1"]
+    args += ["--epochs", "1", "--batch-size", "16", "--clip-seconds", "0.5", "--out", str(tmp_path / "at")]
+    assert main([*args, "--quiet"]) == 0
+    plain = transformers.AutoModelForAudioClassification.from_pretrained(tmp_path / "at" / "hf", local_files_only=True)
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(tmp_path / "at" / "hf", local_files_only=True)
+    x = _speech()
+    with torch.no_grad():
+        theirs = plain.eval()(**extractor(list(x.numpy()), sampling_rate=16_000, return_tensors="pt")).logits
+        assert torch.allclose(load_victim(tmp_path / "at" / "victim.pt").model(x), theirs, atol=1e-5)
+        assert not torch.allclose(load_victim(f"hf:{folder}").model(x), theirs, atol=1e-6)
 
 
 def test_a_generator_trains_against_an_hf_surrogate_and_finds_it_after_a_move(folders, corpus, tmp_path):

@@ -2,8 +2,9 @@
 
 The model's feature extractor runs in numpy, which would cut the gradient at the waveform, so its settings are read
 from `DIR/preprocessor_config.json` and the same features are computed in torch: the zero-mean / unit-variance
-normalisation of the raw-waveform models (wav2vec 2.0, HuBERT, WavLM, data2vec-audio, ...) or the Kaldi filterbank
-of the spectrogram transformer (AST). Nothing is downloaded: transformers runs offline, from the folder only.
+normalisation of the raw-waveform models (wav2vec 2.0, HuBERT, WavLM, data2vec-audio, ...), the Kaldi filterbank
+of the spectrogram transformer (AST), Whisper's log-mel spectrogram or w2v-BERT 2.0's stacked filterbank
+(staa.models.hf_front_ends). Nothing is downloaded: transformers runs offline, from the folder only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 from staa.io.atomic import atomic_folder
 from staa.io.checkpoint import CheckpointError, check_state_dict
 from staa.io.validate import read_json_object
-from staa.models.features import zero_mean_unit_var
+from staa.models.hf_front_ends import FRONT_ENDS, POSITIVE, SETTING_TYPES
 
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -34,44 +35,6 @@ def transformers_offline():
     return transformers
 
 
-class WaveformFrontEnd(nn.Module):
-    """Wav2Vec2FeatureExtractor: the waveform itself, normalised per clip when `do_normalize`."""
-
-    def __init__(self, settings: dict):
-        super().__init__()
-        self.normalize = bool(settings.get("do_normalize", True))
-
-    def forward(self, x: torch.Tensor) -> dict:
-        return {"input_values": zero_mean_unit_var(x) if self.normalize else x}
-
-
-class KaldiFbankFrontEnd(nn.Module):
-    """ASTFeatureExtractor: Kaldi log-mel filterbank (torchaudio.compliance.kaldi, differentiable), padded or cut to
-    `max_length` frames, then `(f - mean) / (2 std)`."""
-
-    def __init__(self, settings: dict):
-        super().__init__()
-        self.rate = int(settings.get("sampling_rate", 16_000))
-        self.bins = int(settings.get("num_mel_bins", 128))
-        self.frames = int(settings.get("max_length", 1024))
-        self.normalize = bool(settings.get("do_normalize", True))
-        self.mean, self.std = float(settings.get("mean", -4.2677393)), float(settings.get("std", 4.5689974))
-
-    def forward(self, x: torch.Tensor) -> dict:
-        from torchaudio.compliance import kaldi
-
-        feats = []
-        for clip in x:  # kaldi.fbank takes one clip at a time
-            f = kaldi.fbank(clip[None], sample_frequency=self.rate, window_type="hanning", num_mel_bins=self.bins)
-            f = f[: self.frames]
-            feats.append(torch.nn.functional.pad(f, (0, 0, 0, self.frames - f.shape[0])))
-        f = torch.stack(feats)
-        return {"input_values": (f - self.mean) / (2 * self.std) if self.normalize else f}
-
-
-FRONT_ENDS = {"Wav2Vec2FeatureExtractor": WaveformFrontEnd, "ASTFeatureExtractor": KaldiFbankFrontEnd}
-
-
 class HFClassifier(nn.Module):
     """An AutoModelForAudioClassification behind its front end. `net` is the transformers model itself, so
     `net.save_pretrained` writes a folder plain transformers loads."""
@@ -79,7 +42,8 @@ class HFClassifier(nn.Module):
     def __init__(self, net: nn.Module, extractor: dict):
         super().__init__()
         self.net, self.extractor = net, dict(extractor)
-        self.front_end = FRONT_ENDS[extractor["feature_extractor_type"]](extractor)
+        built = getattr(transformers_offline(), extractor["feature_extractor_type"]).from_dict(self.extractor)
+        self.front_end = FRONT_ENDS[extractor["feature_extractor_type"]](built)
         self.config = {"model": net.config.to_dict(), "extractor": self.extractor}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,17 +68,6 @@ def hf_classes(path, config: dict) -> list[str]:
     return [str(labels[k]) for k in order]
 
 
-# the extractor settings the front ends read, with the type each must have (bool is no int here: `True` Hz is a typo)
-SETTING_TYPES = {
-    "sampling_rate": "int",
-    "num_mel_bins": "int",
-    "max_length": "int",
-    "do_normalize": "bool",
-    "mean": "number",
-    "std": "number",
-}
-
-
 def _typed(value, kind: str) -> bool:
     if kind == "bool":
         return isinstance(value, bool)
@@ -135,7 +88,7 @@ def extractor_settings(path, settings: dict) -> dict:
             raise CheckpointError(
                 f"{path}: {key} must be {'a' if want != 'int' else 'an'} {want}, got {settings[key]!r:.60}"
             )
-    for key in ("sampling_rate", "num_mel_bins", "max_length"):
+    for key in POSITIVE:
         if key in settings and settings[key] <= 0:
             raise CheckpointError(f"{path}: {key} must be positive, got {settings[key]}")
     return settings
