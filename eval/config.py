@@ -6,6 +6,7 @@ split = "test"
 max_clips = 200
 defenses = ["none", "mp3:32", "resample:8000"]
 eps = [0.002, 0.03]                         # one budget, or a list: a security curve (attacks named NAME@EPS)
+# snr = [40, 30]                            # or per-clip budgets as an SNR in dB (attacks named NAME@30dB)
 clip_seconds = 3.0                          # 0: each clip at its own length
 
 [victims]
@@ -24,7 +25,8 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from staa.attacks.registry import parse_attack
+from staa.attacks.registry import parse_attack, takes_snr
+from staa.attacks.snr_budget import SNR_RANGE
 from staa.io.validate import check_fields, in_range
 
 DEFAULT_EPS = (0.002, 0.03)
@@ -47,6 +49,9 @@ class EvalConfig:
     # as NAME@EPS. The default pairs the paper's 0.03 (clearly audible: PESQ 1.4-2.1) with 0.002, the budget audio
     # attack suites use.
     eps: float | list[float] = field(default_factory=lambda: list(DEFAULT_EPS))
+    # or a budget per clip as an SNR in dB (eps = RMS(clip) * 10^(-snr/20)) for every l-inf attack made at run time
+    # that sets no budget of its own; a list makes a curve (NAME@30dB, ...). Generators keep their trained eps.
+    snr: float | list[float] | None = None
     seed: int = 0
     perceptual: bool = True  # PESQ / STOI / ESTOI (the slow part)
     perceptual_clips: int | None = None  # score them on a seeded sample of this many clips (the same for every attack)
@@ -71,9 +76,23 @@ class EvalConfig:
             raise ValueError(f"eps must be a number or a list of distinct numbers, got {self.eps!r}")
         for e in self.budgets:
             in_range("eps", e, 1e-6, 1.0)
+        self.snr_budgets = (
+            [] if self.snr is None else [self.snr] if isinstance(self.snr, (int, float)) else list(self.snr)
+        )
+        if self.snr is not None and (not self.snr_budgets or len(set(self.snr_budgets)) != len(self.snr_budgets)):
+            raise ValueError(f"snr must be a number or a list of distinct numbers, got {self.snr!r}")
+        for db in self.snr_budgets:
+            in_range("snr", db, SNR_RANGE[0], SNR_RANGE[1])
         self.attack_specs = {}
         for name, spec in self.attacks.items():
             parsed = parse_attack(spec, name)
+            if self.snr_budgets and takes_snr(parsed.cls) and not {"eps", "snr"} & set(parsed.params):
+                for db in self.snr_budgets:
+                    named = f"{name}@{db:g}dB" if len(self.snr_budgets) > 1 else name
+                    self.attack_specs[named] = replace(
+                        parsed, params={**parsed.params, "snr": float(db)}, text=f"{parsed.text}:snr={db:g}"
+                    )
+                continue
             sweep = len(self.budgets) > 1 and parsed.cls.grid_eps and "eps" not in parsed.params
             if sweep and parsed.value("eps") is not None:
                 for e in self.budgets:

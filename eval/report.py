@@ -41,9 +41,15 @@ def fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
+def _budget(row: dict) -> str:
+    if row.get("eps") is not None:
+        return f"eps {row['eps']:g}"
+    return f"{row['snr_budget']:g} dB SNR" if row.get("snr_budget") is not None else ""
+
+
 def _verdict_table(rows: list[dict]) -> str:
     head = (
-        "<tr><th>victim</th><th>defense</th><th>eps</th><th>n</th><th>clean accuracy, defended</th>"
+        "<tr><th>victim</th><th>defense</th><th>budget</th><th>n</th><th>clean accuracy, defended</th>"
         "<th>cost of the defense</th>"
         "<th>worst-case robust accuracy [95%]</th><th>by</th></tr>"
     )
@@ -53,7 +59,7 @@ def _verdict_table(rows: list[dict]) -> str:
         ci = r["worst_case_interval"]
         body.append(
             f"<tr{mark}><td>{html.escape(r['victim'])}</td><td>{html.escape(r['defense'])}</td>"
-            f"<td>{'' if r['eps'] is None else format(r['eps'], 'g')}</td><td>{r['n']}</td>"
+            f"<td>{_budget(r)}</td><td>{r['n']}</td>"
             f"<td>{fmt(r['defended_clean_accuracy'])}</td><td>{100 * r['clean_cost']:+.1f} pts</td>"
             + (
                 f"<td>{fmt(r['worst_case_accuracy'])}"

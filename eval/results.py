@@ -76,7 +76,7 @@ def cell_context(name: str, spec: AttackSpec, cfg: EvalConfig, victim_name: str,
     and gradient use), its l-inf budget, its family (type and parameters but eps and seed) and whether it was made on
     another model than the victim (transfer)."""
     cls = spec.cls
-    params = {k: v for k, v in spec.params.items() if k not in ("eps", "seed")}
+    params = {k: v for k, v in spec.params.items() if k not in ("eps", "snr", "seed")}
     if any(
         k in cls.paths for k in params
     ):  # a file's path differs between copies of one run: the attack's name does not
@@ -108,6 +108,7 @@ def make_cell(
         "n_silent": n_silent,
         "adaptive": spec.adaptive,
         "eps": context["eps"],
+        "snr_budget": context.get("snr_budget"),
         "family": context["family"],
         "transfer": context["transfer"],
         "random_defense": random_defense,
@@ -200,6 +201,8 @@ def _check_cell(c) -> str | None:
             return f"{key} must be true or false"
     if c.get("eps") is not None and (not _number(c["eps"]) or c["eps"] <= 0):
         return f"eps must be a positive number or null, got {str(c['eps'])[:40]!r}"
+    if c.get("snr_budget") is not None and not _number(c["snr_budget"]):
+        return f"snr_budget must be a number of dB or null, got {str(c['snr_budget'])[:40]!r}"
     if "family" in c and not isinstance(c["family"], str):
         return "family must be text"
     if c.get("failed_attack") is not None and not isinstance(c["failed_attack"], str):

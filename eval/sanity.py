@@ -36,8 +36,22 @@ def _beats(a, b) -> bool:
     return (_rate(a) - _rate(b)) * a["n"] > 1 + 1e-9
 
 
-def _eps(cell):
-    return cell.get("eps")
+def _budget(cell):
+    """(kind, size) of the cell's budget, larger size a larger perturbation: ("eps", eps), or ("snr", 10^(-dB/20))
+    for a per-clip SNR budget; None without one. Budgets of two kinds are not compared."""
+    if cell.get("eps") is not None:
+        return "eps", cell["eps"]
+    if cell.get("snr_budget") is not None:
+        return "snr", 10 ** (-cell["snr_budget"] / 20)
+    return None
+
+
+def _at_most(a, b) -> bool:
+    return a is not None and b is not None and a[0] == b[0] and a[1] <= b[1] * (1 + 1e-9)
+
+
+def _label(cell) -> str:
+    return f"{cell['eps']:g}" if cell.get("eps") is not None else f"{cell['snr_budget']:g} dB"
 
 
 def _iterative(cell) -> bool:
@@ -71,7 +85,7 @@ def sanity_flags(cells: list[dict], victims: dict) -> list[dict]:
                 flag(c, "failed_attack", c["failed_attack"])
             if checks.get("logits", {}).get("ok") is False:
                 flag(c, "probability_output")
-            if _iterative(c) and (_eps(c) or 0) >= 1 and _rate(c) < 0.99:
+            if _iterative(c) and (c.get("eps") or 0) >= 1 and _rate(c) < 0.99:
                 flag(c, "unbounded", f"{_rate(c):.0%} fooled")
             above = [
                 (adv, clean)
@@ -90,21 +104,20 @@ def sanity_flags(cells: list[dict], victims: dict) -> list[dict]:
                 *((o, "black_box_beats_white_box") for o in group if o["attack_kind"] == "black_box"),
                 *((o, "transfer_beats_white_box") for o in group if o.get("transfer")),
             ):
-                same_budget = _eps(other) is not None and _eps(it) is not None and _eps(other) <= _eps(it) + 1e-12
-                if same_budget and _beats(other, it):
+                if _at_most(_budget(other), _budget(it)) and _beats(other, it):
                     flag(it, name, f"{other['attack']} {_rate(other):.0%} vs {_rate(it):.0%}")
         by_attack = defaultdict(list)
         for c in group:
-            if _eps(c) is not None:
-                by_attack[c.get("family", c["attack_type"])].append(c)
+            if _budget(c) is not None:
+                by_attack[(c.get("family", c["attack_type"]), _budget(c)[0])].append(c)
         for family in by_attack.values():
-            family.sort(key=_eps)
+            family.sort(key=lambda c: _budget(c)[1])
             for small, large in zip(family, family[1:]):
-                if _eps(large) > _eps(small) and _beats(small, large):
+                if _budget(large)[1] > _budget(small)[1] and _beats(small, large):
                     flag(
                         large,
                         "eps_not_monotone",
-                        f"{_rate(small):.0%} at {_eps(small):g}, {_rate(large):.0%} at {_eps(large):g}",
+                        f"{_rate(small):.0%} at {_label(small)}, {_rate(large):.0%} at {_label(large)}",
                     )
         if defense != "none" and not any(c.get("adaptive") for c in group):
             for c in group:

@@ -41,8 +41,8 @@ def verdict(cells) -> list[dict]:
     out = []
     groups: dict = {}
     for c in cells:
-        groups.setdefault((c["victim"], c["defense"], c.get("eps")), []).append(c)
-    for (victim, defense, eps), group in sorted(groups.items(), key=lambda kv: _verdict_order(kv[0], cells)):
+        groups.setdefault((c["victim"], c["defense"], c.get("eps"), c.get("snr_budget")), []).append(c)
+    for (victim, defense, eps, snr), group in sorted(groups.items(), key=lambda kv: _verdict_order(kv[0], cells)):
         ran = [c for c in group if not c.get("failed_attack")]  # a failed attack is evidence of nothing
         worst = min(ran or group, key=lambda c: c["defended_robust_accuracy"])
         ci = (worst.get("intervals") or {}).get("defended_robust_accuracy")
@@ -52,6 +52,7 @@ def verdict(cells) -> list[dict]:
                 "victim": victim,
                 "defense": defense,
                 "eps": eps,
+                "snr_budget": snr,
                 "n": worst["n"],
                 "clean_accuracy": worst["clean_accuracy"],
                 "defended_clean_accuracy": worst["defended_clean_accuracy"],
@@ -69,22 +70,24 @@ def verdict(cells) -> list[dict]:
 def _verdict_order(key, cells):
     victims = list(dict.fromkeys(c["victim"] for c in cells))
     defenses = list(dict.fromkeys(c["defense"] for c in cells))
-    victim, defense, eps = key
-    return victims.index(victim), defenses.index(defense), float("inf") if eps is None else eps
+    victim, defense, eps, snr = key
+    budget = eps if eps is not None else 10 ** (-snr / 20) if snr is not None else float("inf")
+    return victims.index(victim), defenses.index(defense), eps is None, budget
 
 
 def security_curves(cells) -> list[dict]:
-    """Per victim x defense x attack family run at two or more budgets: accuracy of the defended victim, and the
-    perturbation's SNR and PESQ / STOI, at each eps (the data of a security curve)."""
+    """Per victim x defense x attack family run at two or more budgets (eps, or SNR budgets): accuracy of the
+    defended victim, and the perturbation's SNR and PESQ / STOI, at each budget (the data of a security curve)."""
     groups: dict = {}
     for c in cells:
-        if c.get("eps") is not None and c.get("family"):
-            groups.setdefault((c["victim"], c["defense"], c["family"]), []).append(c)
+        kind = "eps" if c.get("eps") is not None else "snr_budget" if c.get("snr_budget") is not None else None
+        if kind and c.get("family"):
+            groups.setdefault((c["victim"], c["defense"], c["family"], kind), []).append(c)
     out = []
-    for (victim, defense, family), group in groups.items():
-        if len({c["eps"] for c in group}) < 2:
+    for (victim, defense, family, kind), group in groups.items():
+        if len({c[kind] for c in group}) < 2:
             continue
-        group.sort(key=lambda c: c["eps"])
+        group.sort(key=lambda c: c[kind] if kind == "eps" else -c[kind])
         out.append(
             {
                 "victim": victim,
@@ -93,7 +96,8 @@ def security_curves(cells) -> list[dict]:
                 "family": family,
                 "points": [
                     {
-                        "eps": c["eps"],
+                        "eps": c.get("eps"),
+                        "snr_budget": c.get("snr_budget"),
                         "accuracy": c["defended_robust_accuracy"],
                         "interval": (c.get("intervals") or {}).get("defended_robust_accuracy"),
                         **{k: c[k] for k in ("snr_db", "pesq", "stoi")},

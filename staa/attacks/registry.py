@@ -18,6 +18,7 @@ from staa.attacks.fgsm import FGSM
 from staa.attacks.fresh_staa import FreshSTAA
 from staa.attacks.mifgsm import MIFGSM
 from staa.attacks.pgd import PGD
+from staa.attacks.snr_budget import SNRBudget, check_snr
 from staa.attacks.sparse_pgd import SparsePGD
 from staa.attacks.square import Square
 from staa.attacks.staa_net import STAA
@@ -59,6 +60,11 @@ ALIASES = {"pgd10": "pgd:steps=10", "pgd100": "pgd:steps=100"}
 CONTEXT = ("model", "defense", "sample_rate", "device")
 
 
+def takes_snr(cls: type[Attack]) -> bool:
+    """An l-inf attack made at run time at any eps can take its budget as an SNR (a generator keeps its own)."""
+    return cls.grid_eps and cls.kind != "generator" and any(p.name == "eps" for p in specs.parameters(cls))
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     type: str
@@ -92,12 +98,15 @@ class AttackSpec:
         sample_rate: int | None = None,
         device="cpu",
         victim: str = "",
+        snr: float | None = None,
     ) -> Attack:
         """The attack on `model`. `eps` and `seed` are defaults for attacks that take them and whose spec sets none
-        (where the attack takes the grid's eps: a generator keeps its own budget unless its spec gives one)."""
+        (where the attack takes the grid's eps: a generator keeps its own budget unless its spec gives one). `snr`
+        (dB), the spec's or this default, replaces eps with a per-clip budget (`SNRBudget`)."""
         cls = self.cls
         names = {p.name for p in specs.parameters(cls)}
         kw = self.params_for(victim)
+        snr = kw.pop("snr", snr if takes_snr(cls) and "eps" not in kw else None)
         for key, default in (("eps", eps if cls.grid_eps else None), ("seed", seed)):
             if default is not None and key in names and key not in kw:
                 kw[key] = default
@@ -106,11 +115,17 @@ class AttackSpec:
         needs = [p for p in specs.parameters(cls) if p.name == "defense"]
         if defense is None and needs and needs[0].default is inspect.Parameter.empty:
             raise ValueError(f"attack {self.text!r}: an adaptive attack runs through a defense; none was given")
+        if snr is not None:
+            return SNRBudget(model, lambda e: cls(model, **(kw | {"eps": e})), cls, snr)
         return cls(model, **kw)
 
     def describe(self, *, eps: float | None, victim: str = "", victim_sha: str = "") -> dict:
-        """`Attack.describe` of this spec's attack class on the victim named `victim`."""
-        return self.cls.describe(self.params_for(victim), eps=eps, victim_sha=victim_sha)
+        """`Attack.describe` of this spec's attack class on the victim named `victim`; with an SNR budget its `eps`
+        is None (it differs per clip) and `snr_budget` holds the dB."""
+        params = self.params_for(victim)
+        snr = params.pop("snr", None)
+        described = self.cls.describe(params, eps=eps, victim_sha=victim_sha)
+        return described | {"eps": None, "snr_budget": snr} if snr is not None else described
 
     def params_for(self, victim: str) -> dict:
         """The spec's parameters, `{victim}` in its file paths replaced by the victim's name."""
@@ -135,12 +150,27 @@ def parse_attack(spec, name: str | None = None) -> AttackSpec:
             f"{label} {text!r}: unknown type {kind!r}; choose from {', '.join(ATTACKS)} (aliases: {', '.join(ALIASES)})"
         )
     try:
+        keyword = dict(keyword)
+        snr = keyword.pop("snr", None)
         params = specs.bind(text, label, ATTACKS[kind], positional, keyword, skip=CONTEXT)
         ATTACKS[kind].validate(params)
+        if snr is not None:
+            params["snr"] = _snr_param(ATTACKS[kind], params, snr)
     except ValueError as err:
         msg = str(err)
         raise ValueError(msg if msg.startswith(label) else f"{label} {text!r}: {msg}") from None
     return AttackSpec(kind, params, text)
+
+
+def _snr_param(cls: type[Attack], params: dict, snr) -> float:
+    if not takes_snr(cls):
+        raise ValueError(f"{cls.name} has no l-inf budget made at run time, so it takes no snr")
+    if "eps" in params:
+        raise ValueError("give one budget: eps or snr")
+    try:
+        return check_snr(float(snr))
+    except (TypeError, ValueError):
+        raise ValueError(f"snr must be a number of dB within -20-120, got {snr!r}") from None
 
 
 def build_attack(spec, model: nn.Module, **context) -> Attack:

@@ -95,6 +95,21 @@ def eps_list(text: str):
     return values[0] if len(values) == 1 else values
 
 
+SNR = number(-20, 120)
+SNR_HELP = (
+    "budget per clip as an SNR in dB instead of --eps: eps = RMS(clip) * 10^(-SNR/20), as speech toolkits state it "
+    "(robust_speech's --snr); for every l-inf attack that sets no budget of its own"
+)
+
+
+def snr_list(text: str):
+    """`30`, or `40,30,20`: one SNR budget, or a curve's."""
+    values = [SNR(part.strip()) for part in text.split(",")]
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: a budget is listed twice")
+    return values[0] if len(values) == 1 else values
+
+
 EVAL_SECONDS = number(0, 600)
 EVAL_SECONDS_HELP = "crop or pad each clip to this many seconds (default: 3; 0: each clip at its own length)"
 STRICT_RATE_HELP = "refuse audio at another sample rate than the model's (default: resample it, and say so)"
@@ -284,9 +299,9 @@ def _eval_config(a):
 
     if a.config:
         flags = a.data or a.victim or a.attack or a.defense or a.skip_bad or a.strict_rate
-        if flags or a.clip_seconds is not None or a.eps is not None:
+        if flags or a.clip_seconds is not None or a.eps is not None or a.snr is not None:
             raise ValueError(
-                "give either --config or --data/--victim/--attack/--defense/--eps/--skip-bad/--clip-seconds/"
+                "give either --config or --data/--victim/--attack/--defense/--eps/--snr/--skip-bad/--clip-seconds/"
                 "--strict-rate, not both"
             )
         return load_config(a.config)
@@ -301,6 +316,7 @@ def _eval_config(a):
         split=a.split,
         max_clips=a.max_clips or None,
         eps=list(DEFAULT_EPS) if a.eps is None else a.eps,
+        snr=a.snr,
         perceptual=not a.no_perceptual,
         perceptual_clips=a.perceptual_clips,
         seed=a.seed,
@@ -478,7 +494,7 @@ def cmd_attack(a) -> None:
     spec = _attack_spec(a)
     victim = load_victim(a.victim, classes=a.classes, device=a.device, check=True)
     dataset = _split_dataset(a, victim.classes, victim.sample_rate)
-    attack = spec.build(victim.model, eps=a.eps, device=a.device, sample_rate=victim.sample_rate)
+    attack = spec.build(victim.model, eps=a.eps, device=a.device, sample_rate=victim.sample_rate, snr=a.snr)
     paths = {k: spec.params.get(k) for k in spec.cls.paths}
     with _claim(a, dataset.records, {"data": a.data, "victim": a.victim, **paths}):
         s = run_attack(attack, victim.model, dataset, a.out, device=a.device, progress=not a.quiet)
@@ -946,6 +962,7 @@ def _attack_parser(sub) -> None:
         help="a class-conditional generator's surrogate, instead of the one its checkpoint records",
     )
     p.add_argument("--eps", type=EPS, default=0.03, help="l-inf budget of the gradient attacks, in (0, 1]")
+    p.add_argument("--snr", type=SNR, default=None, metavar="DB", help=SNR_HELP)
     p.add_argument("--out", required=True)
     _run_dir_flags(p)
     _common(p)
@@ -1179,6 +1196,7 @@ def _evaluate_parser(sub) -> None:
         help="l-inf budget of the gradient attacks, or a list like 0.002,0.01,0.03: each attack at every budget, named "
         "NAME@EPS, and the report draws security curves (default 0.002,0.03: a realistic budget and the paper's)",
     )
+    p.add_argument("--snr", type=snr_list, default=None, metavar="DB", help=SNR_HELP + "; a list like 40,30,20 a curve")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument(
         "--skip-bad", action="store_true", help="skip and count bad files, rows and unknown labels instead of stopping"
