@@ -156,27 +156,77 @@ def _success_vs_pesq(plt, cells):
     return fig
 
 
+MAX_PANELS = 12
+
+
 def security_figure(curves) -> str:
+    return _png(security_plot(curves))
+
+
+def security_plot(curves):
+    """Small multiples, one panel per victim x defense (x budget kind): accuracy against eps (log) or against the
+    SNR budget, one line per attack. Attacks of equal accuracy would hide each other, so each line has its own
+    marker and is drawn a little apart along the budget axis; the budgets are the ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_eps, by_snr) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    panels: dict = {}
     for curve in curves:
-        pts = curve["points"]
-        label = f"{curve['victim']} / {curve['defense']} / {curve['attack']}"
-        line = by_eps.plot([p["eps"] for p in pts], [p["accuracy"] for p in pts], marker="o", label=label)[0]
-        snr = [(p["snr_db"], p["accuracy"]) for p in pts if p["snr_db"] is not None]
-        if snr:
-            by_snr.plot(*zip(*snr), marker="o", color=line.get_color())
-    by_eps.set_xscale("log")
-    by_eps.set(xlabel="eps (l-inf)", ylabel="accuracy of the defended victim", ylim=(-0.02, 1.02))
-    by_snr.set(xlabel="SNR of the perturbation (dB)")
-    by_snr.invert_xaxis()  # louder perturbations to the right, as larger eps on the left plot
-    by_eps.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    return _png(fig)
+        kind = "eps" if curve["points"][0].get("eps") is not None else "snr_budget"
+        panels.setdefault((curve["victim"], curve["defense"], kind), []).append(curve)
+    keys = list(panels)[:MAX_PANELS]
+    attacks = list(dict.fromkeys(c["attack"] for c in curves))
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 2.9 * rows + 0.6), sharey=True, squeeze=False, layout="constrained"
+    )
+    for ax, key in zip(axes.flat, keys):
+        victim, defense, kind = key
+        group = panels[key]
+        for i, curve in enumerate(group):
+            shift = i - (len(group) - 1) / 2
+            xs = [p[kind] for p in curve["points"]]
+            # a dodge of 3% of a decade on the log eps axis, 0.4 dB on the SNR axis
+            xs = [x * 10 ** (0.03 * shift) for x in xs] if kind == "eps" else [x + 0.4 * shift for x in xs]
+            n = attacks.index(curve["attack"])
+            ax.plot(
+                xs,
+                [p["accuracy"] for p in curve["points"]],
+                marker=MARKERS[n % len(MARKERS)],
+                color=f"C{n % 10}",
+                markersize=5,
+                alpha=0.85,
+            )
+        budgets = sorted({p[kind] for c in group for p in c["points"]})
+        if kind == "eps":
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            ax.set_xlabel("eps (l-inf)", fontsize=8)
+        else:
+            ax.invert_xaxis()  # louder perturbations to the right, as larger eps
+            ax.set_xlabel("SNR budget (dB)", fontsize=8)
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets], rotation=45 if len(budgets) > 3 else 0, fontsize=7)
+        ax.set_title(f"{victim} / {defense}", fontsize=8)
+        ax.set_ylim(-0.04, 1.04)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in axes.flat[len(keys) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy, defended", fontsize=8)
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], marker=MARKERS[i % len(MARKERS)], color=f"C{i % 10}", label=a) for i, a in enumerate(attacks)
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(attacks)), fontsize=7, frameon=False)
+    if len(panels) > MAX_PANELS:
+        fig.suptitle(
+            f"the first {MAX_PANELS} of {len(panels)} victim x defense panels; report.json has all", fontsize=8
+        )
+    return fig
 
 
 def example_files(run: Path, cells):

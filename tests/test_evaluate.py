@@ -828,3 +828,36 @@ def test_a_fresh_generator_that_collapsed_is_a_failed_attack_never_robustness(tm
     assert (out / "generators" / "c" / "fresh" / "best.pt").is_file()
     [row] = build_report(out)["verdict"]
     assert row["worst_attack"] == "pgd"  # the failed attack counts for nothing, even where it ties
+
+
+def test_security_curves_of_many_attacks_stay_readable_where_they_coincide():
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from eval.plots import security_plot
+
+    attacks = ["pgd", "apgd", "fgsm", "mifgsm", "bpda"]
+    curves = [
+        {
+            "victim": v,
+            "defense": d,
+            "attack": a,
+            "points": [{"eps": e, "accuracy": 0.0, "snr_db": 30.0} for e in (0.001, 0.002, 0.01, 0.03)],
+        }
+        for v in ("a", "b")
+        for d in ("none", "mp3:32", "resample:8000", "quantize:8", "lowpass:4000", "noise:30")
+        for a in attacks
+    ]  # 60 curves, every one at accuracy 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a layout that does not fit warns
+        fig = security_plot(curves)
+        fig.canvas.draw()
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 12 and [t.get_text() for t in fig.legends[0].get_texts()] == attacks
+    for ax in panels:
+        lines = ax.get_lines()
+        assert len({line.get_marker() for line in lines}) == 5  # told apart by marker ...
+        assert len({tuple(line.get_xdata()) for line in lines}) == 5  # ... and drawn apart
+        assert [float(t) for t in ax.get_xticks()] == [0.001, 0.002, 0.01, 0.03]
+    plt.close(fig)

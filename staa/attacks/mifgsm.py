@@ -49,7 +49,7 @@ class MIFGSM(Attack):
             raise ValueError(f"diversity must be a probability in [0, 1], got {diversity}")
         self.decay, self.diversity, self.seed = decay, diversity, seed
 
-    def gradient(self, x_adv: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def diverse_gradient(self, x_adv: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         x_adv = x_adv.detach().requires_grad_(True)
         seen = x_adv
         if self.diversity and float(torch.rand(1, generator=gen)) < self.diversity:
@@ -62,7 +62,7 @@ class MIFGSM(Attack):
         gen = torch.Generator().manual_seed(self.seed)
         alpha, momentum, x_adv = self.eps / self.steps, torch.zeros_like(x), x
         for _ in range(self.steps):
-            grad = self.gradient(x_adv, y, gen)
+            grad = self.diverse_gradient(x_adv, y, gen)
             momentum = self.decay * momentum + grad / grad.abs().mean(dim=1, keepdim=True).clamp(min=1e-12)
             x_adv = (x + (x_adv + alpha * momentum.sign() - x).clamp(-self.eps, self.eps)).clamp(-1, 1)
         return x_adv
