@@ -1,7 +1,9 @@
 """The evaluation grid, from a TOML file or from flags: victims x attacks x defenses on one dataset split.
 
 data = "runs/demo/corpus/manifest.csv"      # a dataset root, or a manifest CSV
-dataset = "manifest"                        # iemocap, emodb, ravdess, cremad, demos or manifest
+dataset = "manifest"                        # iemocap, emodb, ravdess, cremad, demos, emobox, hf or manifest
+# folds = "EmoBox/data/iemocap"              # emobox: the fold set (label_map.json, fold_K/), and which fold
+# fold = 1
 split = "test"
 max_clips = 200
 defenses = ["none", "mp3:32", "resample:8000"]
@@ -39,6 +41,8 @@ class EvalConfig:
     attacks: dict
     defenses: list = field(default_factory=lambda: ["none"])
     dataset: str = "manifest"
+    folds: str | None = None  # emobox: the folder of label_map.json and fold_K/
+    fold: int = 1
     split: str = "test"
     classes: list | None = None
     max_clips: int | None = 200

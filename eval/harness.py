@@ -328,6 +328,8 @@ def _read_json(path: Path) -> dict:
 def load_grid_records(cfg: EvalConfig) -> list:
     """The grid's dataset, every file checked (bad ones skipped with `skip_bad`)."""
     options = {"classes": cfg.classes} if cfg.classes else {}
+    if cfg.dataset == "emobox":
+        options |= {"folds": cfg.folds, "fold": cfg.fold}
     return load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **options)
 
 

@@ -170,6 +170,8 @@ def _records(a):
     options = {"on_error": "skip" if a.skip_bad else "raise"}
     if a.classes:
         options["classes"] = a.classes
+    if a.dataset == "emobox":
+        options |= {"folds": a.folds, "fold": a.fold}
     records = load_records(a.dataset, a.data, **options)
     missing = [c for c in a.classes or [] if c not in {r.label for r in records}]
     if missing:
@@ -310,6 +312,8 @@ def _eval_config(a):
     return EvalConfig(
         data=a.data,
         dataset=a.dataset,
+        folds=a.folds,
+        fold=a.fold,
         victims=specs.pairs(a.victim, "--victim"),
         attacks=specs.pairs(a.attack, "--attack"),
         defenses=a.defense or ["none"],
@@ -810,6 +814,8 @@ def _recipe_args(p, flags: bool = True):
 def _data_args(p, split=True):
     p.add_argument("--data", required=True, help="dataset root folder, or the manifest CSV for --dataset manifest")
     p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest)")
+    p.add_argument("--folds", default=None, help="--dataset emobox: the fold set's folder (label_map.json, fold_K/)")
+    p.add_argument("--fold", type=integer(1), default=1, help="--dataset emobox: which fold (default 1)")
     p.add_argument("--classes", type=class_list, default=None, help="comma-separated class names to keep")
     p.add_argument(
         "--skip-bad",
@@ -866,6 +872,8 @@ def _train_victim_parser(sub) -> None:
         choices=sorted(LOADERS),
         help="dataset layout (default: manifest; the built-in corpus is a manifest)",
     )
+    p.add_argument("--folds", default=None, help="--dataset emobox: the fold set's folder (label_map.json, fold_K/)")
+    p.add_argument("--fold", type=integer(1), default=1, help="--dataset emobox: which fold (default 1)")
     p.add_argument(
         "--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer, wav2vec2"
     )
@@ -1173,6 +1181,8 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--config", default=None, help="TOML grid config (see eval/config.py for the keys)")
     p.add_argument("--data", default=None, help="dataset root folder, or a manifest CSV")
     p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS))
+    p.add_argument("--folds", default=None, help="--dataset emobox: the fold set's folder (label_map.json, fold_K/)")
+    p.add_argument("--fold", type=integer(1), default=1, help="--dataset emobox: which fold (default 1)")
     p.add_argument("--victim", action="append", help=f"NAME=VICTIM ({VICTIM}); repeat")
     p.add_argument(
         "--attack",

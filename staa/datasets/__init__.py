@@ -5,7 +5,9 @@ from __future__ import annotations
 from staa.datasets.audio_dataset import AudioDataset, epoch_loader
 from staa.datasets.cremad import load_cremad
 from staa.datasets.demos import load_demos
+from staa.datasets.emobox import load_emobox
 from staa.datasets.emodb import load_emodb
+from staa.datasets.hf_datasets import load_hf_dataset
 from staa.datasets.iemocap import load_iemocap
 from staa.datasets.length_batches import LengthBatchSampler, length_batches
 from staa.datasets.manifest import load_manifest
@@ -19,11 +21,14 @@ LOADERS = {
     "cremad": load_cremad,
     "demos": load_demos,
     "manifest": load_manifest,
+    "emobox": load_emobox,
+    "hf": load_hf_dataset,
 }
 
 
 def load_records(kind: str, root, **options) -> list[Record]:
-    """Records of dataset `kind` (one of LOADERS) at `root`; the built-in corpus is a `manifest`."""
+    """Records of dataset `kind` (one of LOADERS) at `root`; the built-in corpus is a `manifest`. `emobox` also takes
+    `folds` (the fold set's folder) and `fold`."""
     if kind not in LOADERS:
         raise DatasetError(f"unknown dataset {kind!r}; choose one of {', '.join(LOADERS)}")
     return LOADERS[kind](root, **options)
