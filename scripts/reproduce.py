@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,10 @@ EPS = (0.002, 0.03)  # the realistic budget first, then the paper's
 AT_EPS = 0.002
 DEFENSES = ("none", "mp3:32", "resample:8000", "quantize:8", "lowpass:4000", "noise:30")
 STAGES = ("victims", "generators", "white_box", "transfer", "defenses", "hardening")
+NEEDS = {"generators": "victims", "white_box": "generators", "transfer": "generators", "defenses": "generators"}
+NEEDS["hardening"] = "victims"
+# with two lanes, the second runs these while the first trains the generators and measures white-box and transfer
+SECOND_LANE = ("hardening", "defenses")
 TABLES = (  # what results.json holds, in the order results.md shows them
     "victims",
     "white_box@0.002",
@@ -189,12 +194,13 @@ class Seed:
         self.victim = lambda arch: self.dir / "victims" / arch / "best.pt"
         self.generator = lambda name: self.dir / "generators" / name / "best.pt"
 
-    def run(self, commit: str) -> dict:
+    def run(self, commit: str, stages=STAGES) -> dict:
         out = {}
-        for name in STAGES:
+        for name in stages:
             path = self.parts / f"{name}.json"
             part = _read_part(path, self.settings)
             if part is None:
+                self._wait_for(NEEDS.get(name))
                 started = time.perf_counter()
                 result = getattr(self, name)()
                 part = {
@@ -211,6 +217,15 @@ class Seed:
                 print(f"seed {self.seed}: {name} in {part['seconds']:.0f} s", flush=True)
             out[name] = part
         return out
+
+    def _wait_for(self, stage: str | None) -> None:
+        """Until the other lane has written `stage`'s part (the first lane ends with an error if it fails, which
+        ends this one too: its parent is gone)."""
+        parent = os.getppid()
+        while stage is not None and not (self.parts / f"{stage}.json").is_file():
+            if os.getppid() != parent:
+                raise SettingsError(f"the lane that runs {stage} has stopped; run the seed again to resume")
+            time.sleep(5)
 
     def victims(self) -> dict:
         from staa.training.victim import TrainConfig, train_victim
@@ -789,6 +804,15 @@ def main(argv=None) -> int:
     )
     p.add_argument("--out", default="docs", help="folder for results.json and results.md (default: docs)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--lanes",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="--seed: after the victims, run the hardening and defense stages in a second process beside the others, "
+        "the threads shared between the two (default 2; 1: every stage in turn)",
+    )
+    p.add_argument("--stages", default=",".join(STAGES), help=argparse.SUPPRESS)  # the second lane's
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     if a.seed is None and a.seeds is None and not a.gather:
@@ -820,11 +844,38 @@ def _run_seeds(a, parts: Path) -> None:
     manifest = build_corpus(work / "corpus", CorpusConfig(n_clips=size.n_clips), progress=not a.quiet)
     records = load_records("manifest", manifest)
     commit = _commit()
+    stages = tuple(a.stages.split(","))
+    if not set(stages) <= set(STAGES):
+        raise SettingsError(f"--stages: choose from {', '.join(STAGES)}")
     for seed in [a.seed] if a.seed is not None else range(a.seeds):
         started = time.perf_counter()
         print(f"seed {seed}: models in {work / f'seed{seed}'}, parts in {parts / f'seed{seed}'}", flush=True)
-        Seed(size, seed, work, parts, records, manifest, progress=not a.quiet).run(commit)
-        print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
+        run = Seed(size, seed, work, parts, records, manifest, progress=not a.quiet)
+        if a.seed is not None and a.lanes == 2 and stages == STAGES:
+            _two_lanes(a, run, commit)
+        else:
+            run.run(commit, stages)
+        if stages == STAGES:
+            print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _two_lanes(a, run: "Seed", commit: str) -> None:
+    """The victims with every thread, then two processes of half the threads each: this one trains the generators
+    and measures white-box and transfer, the other hardens and measures the defenses (once the generators exist)."""
+    run.run(commit, ("victims",))
+    half = max(1, a.threads // 2)
+    torch.set_num_threads(half)
+    args = [sys.executable, __file__, "--size", a.size, "--seed", str(a.seed), "--work", a.work, "--parts", a.parts]
+    args += ["--threads", str(half), "--stages", ",".join(SECOND_LANE)] + (["--quiet"] if a.quiet else [])
+    env = {**os.environ, "OMP_NUM_THREADS": str(half)}
+    with subprocess.Popen(args, env=env) as other:
+        try:
+            run.run(commit, tuple(s for s in STAGES if s not in SECOND_LANE))
+        except BaseException:
+            other.terminate()
+            raise
+        if other.wait() != 0:
+            raise SettingsError(f"the second lane ({', '.join(SECOND_LANE)}) failed; run the seed again to resume")
 
 
 if __name__ == "__main__":
