@@ -104,3 +104,12 @@ def test_a_grid_swept_over_snr_budgets_names_records_and_draws_them(tones, tmp_p
 def test_bad_snr_specs_are_refused_by_name(spec, problem):
     with pytest.raises(ValueError, match=problem):
         parse_attack(spec)
+
+
+def test_the_attack_command_refuses_snr_with_an_attack_of_its_own_budget(tones, tmp_path, capsys):
+    from staa.cli import main
+
+    folder = tones[0]
+    args = ["attack", "--data", str(folder / "tones.csv"), "--victim", str(folder / "tones.pt"), "--snr", "30"]
+    assert main([*args, "--attack", "fgsm:eps=0.01", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "--snr: 'fgsm:eps=0.01' has a budget of its own" in capsys.readouterr().err

@@ -492,12 +492,15 @@ def _attack_spec(a):
 
 
 def cmd_attack(a) -> None:
+    from staa.attacks.registry import takes_snr
     from staa.attacks.runner import run_attack
     from staa.models.victim import load_victim
 
     spec = _attack_spec(a)
     victim = load_victim(a.victim, classes=a.classes, device=a.device, check=True)
     dataset = _split_dataset(a, victim.classes, victim.sample_rate)
+    if a.snr is not None and not (takes_snr(spec.cls) and "eps" not in spec.params):
+        raise ValueError(f"--snr: {a.attack!r} has a budget of its own (a spec's eps, or a generator's trained eps)")
     attack = spec.build(victim.model, eps=a.eps, device=a.device, sample_rate=victim.sample_rate, snr=a.snr)
     paths = {k: spec.params.get(k) for k in spec.cls.paths}
     with _claim(a, dataset.records, {"data": a.data, "victim": a.victim, **paths}):
