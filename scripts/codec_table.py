@@ -63,6 +63,7 @@ def grid(a, defenses: list, attacks: dict, clips: int, folder: str) -> list:
         seed=a.seed,
     )
     keys = ("n", "success_rate", "survival", "defended_clean_accuracy", "defended_adversarial_accuracy")
+    keys += ("defended_fooling_rate", "defended_robust_accuracy")
     cells = run_grid(cfg, Path(a.work) / folder, progress=not a.quiet)["cells"]
     return [{k: c[k] for k in ("attack", "defense", *keys)} for c in cells]
 
@@ -95,17 +96,21 @@ def main(argv=None) -> int:
     )
     result["seconds"] = time.perf_counter() - t0
     write_json(a.out, result)
-    # transfer attacks made on the bare victim: the share of their successes that survive the codec; adaptive ones
-    # (made through it): their success against the defended victim
+    # attacks made on the bare victim: the share of their successes that survive the codec; adaptive ones (made
+    # through it): the defended victim's accuracy on their clips
     print(
-        "| codec | PESQ | STOI | clean acc. | STAA survives | PGD-10 survives | BPDA PGD success | standard success |"
+        "| codec | PESQ | STOI | clean acc. | STAA survives | PGD-10 survives | acc. under BPDA PGD | acc. under standard |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for codec in codecs:
         c = result["clean"][codec]
         cell = {x["attack"]: x for x in result["cells"] if x["defense"] == codec}
         rate = lambda name: cell[name][
-            "success_rate" if codec == "none" or name in ("bpda", "standard") else "survival"
+            "defended_adversarial_accuracy"
+            if name in ("bpda", "standard")
+            else "success_rate"
+            if codec == "none"
+            else "survival"
         ]
         print(
             f"| {codec} | {c['pesq']:.2f} | {c['stoi']:.3f} | {cell['staa']['defended_clean_accuracy']:.3f} | "
