@@ -239,6 +239,7 @@ def test_self_checks_flag_a_gradient_masked_model_and_pass_a_plain_one():
     assert flags(plain, informative=False) == []
 
 
+@pytest.mark.slow  # subprocesses; in-process, the Whisper / w2v-BERT test and the README example cover the same path
 def test_attack_evaluate_and_adv_train_run_on_an_hf_folder(folders, corpus, tmp_path):
     """The CLI end to end on a user's model: an attack, an evaluation with an adaptive attack through a defense,
     a fine-tune written back as a folder plain transformers loads with staa-ser's logits."""
