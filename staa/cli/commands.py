@@ -87,12 +87,19 @@ EPS = number(0, 1, above=True)
 SECONDS = number(0, 600, above=True)
 
 
-def eps_list(text: str):
-    """`0.03`, or `0.002,0.01,0.03`: one budget, or a security curve's."""
-    values = [EPS(part.strip()) for part in text.split(",")]
-    if len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"{text!r}: a budget is listed twice")
-    return values[0] if len(values) == 1 else values
+def budget_list(parse):
+    """`parse` over a comma-separated list: one budget (`0.03`), or a security curve's (`0.002,0.01,0.03`)."""
+
+    def read(text: str):
+        values = [parse(part.strip()) for part in text.split(",")]
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"{text!r}: a budget is listed twice")
+        return values[0] if len(values) == 1 else values
+
+    return read
+
+
+eps_list = budget_list(EPS)
 
 
 SNR = number(-20, 120)
@@ -101,13 +108,7 @@ SNR_HELP = (
     "(robust_speech's --snr); for every l-inf attack that sets no budget of its own"
 )
 
-
-def snr_list(text: str):
-    """`30`, or `40,30,20`: one SNR budget, or a curve's."""
-    values = [SNR(part.strip()) for part in text.split(",")]
-    if len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"{text!r}: a budget is listed twice")
-    return values[0] if len(values) == 1 else values
+snr_list = budget_list(SNR)
 
 
 EVAL_SECONDS = number(0, 600)
@@ -814,11 +815,15 @@ def _recipe_args(p, flags: bool = True):
     )
 
 
+def _fold_args(p) -> None:
+    p.add_argument("--folds", default=None, help="--dataset emobox: the fold set's folder (label_map.json, fold_K/)")
+    p.add_argument("--fold", type=integer(1), default=1, help="--dataset emobox: which fold (default 1)")
+
+
 def _data_args(p, split=True):
     p.add_argument("--data", required=True, help="dataset root folder, or the manifest CSV for --dataset manifest")
     p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS), help="dataset layout (default: manifest)")
-    p.add_argument("--folds", default=None, help="--dataset emobox: the fold set's folder (label_map.json, fold_K/)")
-    p.add_argument("--fold", type=integer(1), default=1, help="--dataset emobox: which fold (default 1)")
+    _fold_args(p)
     p.add_argument("--classes", type=class_list, default=None, help="comma-separated class names to keep")
     p.add_argument(
         "--skip-bad",
@@ -875,8 +880,7 @@ def _train_victim_parser(sub) -> None:
         choices=sorted(LOADERS),
         help="dataset layout (default: manifest; the built-in corpus is a manifest)",
     )
-    p.add_argument("--folds", default=None, help="--dataset emobox: the fold set's folder (label_map.json, fold_K/)")
-    p.add_argument("--fold", type=integer(1), default=1, help="--dataset emobox: which fold (default 1)")
+    _fold_args(p)
     p.add_argument(
         "--arch", required=True, help="zoo architecture: emo18, zhao19, mel_cnn, crnn, mel_transformer, wav2vec2"
     )
@@ -1184,8 +1188,7 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--config", default=None, help="TOML grid config (see eval/config.py for the keys)")
     p.add_argument("--data", default=None, help="dataset root folder, or a manifest CSV")
     p.add_argument("--dataset", default="manifest", choices=sorted(LOADERS))
-    p.add_argument("--folds", default=None, help="--dataset emobox: the fold set's folder (label_map.json, fold_K/)")
-    p.add_argument("--fold", type=integer(1), default=1, help="--dataset emobox: which fold (default 1)")
+    _fold_args(p)
     p.add_argument("--victim", action="append", help=f"NAME=VICTIM ({VICTIM}); repeat")
     p.add_argument(
         "--attack",

@@ -110,8 +110,8 @@ def _saved(root: Path, scan: Scan, keep, verify: bool) -> None:
                 f"{root}: a single Dataset needs a split column (train, val or test), or save a DatasetDict"
             )
         names = ds.features[label].names if isinstance(ds.features[label], datasets.ClassLabel) else None
-        columns = {k: ds.data.column(k).to_pylist() for k in ds.column_names if k == audio or k == label or
-                   k == "split" or k in SPEAKER_COLUMNS}  # fmt: skip
+        wanted = {audio, label, "split", *SPEAKER_COLUMNS}
+        columns = {k: ds.data.column(k).to_pylist() for k in ds.column_names if k in wanted}
         for i, cell in enumerate(columns[audio]):
             where = f"{root} ({name or 'dataset'} row {i})"
             value = columns[label][i]
@@ -126,14 +126,14 @@ def _saved(root: Path, scan: Scan, keep, verify: bool) -> None:
                 continue
             if keep is not None and text not in keep:
                 continue
-            path = _audio_file(root, cache, name or "dataset", i, cell, where)
+            path = _audio_file(root, cache, name or "dataset", i, cell)
             if path is None:
                 scan.bad(where, "its audio cell holds neither bytes nor a file path")
                 continue
             scan.add(path, text, _speaker({k: columns[k][i] for k in SPEAKER_COLUMNS if k in columns}), split, verify)
 
 
-def _audio_file(root: Path, cache: Path, part: str, i: int, cell, where: str) -> Path | None:
+def _audio_file(root: Path, cache: Path, part: str, i: int, cell) -> Path | None:
     if not isinstance(cell, dict):
         return None
     if cell.get("bytes"):
