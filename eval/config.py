@@ -19,12 +19,14 @@ staa = "staa:generator=runs/attacks/emo18/best.pt"
 pgd10 = "pgd:steps=10"
 bpda_pgd10 = { type = "adaptive_pgd", steps = 10, eot = 4 }   # run through each defense (BPDA/EOT)
 std = "standard"                            # APGD-CE, APGD-T, Square: the worst case, adaptive through each defense
+
+# detectors = ["quantize:8", "resample:8000"]   # detection by transform consistency, each named by its transform
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 from staa.attacks.registry import parse_attack, takes_snr
@@ -62,9 +64,17 @@ class EvalConfig:
     workers: int | None = None
     examples: int = 2  # clips per victim x attack kept as WAV examples for the report
     skip_bad: bool = False  # skip (and count) unusable audio files instead of stopping
+    # detectors by transform consistency (defenses.detection), each named by its transform's defense spec: per victim,
+    # ROC-AUC and detection at `detector_fpr` against the grid's attacks on the grid's clips, thresholds calibrated on
+    # clean clips of `detector_split`, then a detector-aware PGD of `detector_steps` steps at the first budget
+    detectors: list = field(default_factory=list)
+    detector_fpr: float = 0.05
+    detector_split: str = "val"
+    detector_steps: int = 50
 
     def __post_init__(self):
         from defenses import parse_defense
+        from defenses.detection import parse_detector
 
         check_fields(self)
         for what in ("victims", "attacks"):
@@ -113,6 +123,18 @@ class EvalConfig:
             raise ValueError(f"a defense is listed twice in {self.defenses}")
         if self.split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {self.split!r}")
+        for spec in self.detectors:
+            parse_detector(spec)
+        if len(set(self.detectors)) != len(self.detectors):
+            raise ValueError(f"a detector is listed twice in {self.detectors}")
+        if self.detectors and self.detector_split not in {"train", "val", "test"} - {self.split}:
+            raise ValueError(
+                f"detector_split must be another split than the grid's {self.split!r} (train, val or test): the "
+                f"thresholds are calibrated on clips the detectors are not judged on, got {self.detector_split!r}"
+            )
+        if not 0 < self.detector_fpr < 1:
+            raise ValueError(f"detector_fpr must be within 0-1, got {self.detector_fpr}")
+        in_range("detector_steps", self.detector_steps, 1, 10_000)
         for key in ("max_clips", "perceptual_clips", "workers"):
             if getattr(self, key) is not None:
                 in_range(key, getattr(self, key), 1, None)
@@ -128,6 +150,15 @@ class EvalConfig:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def defaults() -> dict:
+    """Each field's default, for the fields that have one: what a run folder written before a field existed held."""
+    return {
+        f.name: f.default if f.default is not MISSING else f.default_factory()
+        for f in fields(EvalConfig)
+        if f.default is not MISSING or f.default_factory is not MISSING
+    }
 
 
 def load_config(path) -> EvalConfig:

@@ -91,3 +91,52 @@ def evaluate_detection(
         row["adaptive_evades"] = evades([aware(x, y) for x, y in test_batches], det, threshold)
         out["detectors"][dname] = row
     return out
+
+
+def run_grid_detection(cfg, out_dir, *, records=None, device="cpu", progress: bool = True) -> dict:
+    """The grid's detectors (`cfg.detectors`) against each of its victims and attacks on the grid's clips, thresholds
+    calibrated on clean clips of `cfg.detector_split`: `evaluate_detection` per victim, into `OUT/detection.json`,
+    rewritten after each victim so that a rerun continues with the next one."""
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    from defenses.detection import parse_detector
+    from eval.harness import build_grid_attack, load_grid_records, select_clips
+    from staa.io.atomic import write_json
+    from staa.models.victim import load_victim
+
+    path = Path(out_dir) / "detection.json"
+    records = records if records is not None else load_grid_records(cfg)
+    settings = {
+        k: getattr(cfg, k) for k in ("detectors", "detector_fpr", "detector_split", "detector_steps", "attacks")
+    } | {"eps": cfg.budgets[0]}
+    result = {"settings": settings, "victims": {}}
+    if path.is_file():
+        held = json.loads(path.read_text(encoding="utf-8"))
+        if held.get("settings") == json.loads(json.dumps(settings)):  # as JSON holds them (tuples as lists)
+            result = held
+    detectors = {spec: parse_detector(spec) for spec in cfg.detectors}
+    calibration_cfg = replace(cfg, split=cfg.detector_split, detectors=[])
+    for name, victim_path in cfg.victims.items():
+        if name in result["victims"]:
+            continue
+        victim = load_victim(victim_path, device=device)
+        attacks = {
+            attack: build_grid_attack(spec, victim, cfg, device=device, victim_name=name)
+            for attack, spec in cfg.attack_specs.items()
+        }
+        result["victims"][name] = evaluate_detection(
+            victim.model,
+            victim.sample_rate,
+            attacks,
+            detectors,
+            select_clips(records, victim, cfg),
+            select_clips(records, victim, calibration_cfg),
+            fpr=cfg.detector_fpr,
+            eps=cfg.budgets[0],
+            steps=cfg.detector_steps,
+            progress=progress,
+        )
+        write_json(path, result)
+    return result

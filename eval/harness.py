@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from defenses import parse_defense
 from eval.config import EvalConfig
+from eval.config import defaults as config_defaults
 from eval.results import cell_context, gather, make_cell, nan_to_none
 from staa.attacks.registry import AttackSpec
 from staa.datasets import AudioDataset, length_batches, load_records
@@ -438,7 +439,8 @@ def _claim(out: Path, cfg: EvalConfig) -> Path:
     """The run folder, holding this config: a folder with another run's config is refused."""
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
-    if saved.is_file() and _read_json(saved) != cfg.to_dict():
+    # a field added since the folder was written holds its default there
+    if saved.is_file() and {**config_defaults(), **_read_json(saved)} != cfg.to_dict():
         raise ValueError(f"{out}: holds a run with another config; use another folder or --force")
     write_json(saved, cfg.to_dict())
     return out

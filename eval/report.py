@@ -152,8 +152,47 @@ def _flags_section(victims: dict[str, list[str]], sanity: list[dict]) -> str:
     )
 
 
+def _read_detection(run: Path) -> dict | None:
+    """`run/detection.json` (`staa evaluate --detector`), None when the grid had no detectors."""
+    path = run / "detection.json"
+    if not path.is_file():
+        return None
+    try:
+        detection = json.loads(path.read_text(encoding="utf-8"))
+        detection["settings"]["detector_fpr"], detection["victims"].items()
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not a detection file of staa evaluate ({_short(err)})") from None
+    return detection
+
+
 def _short(err) -> str:
     return repr(str(err)[:80])
+
+
+def _detection_section(detection: dict | None) -> str:
+    """Per victim and detector: the clean false-positive rate, per attack ROC-AUC and detection at the calibrated
+    threshold, then the share of clips that end wrong and unflagged under plain and under detector-aware PGD."""
+    if not detection:
+        return ""
+    s = detection["settings"]
+    rows = []
+    for victim, result in detection["victims"].items():
+        for spec, row in result["detectors"].items():
+            attacks = "<br>".join(
+                f"{html.escape(name)}: AUC {fmt(r['roc_auc'])}, detected {fmt(r['detected'])} ({r['fooled']} fooled)"
+                for name, r in row["attacks"].items()
+            )
+            rows.append(
+                f"<tr><td>{html.escape(victim)}</td><td>{html.escape(spec)}</td><td>{fmt(row['test_fpr'])}</td>"
+                f"<td>{attacks}</td><td>{fmt(row['pgd_evades'])}</td><td>{fmt(row['adaptive_evades'])}</td></tr>"
+            )
+    return f"""<h2>Detection</h2><table><tr><th>victim</th><th>detector (transform)</th><th>clean FPR</th>
+<th>per attack: ROC-AUC, detected at the threshold</th><th>PGD: wrong, unflagged</th><th>detector-aware PGD: wrong,
+unflagged</th></tr>{"".join(rows)}</table>
+<p class="muted">A detector flags a clip when the victim's outputs on it and on its transform differ (Jensen-Shannon
+divergence) by more than a threshold set at {fmt(s["detector_fpr"])} false positives on clean {html.escape(str(s["detector_split"]))}
+clips. The detector-aware PGD ({s["detector_steps"]} steps at eps {s["eps"]:g}) fools the victim while keeping that
+divergence under the threshold: what a detector is worth is its last column.</p>"""
 
 
 def build_report(run_dir, *, out_dir=None) -> dict:
@@ -177,6 +216,7 @@ def build_report(run_dir, *, out_dir=None) -> dict:
     flagged = victim_flags(results_path, results)
     sanity = sanity_flags_of(results_path, results)
     out = Path(out_dir) if out_dir else run
+    detection = _read_detection(run)
     report = {
         "schema": "staa-ser/report/1",
         "summary": summary_sentences(cells),
@@ -191,6 +231,8 @@ def build_report(run_dir, *, out_dir=None) -> dict:
         "config": results.get("config"),
         "machine": results.get("machine"),
     }
+    if detection:
+        report["detection"] = detection
     figs = plots(cells, run)
     if report["security_curves"]:
         figs["security"] = security_figure(report["security_curves"])
@@ -213,6 +255,7 @@ defended victim's prediction (defense applied to clean and adversarial clip alik
 <p class="muted">A hardened victim (adversarial training) next to its original shows the before and after.</p>
 <h2>Transfer matrix</h2>{img("transfer", "transfer matrix")}
 <h2>What each defense costs</h2>{img("defense_accuracy", "clean accuracy under each defense")}
+{_detection_section(detection)}
 <h2>An example perturbation</h2>{img("perturbation", "waveform, perturbation, mask and spectrogram")}
 <h2>Listen</h2>{_audio_section(run, cells)}
 <h2>All numbers</h2><div class="scroll">{_cells_table(cells)}</div>

@@ -5,11 +5,17 @@ of a family it never saw, next to gradient baselines made on the same surrogates
         --seed 0 --out docs/transfer/mel_cnn+emo18_s0.json
     python scripts/transfer_families.py --gather docs/transfer/mel_cnn+emo18_s*.json     # mean +- std over seeds
 
-`--base` holds `corpus/manifest.csv` and `victims/ARCH/best.pt` for every architecture named. One seed per command
-(the seed draws the generator's weights and batches; the corpus and victims stay): the generator (default recipe,
-`--epochs`, trained at eps 0.03 and run at each `--eps`) and each baseline attack the test clips once per budget, and
-every victim, surrogates included (their column is white-box), is scored on them: fooling rate with a 95% Wilson
-interval, seconds per clip, l0 ratio and SNR, and PESQ / STOI on the first `--perceptual-clips` clips.
+`--base` holds `victims/ARCH/best.pt` for every architecture named and, unless `--corpus` says otherwise,
+`corpus/manifest.csv`. One seed per command (the seed draws the generator's weights and batches; the corpus and
+victims stay): the generator (default recipe with any `--option KEY=VALUE` over it, `--epochs`, trained at
+`--train-eps` and run at each `--eps`) and each baseline attack the test clips once per budget, and every victim,
+surrogates included (their column is white-box), is scored on them: fooling rate with a 95% Wilson interval, seconds
+per clip, l0 ratio and SNR, and PESQ / STOI on the first `--perceptual-clips` clips. `--baselines-from JSON` takes
+the baselines' rows from an earlier run of the same clips, victims and seed instead of running them again, so a
+generator variant costs its own training only.
+
+    python scripts/transfer_families.py --base runs/base --option w_feat=1 --seed 0 \
+        --baselines-from docs/transfer/mel_cnn+emo18_d0_s0.json --out docs/transfer/mel_cnn+emo18_feat1_s0.json
 """
 
 from __future__ import annotations
@@ -48,13 +54,47 @@ def _perceptual(attack, test, n: int, rate: int) -> dict:
     return {"pesq": mean("pesq"), "stoi": mean("stoi"), "perceptual_n": len(scores)}
 
 
+def _option(text: str) -> tuple[str, object]:
+    """KEY=VALUE, the value read as JSON where it parses (numbers, true/false, null), else as text."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--option {text!r}: use KEY=VALUE, e.g. w_feat=1")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _earlier(a, surrogates: list, held_out: list) -> dict:
+    """The run whose baseline rows this one reuses; it must have attacked the same clips from the same surrogates."""
+    earlier = json.loads(Path(a.baselines_from).read_text())
+    same = {k: earlier["settings"].get(k) == getattr(a, k) for k in ("base", "corpus", "seed", "test_clips")}
+    same["surrogates"] = earlier["settings"]["surrogates"].split(",") == surrogates
+    same["victims"] = set(earlier["families"]) == {*surrogates, *held_out}
+    same["eps"] = {str(e) for e in a.eps} <= set(earlier["budgets"])
+    if not all(same.values()):
+        raise SystemExit(f"{a.baselines_from}: made with other {', '.join(k for k, ok in same.items() if not ok)}")
+    return earlier
+
+
+def _take_baselines(table: dict, earlier: dict) -> None:
+    """The earlier run's rows other than its generator's, after this run's generator row."""
+    rows = [r for r in earlier["rows"] if r != "staa"]
+    for key, values in table.items():
+        if isinstance(values, dict) and "staa" in values:
+            values |= {r: earlier[key][r] for r in rows if r in earlier.get(key, {})}
+    table["rows"] = ["staa", *rows]
+    table["baselines_from"] = "earlier run"
+
+
 def run(a) -> dict:
     import torch
 
     from staa.attacks import STAA, parse_attack
     from staa.attacks.runner import transfer_matrix
     from staa.datasets import AudioDataset, load_records
-    from staa.generator.training import AttackTrainConfig, train_generator
+    from staa.generator.recipes import recipe
+    from staa.generator.training import AttackTrainConfig, train_generator, with_options
     from staa.io.provenance import machine
     from staa.models.ensemble import Ensemble
     from staa.models.victim import load_victim
@@ -68,13 +108,16 @@ def run(a) -> dict:
     paths = {arch: base / "victims" / arch / "best.pt" for arch in [*surrogates, *held_out]}
     victims = {arch: load_victim(p) for arch, p in paths.items()}
     first = victims[surrogates[0]]
-    records = load_records("manifest", base / "corpus" / "manifest.csv")
+    records = load_records("manifest", a.corpus or base / "corpus" / "manifest.csv")
     test = [r for r in records if r.split == "test"][: a.test_clips]
     test = AudioDataset(test, first.classes, sample_rate=first.sample_rate, clip_seconds=3.0, crop="center")
-    work = Path(a.work) / f"{'+'.join(surrogates)}_s{a.seed}" / f"diversity{a.diversity:g}"
+    options = {"diversity": a.diversity, **dict(_option(o) for o in a.option or [])}
+    name = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+    work = Path(a.work) / f"{'+'.join(surrogates)}_s{a.seed}" / f"{name}_eps{a.train_eps:g}_epochs{a.epochs}"
+    settings = with_options(recipe("default"), options)
     t0 = time.perf_counter()
     report = train_generator(
-        AttackTrainConfig(epochs=a.epochs, seed=a.seed, diversity=a.diversity),
+        AttackTrainConfig(**settings, epochs=a.epochs, seed=a.seed, eps_schedule=[[0, a.train_eps]]),
         [paths[s] for s in surrogates],
         records,
         work,
@@ -89,14 +132,17 @@ def run(a) -> dict:
         "generator": {"seconds": time.perf_counter() - t0, "val": report["history"][-1]},
         "budgets": {},
     }
+    earlier = _earlier(a, surrogates, held_out) if a.baselines_from else None
     for eps in a.eps:
         attacks = {"staa": STAA.from_checkpoint(work / "best.pt", eps=eps)}
-        for text in BASELINES:
+        for text in [] if earlier else a.baselines:
             attacks[text] = parse_attack(text).build(ensemble, eps=eps, seed=a.seed)
         table = transfer_matrix(attacks, {k: v.model.eval() for k, v in victims.items()}, test, progress=not a.quiet)
         table["perceptual"] = {
             k: _perceptual(att, test, a.perceptual_clips, first.sample_rate) for k, att in attacks.items()
         }
+        if earlier:
+            _take_baselines(table, earlier["budgets"][str(eps)])
         out["budgets"][str(eps)] = table
         print(f"eps {eps:g}, {table['n']} test clips: fooling rate (surrogates {'+'.join(surrogates)}: white-box)")
         print(f"{'attack':<24}" + "".join(f"{c:>12}" for c in table["columns"]) + f"{'s/clip':>9}{'l0':>7}{'SNR':>7}")
@@ -157,7 +203,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=6, help="generator epochs (default: %(default)s)")
     p.add_argument("--diversity", type=float, default=0.0, help="the generator's input diversity (default: 0)")
+    p.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="a generator setting over the default recipe; repeat"
+    )
+    p.add_argument("--train-eps", type=float, default=0.03, help="the budget the generator trains at")
     p.add_argument("--eps", type=float, nargs="+", default=[0.03, 0.002])
+    p.add_argument("--corpus", default=None, help="the manifest (default: BASE/corpus/manifest.csv)")
+    p.add_argument("--baselines", nargs="*", default=list(BASELINES), help="attacks made on the same surrogates")
+    p.add_argument("--baselines-from", metavar="JSON", help="take the baselines' rows from this earlier run")
     p.add_argument("--test-clips", type=int, default=100)
     p.add_argument("--perceptual-clips", type=int, default=16)
     p.add_argument("--work", default="runs/transfer", help="where the generator trains (default: %(default)s)")

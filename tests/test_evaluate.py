@@ -861,3 +861,58 @@ def test_security_curves_of_many_attacks_stay_readable_where_they_coincide():
         assert len({tuple(line.get_xdata()) for line in lines}) == 5  # ... and drawn apart
         assert [float(t) for t in ax.get_xticks()] == [0.001, 0.002, 0.01, 0.03]
     plt.close(fig)
+
+
+def test_evaluate_with_detectors_reports_them_per_victim_and_attack(setup, tmp_path, capsys, monkeypatch):
+    manifest, root = setup
+    out = tmp_path / "run"
+    victim = "<b>tiny</b>"  # a user's name: escaped in the page
+    args = ["evaluate", "--data", str(manifest), "--victim", f"{victim}={root / 'victim' / 'best.pt'}"]
+    args += ["--attack", "f=fgsm:eps=0.05", "--eps", "0.05", "--max-clips", "8", "--clip-seconds", "1"]
+    args += [
+        "--no-perceptual",
+        "--quiet",
+        "--out",
+        str(out),
+        "--detector",
+        "quantize:4",
+        "--detector",
+        "resample:8000",
+        "--detector-steps",
+        "3",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "wrong and not flagged" in printed and "quantize:4" in printed
+    detection = json.loads((out / "detection.json").read_text())
+    assert detection["settings"]["detector_split"] == "val" and detection["settings"]["eps"] == 0.05
+    result = detection["victims"][victim]
+    assert result["n_test"] == 8 and result["n_calibration"] > 0
+    for row in result["detectors"].values():
+        assert set(row["attacks"]) == {"f"} and 0 <= row["test_fpr"] <= 1
+        assert 0 <= row["pgd_evades"] <= 1 and 0 <= row["adaptive_evades"] <= 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["detection"] == detection
+    page = (out / "report.html").read_text()
+    assert "<h2>Detection</h2>" in page and "&lt;b&gt;tiny&lt;/b&gt;" in page and "<b>tiny</b>" not in page
+    # a rerun finds each victim's detection done and computes nothing again
+    import eval.detection
+
+    monkeypatch.setattr(eval.detection, "evaluate_detection", lambda *a, **k: pytest.fail("recomputed"))
+    assert main([*args, "--resume"]) == 0
+    # the detectors are judged on clips their thresholds were not calibrated on
+    with pytest.raises(ValueError, match="detector_split must be another split"):
+        _config(setup, detectors=["quantize:4"], detector_split="test")
+    with pytest.raises(ValueError, match="unknown defense|nope"):
+        _config(setup, detectors=["nope:3"])
+
+
+def test_a_run_folder_written_before_a_config_field_existed_still_resumes(grid, setup):
+    _, out = grid
+    saved = json.loads((out / "config.json").read_text())
+    for key in ("detectors", "detector_fpr", "detector_split", "detector_steps"):
+        saved.pop(key)
+    (out / "config.json").write_text(json.dumps(saved))
+    assert run_grid(_config(setup), out, progress=False)["cells"]
+    with pytest.raises(ValueError, match="another config"):
+        run_grid(_config(setup, detectors=["quantize:4"]), out, progress=False)

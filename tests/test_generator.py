@@ -36,6 +36,19 @@ def test_a_folded_generator_perturbs_each_sample_from_its_own_neighbourhood():
         assert abs(grad[0].abs().argmax().item() - t) < 4 * TINY.kernel, t
 
 
+def test_the_magnitude_gain_sharpens_the_tanh_within_the_same_bound():
+    torch.manual_seed(0)
+    plain = STAAGenerator(TINY).eval()
+    sharp = STAAGenerator(replace(TINY, magnitude_gain=4.0)).eval()
+    sharp.load_state_dict(plain.state_dict())
+    x = 0.2 * torch.randn(2, 4000)
+    v1, v4 = plain.perturbation(x)[0], sharp.perturbation(x)[0]
+    assert torch.allclose(v4, 0.03 * torch.tanh(4 * torch.atanh(v1 / 0.03)), atol=1e-6)
+    assert v4.abs().max() <= 0.03 and v4.abs().mean() > v1.abs().mean()
+    with pytest.raises(ValueError, match="invalid generator shape"):
+        GeneratorConfig(magnitude_gain=0.0)
+
+
 def test_training_mask_mixes_soft_and_hard_values():
     torch.manual_seed(0)
     gen = STAAGenerator(TINY).train()

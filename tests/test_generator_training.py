@@ -209,3 +209,38 @@ def test_a_collapsed_generator_is_told_apart_from_a_working_one():
     assert collapsed({"history": [epoch(0.0, 0.1), epoch(0.01, 0.2)]})  # never fooled anything
     assert collapsed({"history": [epoch(0.6, 0.1), epoch(0.0, 0.0)]})  # its mask closed
     assert not collapsed({"history": [epoch(0.0, 0.1), epoch(0.35, 0.15)]})
+
+
+def test_the_feature_loss_reads_the_middle_convolution_and_its_gradient_reaches_the_generator(tiny):
+    from staa.generator import STAAGenerator
+    from staa.generator.feature_loss import FeatureTaps, middle_layer
+    from staa.generator.training import generator_loss
+    from staa.models.victim import load_victim
+
+    recs, victim = tiny
+    model = load_victim(victim).model.eval().requires_grad_(False)
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert middle_layer(model) == convs[len(convs) // 2] and len(convs) > 2
+    x = torch.stack([AudioDataset(recs[:4], list(EMOTIONS), clip_seconds=0.5)[i][0] for i in range(4)])
+    torch.manual_seed(0)
+    gen = STAAGenerator(_cfg().generator_config())
+    torch.manual_seed(1)
+    plain, plain_parts = generator_loss(_cfg(), gen, [model], x)
+    torch.manual_seed(1)
+    loss, parts = generator_loss(_cfg(w_feat=2.0), gen, [model], x)
+    assert "feat" not in plain_parts and -1.0 <= parts["feat"] < 1.0  # the perturbation moved the features
+    assert loss.item() == pytest.approx(plain.item() + 2.0 * parts["feat"], abs=1e-5)
+    gen.zero_grad()
+    (loss - plain).backward()  # the feature term alone
+    assert any(w.grad is not None and w.grad.abs().sum() > 0 for w in gen.parameters())
+    assert not any(m._forward_hooks for m in model.modules())  # the taps are gone after the loss
+    # under input diversity the clean and adversarial clip share one view: no perturbation, features alike
+    silent = STAAGenerator(_cfg(eps_schedule=[[0, 1e-12]]).generator_config())
+    _, parts = generator_loss(_cfg(w_feat=1.0, diversity=1.0), silent, [model], x)
+    assert parts["feat"] == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="no layer 'nope'"):
+        generator_loss(_cfg(w_feat=1.0, feature_layer="nope"), gen, [model], x)
+    with pytest.raises(ValueError, match="w_feat must be >= 0"):
+        AttackTrainConfig(w_feat=-1.0)
+    with FeatureTaps([model], convs[0]) as taps, pytest.raises(RuntimeError, match="every model must run"):
+        taps.outputs()

@@ -282,6 +282,8 @@ def cmd_train_attack(a) -> None:
         spa_warmup_epochs=a.spa_warmup,
         defenses=a.defense or [],
         diversity=a.diversity,
+        w_feat=a.w_feat,
+        feature_layer=a.feature_layer,
         init=a.init,
         **_recipe(a),
     )
@@ -301,11 +303,11 @@ def _eval_config(a):
     from eval.config import DEFAULT_EPS, EvalConfig, load_config
 
     if a.config:
-        flags = a.data or a.victim or a.attack or a.defense or a.skip_bad or a.strict_rate
+        flags = a.data or a.victim or a.attack or a.defense or a.skip_bad or a.strict_rate or a.detector
         if flags or a.clip_seconds is not None or a.eps is not None or a.snr is not None:
             raise ValueError(
                 "give either --config or --data/--victim/--attack/--defense/--eps/--snr/--skip-bad/--clip-seconds/"
-                "--strict-rate, not both"
+                "--strict-rate/--detector, not both"
             )
         return load_config(a.config)
     if not (a.data and a.victim and a.attack):
@@ -328,6 +330,9 @@ def _eval_config(a):
         skip_bad=a.skip_bad,
         clip_seconds=EvalConfig.clip_seconds if a.clip_seconds is None else a.clip_seconds,
         strict_rate=a.strict_rate,
+        detectors=a.detector or [],
+        detector_fpr=a.detector_fpr,
+        detector_steps=a.detector_steps,
     )
 
 
@@ -370,6 +375,10 @@ def cmd_evaluate(a) -> None:
                 d.barrier()
             if d.main:
                 results = run_grid(cfg, out, device=d.device, progress=not a.quiet, records=records)
+                if cfg.detectors:
+                    from eval.detection import run_grid_detection
+
+                    detection = run_grid_detection(cfg, out, records=records, device=d.device, progress=not a.quiet)
                 if not a.no_report:
                     build_report(out)
     finally:
@@ -387,7 +396,24 @@ def cmd_evaluate(a) -> None:
     for c in results["cells"]:
         if c.get("failed_attack"):
             print(f"FLAG {c['victim']} {c['attack']}: {c['failed_attack']}; a failed attack, not robustness")
+    if cfg.detectors:
+        _print_detection(detection["victims"], cfg.detector_fpr)
     print(out / ("results.json" if a.no_report else "report.html"))
+
+
+def _print_detection(victims: dict, fpr: float) -> None:
+    for victim, result in victims.items():
+        print(f"detection, {victim}: {result['n_test']} test clips, thresholds at {fpr:g} FPR")
+        for spec, row in result["detectors"].items():
+            print(f"  {spec}: threshold {row['threshold']:.4f}, clean test FPR {row['test_fpr']:.3f}")
+            for name, r in row["attacks"].items():
+                auc = "n/a" if r["roc_auc"] is None else f"{r['roc_auc']:.3f}"
+                det = "n/a" if r["detected"] is None else f"{r['detected']:.3f}"
+                print(f"    {name:<16} ROC-AUC {auc}  detected {det}  ({r['fooled']} fooled clips)")
+            print(
+                f"    wrong and not flagged: PGD {row['pgd_evades']:.3f}, "
+                f"detector-aware PGD {row['adaptive_evades']:.3f}"
+            )
 
 
 def cmd_report(a) -> None:
@@ -642,18 +668,8 @@ def cmd_detect(a) -> None:
         steps=a.adaptive_steps,
         progress=not a.quiet,
     )
-    print(
-        f"detection on {result['n_test']} test clips, thresholds at {a.fpr:g} FPR on {result['n_calibration']} {a.calibration_split} clips"
-    )
-    for dname, row in result["detectors"].items():
-        print(f"{dname}: threshold {row['threshold']:.4f}, clean test FPR {row['test_fpr']:.3f}")
-        for name, r in row["attacks"].items():
-            auc = "n/a" if r["roc_auc"] is None else f"{r['roc_auc']:.3f}"
-            det = "n/a" if r["detected"] is None else f"{r['detected']:.3f}"
-            print(f"  {name:<16} ROC-AUC {auc}  detected at {a.fpr:g} FPR {det}  ({r['fooled']} fooled clips)")
-        print(
-            f"  evades (wrong and not flagged): PGD {row['pgd_evades']:.3f}, detector-aware PGD {row['adaptive_evades']:.3f}"
-        )
+    print(f"calibrated on {result['n_calibration']} {a.calibration_split} clips")
+    _print_detection({Path(a.victim).name: result}, a.fpr)
     if a.out:
         write_json(a.out, result)
 
@@ -933,6 +949,18 @@ def _train_attack_parser(sub) -> None:
         default=0.0,
         help="input diversity: the chance per step that the surrogates see the adversarial batch resampled by "
         "0.9-1.1 and shifted, for transfer (default 0)",
+    )
+    p.add_argument(
+        "--w-feat",
+        type=number(0),
+        default=0.0,
+        help="weight of the intermediate-feature loss, for transfer: how alike each surrogate's mid-level features "
+        "stay on the clean and the adversarial clip (default 0: off)",
+    )
+    p.add_argument(
+        "--feature-layer",
+        default=None,
+        help="the surrogates' layer (module name) the feature loss reads (default: each one's middle convolution)",
     )
     p.add_argument(
         "--target", type=integer(0), default=None, help="class index for a targeted attack (default: untargeted)"
@@ -1224,6 +1252,25 @@ def _evaluate_parser(sub) -> None:
         default=None,
         metavar="N",
         help="score PESQ / STOI on a seeded sample of N clips per victim x attack (default: every clip)",
+    )
+    p.add_argument(
+        "--detector",
+        action="append",
+        metavar="TRANSFORM",
+        help="also judge a detector by transform consistency (its transform as a defense spec, e.g. quantize:8): "
+        "ROC-AUC, detection at --detector-fpr and a detector-aware PGD per victim, in the report; repeat",
+    )
+    p.add_argument(
+        "--detector-fpr",
+        type=number(0, 1),
+        default=0.05,
+        help="false-positive rate the detectors' thresholds are set at, on clean val clips (default 0.05)",
+    )
+    p.add_argument(
+        "--detector-steps",
+        type=integer(1, 10_000),
+        default=50,
+        help="steps of the detector-aware PGD and of the plain PGD beside it (default 50)",
     )
     p.add_argument("--no-report", action="store_true", help="write results.json only")
     p.add_argument("--out", required=True)

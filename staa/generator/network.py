@@ -36,6 +36,8 @@ class GeneratorConfig:
     # > 0: the generator also takes a class per clip (the class to move away from, or the target) as an
     # embedding at the bottleneck; 0: waveform only, as in the paper (see STAAGenerator)
     num_classes: int = 0
+    # v = eps * tanh(magnitude_gain * h): above 1 the magnitudes reach the budget from smaller activations
+    magnitude_gain: float = 1.0
 
     def __post_init__(self):
         check_fields(self)
@@ -50,6 +52,7 @@ class GeneratorConfig:
             ("fold", 256),
             ("num_classes", 10_000),
             ("growth", 4),
+            ("magnitude_gain", 100),
         ):
             in_range(name, getattr(self, name), None, hi)
         if (
@@ -57,6 +60,7 @@ class GeneratorConfig:
             or min(self.channels, self.head_channels, self.kernel, self.fold) < 1
             or self.stride < 2
             or self.growth < 1
+            or not self.magnitude_gain > 0
         ):
             raise ValueError(f"invalid generator shape: {self}")
         if self.train_mask not in ("stochastic", "straight_through"):
@@ -193,7 +197,7 @@ class STAAGenerator(nn.Module):
         if self.conditional:
             h = h + self.condition(cls)[:, :, None]
         m_soft = ((torch.tanh(_unfold(self.positions(h, skips))) + 1) / 2)[:, :length]
-        v = (self.eps * torch.tanh(_unfold(self.magnitudes(h, skips))))[:, :length]
+        v = (self.eps * torch.tanh(self.cfg.magnitude_gain * _unfold(self.magnitudes(h, skips))))[:, :length]
         hard = (m_soft >= 0.5).to(m_soft.dtype)
         if self.training and self.cfg.train_mask == "straight_through":
             m = hard + (m_soft - m_soft.detach())  # exactly `hard` forward, the soft gradient backward

@@ -1,6 +1,7 @@
 """Training the STAA-Net generator against one or several frozen surrogate victims.
 
-Loss = L_adv + w_mag L_mag + w_spa L_spa + w_qua L_qua (see staa.generator.losses); with several surrogates
+Loss = L_adv + w_mag L_mag + w_spa L_spa + w_qua L_qua (see staa.generator.losses), plus w_feat L_feat for transfer
+(staa.generator.feature_loss); with several surrogates
 L_adv is their mean, so one generator targets the ensemble. With `defenses` (defense-aware STAA), each
 batch also passes through every one of them (BPDA where one has no gradient), and L_adv is the mean of the
 undefended loss and the mean defended loss, so the perturbation learns to survive the defenses. `OUT/last.pt` (with optimiser and RNG
@@ -11,6 +12,7 @@ the best validation fooling rate among those meeting the sparsity budget.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from staa.datasets import AudioDataset, Record, epoch_loader
 from staa.datasets.augment import resample_shift
 from staa.datasets.splits import split_records
 from staa.generator.checkpoint import read_generator, save_generator, surrogate_refs
+from staa.generator.feature_loss import FeatureTaps, feature_similarity
 from staa.generator.losses import adversarial_loss, magnitude_loss, quality_loss, sparsity_loss
 from staa.generator.network import PRESETS, GeneratorConfig, STAAGenerator
 from staa.io.atomic import write_json
@@ -65,6 +68,11 @@ class AttackTrainConfig:
     # the chance per step that the surrogates see the adversarial batch resampled by 0.9-1.1 and shifted
     # (`staa.datasets.augment`): input diversity, for transfer to models that view the clip otherwise
     diversity: float = 0.0
+    # an intermediate-feature loss for transfer (`staa.generator.feature_loss`): w_feat times the cosine similarity
+    # of each surrogate's features at `feature_layer` (a module name; None: its middle convolution) on the clean and
+    # the adversarial clip; 0 leaves it out
+    w_feat: float = 0.0
+    feature_layer: str | None = None
     # tell the generator each clip's class (see STAAGenerator.condition); an unconditional generator collapses to
     # one universal target class, and the clips already of that class stay unfooled
     conditional: bool = True
@@ -104,7 +112,7 @@ class AttackTrainConfig:
             raise ValueError("a targeted attack needs a target class index")
         if not 0.0 <= self.spa_target < 1.0:
             raise ValueError(f"spa_target must be in [0, 1), got {self.spa_target}")
-        for name in ("w_mag", "w_spa", "w_qua", "kappa", "spa_warmup_epochs"):
+        for name in ("w_mag", "w_spa", "w_qua", "w_feat", "kappa", "spa_warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -209,10 +217,18 @@ def generator_loss(
     cls = None if not gen.conditional else _labels(cfg, models[0], x) if cfg.targeted else clean[0]
     v, m, m_soft = gen.perturbation(x, cls)
     x_adv = (x + v * m).clamp(-1, 1)
-    seen = x_adv
+    seen, x_seen = x_adv, x
     if cfg.diversity and float(torch.rand(1)) < cfg.diversity:  # the global generator, seeded by the run's seed
-        seen = resample_shift(x_adv, torch.default_generator)
-    adv = _adv_loss(cfg, models, seen, clean)
+        # one draw for both halves: the feature loss compares the clean and adversarial clip under one view
+        seen, x_seen = resample_shift(torch.cat([x_adv, x]), torch.default_generator).chunk(2)
+    with FeatureTaps(models, cfg.feature_layer) if cfg.w_feat else nullcontext() as taps:
+        if taps:
+            with torch.no_grad():
+                for mod in models:
+                    mod(x_seen)
+            clean_features = taps.outputs()
+        adv = _adv_loss(cfg, models, seen, clean)
+        feat = feature_similarity(clean_features, taps.outputs()) if taps else None
     if defenses:
         defended = []
         for defense in defenses:
@@ -226,6 +242,9 @@ def generator_loss(
     w_spa = cfg.w_spa if epoch is None or epoch >= cfg.spa_warmup_epochs else 0.0
     spa = (parts["spa"] - cfg.spa_target).clamp(min=0) if cfg.spa_target else parts["spa"]
     total = adv + cfg.w_mag * parts["mag"] + w_spa * spa + cfg.w_qua * parts["qua"]
+    if feat is not None:
+        parts["feat"] = feat
+        total = total + cfg.w_feat * feat
     parts = {k: t.item() for k, t in parts.items()}
     if with_adversarial:
         return total, parts, (x + v * (m_soft >= 0.5)).clamp(-1, 1).detach()
