@@ -21,6 +21,7 @@ bpda_pgd10 = { type = "adaptive_pgd", steps = 10, eot = 4 }   # run through each
 std = "standard"                            # APGD-CE, APGD-T, Square: the worst case, adaptive through each defense
 
 # detectors = ["quantize:8", "resample:8000"]   # detection by transform consistency, each named by its transform
+# smoothing_sigmas = [0.002, 0.005]             # randomized smoothing: certified accuracy per radius
 """
 
 from __future__ import annotations
@@ -67,10 +68,17 @@ class EvalConfig:
     # detectors by transform consistency (defenses.detection), each named by its transform's defense spec: per victim,
     # ROC-AUC and detection at `detector_fpr` against the grid's attacks on the grid's clips, thresholds calibrated on
     # clean clips of `detector_split`, then a detector-aware PGD of `detector_steps` steps at the first budget
-    detectors: list = field(default_factory=list)
+    detectors: list[str] = field(default_factory=list)
     detector_fpr: float = 0.05
     detector_split: str = "val"
     detector_steps: int = 50
+    # randomized smoothing (staa.models.smoothing): per victim and noise level, certified accuracy at each l2 radius on
+    # the grid's clips (Cohen et al.: n0 draws pick the class, n bound it, the certificate fails with chance alpha)
+    smoothing_sigmas: list[float] = field(default_factory=list)
+    smoothing_radii: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.002, 0.005])
+    smoothing_n: int = 200
+    smoothing_n0: int = 20
+    smoothing_alpha: float = 0.001
 
     def __post_init__(self):
         from defenses import parse_defense
@@ -135,6 +143,14 @@ class EvalConfig:
         if not 0 < self.detector_fpr < 1:
             raise ValueError(f"detector_fpr must be within 0-1, got {self.detector_fpr}")
         in_range("detector_steps", self.detector_steps, 1, 10_000)
+        for sigma in self.smoothing_sigmas:
+            in_range("smoothing sigma", sigma, 1e-6, 1.0)
+        for radius in self.smoothing_radii:
+            in_range("smoothing radius", radius, 0.0, None)
+        in_range("smoothing_n", self.smoothing_n, 1, 1_000_000)
+        in_range("smoothing_n0", self.smoothing_n0, 1, 1_000_000)
+        if not 0 < self.smoothing_alpha < 1:
+            raise ValueError(f"smoothing_alpha must be within 0-1, got {self.smoothing_alpha}")
         for key in ("max_clips", "perceptual_clips", "workers"):
             if getattr(self, key) is not None:
                 in_range(key, getattr(self, key), 1, None)

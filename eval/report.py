@@ -152,17 +152,17 @@ def _flags_section(victims: dict[str, list[str]], sanity: list[dict]) -> str:
     )
 
 
-def _read_detection(run: Path) -> dict | None:
-    """`run/detection.json` (`staa evaluate --detector`), None when the grid had no detectors."""
-    path = run / "detection.json"
+def _read_extra(path: Path, keys: tuple) -> dict | None:
+    """A grid's detection or certification file (`staa evaluate --detector`, `--smoothing-sigma`), None when the
+    grid had none."""
     if not path.is_file():
         return None
     try:
-        detection = json.loads(path.read_text(encoding="utf-8"))
-        detection["settings"]["detector_fpr"], detection["victims"].items()
+        extra = json.loads(path.read_text(encoding="utf-8"))
+        [extra["settings"][k] for k in keys], extra["victims"].items()
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path}: not a detection file of staa evaluate ({_short(err)})") from None
-    return detection
+        raise ValueError(f"{path}: not a file of staa evaluate ({_short(err)})") from None
+    return extra
 
 
 def _short(err) -> str:
@@ -195,6 +195,28 @@ clips. The detector-aware PGD ({s["detector_steps"]} steps at eps {s["eps"]:g}) 
 divergence under the threshold: what a detector is worth is its last column.</p>"""
 
 
+def _certification_section(cert: dict | None) -> str:
+    """Per victim and noise level, the certified accuracy at each l2 radius, with the l-inf eps each radius covers."""
+    if not cert:
+        return ""
+    radii = [f"{r:g}" for r in cert["settings"]["smoothing_radii"]]
+    rows = []
+    for victim, got in cert["victims"].items():
+        for row in got["results"]:
+            cells = "".join(f"<td>{fmt(row['certified_accuracy'][r])}</td>" for r in radii)
+            rows.append(f"<tr><td>{html.escape(victim)}</td><td>{row['sigma']:g}</td><td>{row['n']}</td>{cells}</tr>")
+    first = next(iter(cert["victims"].values()))
+    heads = "".join(f"<th>r = {r} (eps {first['linf_equivalent'][r]:.1e})</th>" for r in radii)
+    s = cert["settings"]
+    return f"""<h2>Certified accuracy (randomized smoothing)</h2><table><tr><th>victim</th><th>sigma</th><th>clips</th>
+{heads}</tr>{"".join(rows)}</table>
+<p class="muted">The smoothed victim answers the class its base model gives most often under Gaussian noise of level
+sigma on the waveform; a clip counts at radius r when that answer is right and certified for every l2 perturbation
+up to r (Cohen et al. 2019: {s["n0"]} draws pick the class, {s["smoothing_n"]} bound its probability, the
+certificate fails with chance {s["alpha"]:g}). eps: the l-inf budget whose whole ball the radius covers on a clip of
+{first["samples"]} samples (r / sqrt(samples)).</p>"""
+
+
 def build_report(run_dir, *, out_dir=None) -> dict:
     run = Path(run_dir)
     results_path = run / "results.json"
@@ -216,7 +238,8 @@ def build_report(run_dir, *, out_dir=None) -> dict:
     flagged = victim_flags(results_path, results)
     sanity = sanity_flags_of(results_path, results)
     out = Path(out_dir) if out_dir else run
-    detection = _read_detection(run)
+    detection = _read_extra(run / "detection.json", ("detector_fpr",))
+    certification = _read_extra(run / "certification.json", ("smoothing_radii",))
     report = {
         "schema": "staa-ser/report/1",
         "summary": summary_sentences(cells),
@@ -233,6 +256,8 @@ def build_report(run_dir, *, out_dir=None) -> dict:
     }
     if detection:
         report["detection"] = detection
+    if certification:
+        report["certification"] = certification
     figs = plots(cells, run)
     if report["security_curves"]:
         figs["security"] = security_figure(report["security_curves"])
@@ -256,6 +281,7 @@ defended victim's prediction (defense applied to clean and adversarial clip alik
 <h2>Transfer matrix</h2>{img("transfer", "transfer matrix")}
 <h2>What each defense costs</h2>{img("defense_accuracy", "clean accuracy under each defense")}
 {_detection_section(detection)}
+{_certification_section(certification)}
 <h2>An example perturbation</h2>{img("perturbation", "waveform, perturbation, mask and spectrogram")}
 <h2>Listen</h2>{_audio_section(run, cells)}
 <h2>All numbers</h2><div class="scroll">{_cells_table(cells)}</div>

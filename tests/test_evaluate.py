@@ -863,7 +863,7 @@ def test_security_curves_of_many_attacks_stay_readable_where_they_coincide():
     plt.close(fig)
 
 
-def test_evaluate_with_detectors_reports_them_per_victim_and_attack(setup, tmp_path, capsys, monkeypatch):
+def test_evaluate_with_detectors_and_smoothing_reports_them_per_victim(setup, tmp_path, capsys, monkeypatch):
     manifest, root = setup
     out = tmp_path / "run"
     victim = "<b>tiny</b>"  # a user's name: escaped in the page
@@ -881,6 +881,7 @@ def test_evaluate_with_detectors_reports_them_per_victim_and_attack(setup, tmp_p
         "--detector-steps",
         "3",
     ]
+    args += ["--smoothing-sigma", "0.01", "0.05", "--smoothing-n", "20"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "wrong and not flagged" in printed and "quantize:4" in printed
@@ -891,14 +892,30 @@ def test_evaluate_with_detectors_reports_them_per_victim_and_attack(setup, tmp_p
     for row in result["detectors"].values():
         assert set(row["attacks"]) == {"f"} and 0 <= row["test_fpr"] <= 1
         assert 0 <= row["pgd_evades"] <= 1 and 0 <= row["adaptive_evades"] <= 1
+    cert = json.loads((out / "certification.json").read_text())["victims"][victim]
+    assert [r["sigma"] for r in cert["results"]] == [0.01, 0.05] and cert["samples"] == 16_000
+    assert cert["linf_equivalent"]["0.002"] == pytest.approx(0.002 / 16_000**0.5)
+    # the grid's certificate is the one `Smoothed` gives on the grid's clips
+    from eval.harness import load_grid_records, select_clips
+    from staa.models.smoothing import Smoothed, certified_accuracy
+    from staa.models.victim import load_victim
+
+    cfg = _config(setup, max_clips=8, clip_seconds=1.0)
+    model = load_victim(root / "victim" / "best.pt")
+    clips = select_clips(load_grid_records(cfg), model, cfg)
+    direct = certified_accuracy(Smoothed(model.model, 0.05, n0=20, n=20), clips, [0.0, 0.001, 0.002, 0.005])
+    assert cert["results"][1]["certified_accuracy"] == direct["certified_accuracy"]
     report = json.loads((out / "report.json").read_text())
-    assert report["detection"] == detection
+    assert report["detection"] == detection and report["certification"]["victims"][victim] == cert
     page = (out / "report.html").read_text()
     assert "<h2>Detection</h2>" in page and "&lt;b&gt;tiny&lt;/b&gt;" in page and "<b>tiny</b>" not in page
-    # a rerun finds each victim's detection done and computes nothing again
+    assert "Certified accuracy" in page
+    # a rerun finds each victim's detection and certificates done and computes nothing again
     import eval.detection
+    import staa.models.smoothing
 
     monkeypatch.setattr(eval.detection, "evaluate_detection", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(staa.models.smoothing, "certified_accuracy", lambda *a, **k: pytest.fail("recomputed"))
     assert main([*args, "--resume"]) == 0
     # the detectors are judged on clips their thresholds were not calibrated on
     with pytest.raises(ValueError, match="detector_split must be another split"):
@@ -910,7 +927,7 @@ def test_evaluate_with_detectors_reports_them_per_victim_and_attack(setup, tmp_p
 def test_a_run_folder_written_before_a_config_field_existed_still_resumes(grid, setup):
     _, out = grid
     saved = json.loads((out / "config.json").read_text())
-    for key in ("detectors", "detector_fpr", "detector_split", "detector_steps"):
+    for key in [k for k in saved if k.startswith(("detector", "smoothing"))]:
         saved.pop(key)
     (out / "config.json").write_text(json.dumps(saved))
     assert run_grid(_config(setup), out, progress=False)["cells"]

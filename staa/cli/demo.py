@@ -46,6 +46,9 @@ class DemoPlan:
     eval_clips: int = 40
     perceptual: bool = True
     clip_seconds: float = 3.0
+    # the standard suite that judges the hardening at its budget: APGD-CE and APGD-T steps, Square queries
+    standard_steps: int = 20
+    standard_queries: int = 200
 
 
 # Sized for 2 CPU cores: the full demo an estimated 40 minutes, --quick about 7. The full one uses the
@@ -60,7 +63,10 @@ PLANS = {
         generator_epochs=5,
         at_epochs=1,
         attacks={"fgsm": "fgsm", "bpda": "adaptive_pgd:steps=5"},
+        defenses=("none", "mp3:32", "quantize:8"),
         eval_clips=40,
+        standard_steps=5,
+        standard_queries=50,
     ),
     "full": DemoPlan(
         n_clips=1200,
@@ -221,7 +227,7 @@ def run_demo(
         results["hardening"] = _hardening_on_test(report, surrogate, results["adv_train"]["config"]["max_clean_drop"])
         with timed("standard suite at 0.002", seconds):
             results["hardening"]["standard"] = _standard_suite(
-                grid, victim_paths, surrogate, results["adv_train"]["config"]["eps"], device
+                grid, plan, victim_paths, surrogate, results["adv_train"]["config"]["eps"], device
             )
     print(
         "\nwall time: "
@@ -232,7 +238,7 @@ def run_demo(
     return results
 
 
-def _standard_suite(cfg, victim_paths, surrogate, eps, device) -> dict:
+def _standard_suite(cfg, plan: DemoPlan, victim_paths, surrogate, eps, device) -> dict:
     """Robust accuracy of the original and the hardened model under the standard suite (APGD-CE, APGD-T, Square)
     at the training budget, on the grid's test clips (`cfg`, the grid's config): a fresh attack, not the generator
     the training played."""
@@ -242,12 +248,17 @@ def _standard_suite(cfg, victim_paths, surrogate, eps, device) -> dict:
     from staa.models.victim import load_victim
 
     records = load_grid_records(cfg)
-    print(f"\nrobust accuracy under the standard suite at eps {eps:g} (APGD-CE, APGD-T 20 steps, Square 200 queries):")
+    print(
+        f"\nrobust accuracy under the standard suite at eps {eps:g} (APGD-CE, APGD-T {plan.standard_steps} steps, "
+        f"Square {plan.standard_queries} queries):"
+    )
     result = {"eps": eps}
     for name in (surrogate, f"{surrogate}_at"):
         victim = load_victim(victim_paths[name], device=device)
         data = select_clips(records, victim, cfg)
-        attack = Standard(victim.model, eps=eps, steps=20, queries=200, seed=cfg.seed)
+        attack = Standard(
+            victim.model, eps=eps, steps=plan.standard_steps, queries=plan.standard_queries, seed=cfg.seed
+        )
         right = robust_correct(attack, victim.model, data, device=device)
         k, n = int(right.sum()), len(right)
         lo, hi = wilson(k, n)
