@@ -53,7 +53,7 @@ class DemoPlan:
     standard_queries: int = 200
 
 
-# Sized for 2 CPU cores: the full demo an estimated 40 minutes, --quick under 4 (docs/experiments.md). The full one uses the
+# Sized for 2 CPU cores: the full demo 21 minutes alone, --quick under 4 (docs/experiments.md). The full one uses the
 # victims of `scripts/reproduce.py --size full` (both reach 0.85 test UA there). Every grid holds an adaptive attack
 # (BPDA through each defense) and no random defense, so the sanity check has nothing to flag of the grid's own making;
 # the random defenses and the standard suite through each defense are `staa evaluate`'s (and reproduce's).
