@@ -3,6 +3,10 @@ attack, then again under an attacker who knows the detector. Thresholds are cali
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import torch
 from torch.utils.data import DataLoader
 
@@ -97,10 +101,6 @@ def run_grid_detection(cfg, out_dir, *, records=None, device="cpu", progress: bo
     """The grid's detectors (`cfg.detectors`) against each of its victims and attacks on the grid's clips, thresholds
     calibrated on clean clips of `cfg.detector_split`: `evaluate_detection` per victim, into `OUT/detection.json`,
     rewritten after each victim so that a rerun continues with the next one."""
-    import json
-    from dataclasses import replace
-    from pathlib import Path
-
     from defenses.detection import parse_detector
     from eval.harness import build_grid_attack, load_grid_records, select_clips
     from staa.io.atomic import write_json
