@@ -14,7 +14,7 @@ def run_grid_certification(cfg, out_dir, *, records=None, device="cpu", progress
     `OUT/certification.json`, rewritten after each victim so that a rerun continues with the next one."""
     from eval.harness import load_grid_records, select_clips
     from staa.io.atomic import write_json
-    from staa.models.smoothing import Smoothed, certified_accuracy, linf_equivalent
+    from staa.models.smoothing import certify_levels, linf_equivalent
     from staa.models.victim import load_victim
 
     path = Path(out_dir) / "certification.json"
@@ -31,17 +31,10 @@ def run_grid_certification(cfg, out_dir, *, records=None, device="cpu", progress
         victim = load_victim(victim_path, device=device)
         clips = select_clips(records, victim, cfg)
         samples = clips.length or victim.sample_rate * 3
+        smoothing = {"n0": cfg.smoothing_n0, "n": cfg.smoothing_n, "alpha": cfg.smoothing_alpha, "seed": cfg.seed}
         rows = []
         for sigma in tqdm(cfg.smoothing_sigmas, desc=f"smoothing {name}", disable=not progress):
-            smoothed = Smoothed(
-                victim.model,
-                sigma,
-                n0=cfg.smoothing_n0,
-                n=cfg.smoothing_n,
-                alpha=cfg.smoothing_alpha,
-                seed=cfg.seed,
-            )
-            got = certified_accuracy(smoothed, clips, cfg.smoothing_radii)
+            got = certify_levels(victim.model, clips, [sigma], cfg.smoothing_radii, **smoothing)[0]
             rows.append({k: got[k] for k in ("n", "sigma", "certified_accuracy")})
         result["victims"][name] = {
             "samples": samples,

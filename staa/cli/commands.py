@@ -692,7 +692,7 @@ def cmd_detect(a) -> None:
 def cmd_certify(a) -> None:
     from defenses import parse_defense
     from staa.io.atomic import write_json
-    from staa.models.smoothing import Smoothed, certified_accuracy, linf_equivalent
+    from staa.models.smoothing import certify_levels, linf_equivalent
     from staa.models.victim import load_victim
 
     _check_out_file(a, [a.victim, a.data])
@@ -700,19 +700,18 @@ def cmd_certify(a) -> None:
     dataset = _split_dataset(a, victim.classes, victim.sample_rate)
     _check_out_file(a, [a.victim, a.data], dataset)
     defense = parse_defense(a.defense) if a.defense else None
-    results = []
-    for sigma in a.sigma:
-        smoothed = Smoothed(
-            victim.model,
-            sigma,
-            n0=a.n0,
-            n=a.n,
-            alpha=a.alpha,
-            seed=a.seed,
-            defense=defense,
-            sample_rate=victim.sample_rate,
-        )
-        results.append(certified_accuracy(smoothed, dataset, a.radius))
+    results = certify_levels(
+        victim.model,
+        dataset,
+        a.sigma,
+        a.radius,
+        n0=a.n0,
+        n=a.n,
+        alpha=a.alpha,
+        seed=a.seed,
+        defense=defense,
+        sample_rate=victim.sample_rate,
+    )
     samples = dataset.length or victim.sample_rate * 3
     print(
         f"certified accuracy on {len(dataset)} clips (l2 radius; the l-inf eps whose ball it covers on a clip of {samples} samples)"

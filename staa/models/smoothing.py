@@ -115,3 +115,8 @@ def certified_accuracy(smoothed: Smoothed, dataset, radii) -> dict:
         },
         "clips": clips,
     }
+
+
+def certify_levels(model: nn.Module, dataset, sigmas, radii, **smoothing) -> list[dict]:
+    """`certified_accuracy` of `model` smoothed at each of `sigmas` (`smoothing`: the other `Smoothed` arguments)."""
+    return [certified_accuracy(Smoothed(model, sigma, **smoothing), dataset, radii) for sigma in sigmas]
