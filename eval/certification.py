@@ -3,7 +3,6 @@ on the grid's clips (`staa.models.smoothing`), with the l-inf budget each radius
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tqdm import tqdm
@@ -12,7 +11,7 @@ from tqdm import tqdm
 def run_grid_certification(cfg, out_dir, *, records=None, device="cpu", progress: bool = True) -> dict:
     """Every victim of the grid smoothed at each `cfg.smoothing_sigmas`, certified on the grid's clips, into
     `OUT/certification.json`, rewritten after each victim so that a rerun continues with the next one."""
-    from eval.harness import load_grid_records, select_clips
+    from eval.harness import held_per_victim, load_grid_records, select_clips
     from staa.io.atomic import write_json
     from staa.models.smoothing import certify_levels, linf_equivalent
     from staa.models.victim import load_victim
@@ -20,11 +19,7 @@ def run_grid_certification(cfg, out_dir, *, records=None, device="cpu", progress
     path = Path(out_dir) / "certification.json"
     records = records if records is not None else load_grid_records(cfg)
     settings = {k: getattr(cfg, k) for k in ("smoothing_sigmas", "smoothing_radii", "smoothing_n", "seed")}
-    result = {"settings": settings | {"n0": cfg.smoothing_n0, "alpha": cfg.smoothing_alpha}, "victims": {}}
-    if path.is_file():
-        held = json.loads(path.read_text(encoding="utf-8"))
-        if held.get("settings") == json.loads(json.dumps(result["settings"])):
-            result = held
+    result = held_per_victim(path, settings | {"n0": cfg.smoothing_n0, "alpha": cfg.smoothing_alpha})
     for name, victim_path in cfg.victims.items():
         if name in result["victims"]:
             continue

@@ -3,7 +3,6 @@ attack, then again under an attacker who knows the detector. Thresholds are cali
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,7 +101,7 @@ def run_grid_detection(cfg, out_dir, *, records=None, device="cpu", progress: bo
     calibrated on clean clips of `cfg.detector_split`: `evaluate_detection` per victim, into `OUT/detection.json`,
     rewritten after each victim so that a rerun continues with the next one."""
     from defenses.detection import parse_detector
-    from eval.harness import build_grid_attack, load_grid_records, select_clips
+    from eval.harness import build_grid_attack, held_per_victim, load_grid_records, select_clips
     from staa.io.atomic import write_json
     from staa.models.victim import load_victim
 
@@ -111,11 +110,7 @@ def run_grid_detection(cfg, out_dir, *, records=None, device="cpu", progress: bo
     settings = {
         k: getattr(cfg, k) for k in ("detectors", "detector_fpr", "detector_split", "detector_steps", "attacks")
     } | {"eps": cfg.budgets[0]}
-    result = {"settings": settings, "victims": {}}
-    if path.is_file():
-        held = json.loads(path.read_text(encoding="utf-8"))
-        if held.get("settings") == json.loads(json.dumps(settings)):  # as JSON holds them (tuples as lists)
-            result = held
+    result = held_per_victim(path, settings)
     detectors = {spec: parse_detector(spec) for spec in cfg.detectors}
     calibration_cfg = replace(cfg, split=cfg.detector_split, detectors=[])
     for name, victim_path in cfg.victims.items():

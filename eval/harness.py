@@ -326,6 +326,16 @@ def _read_json(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def held_per_victim(path: Path, settings: dict) -> dict:
+    """A grid's per-victim result file (detection, certification) to continue: what `path` holds when it was made
+    with `settings`, else an empty one."""
+    if path.is_file():
+        held = _read_json(path)
+        if held.get("settings") == json.loads(json.dumps(settings)):  # as JSON holds them (tuples as lists)
+            return held
+    return {"settings": settings, "victims": {}}
+
+
 def load_grid_records(cfg: EvalConfig) -> list:
     """The grid's dataset, every file checked (bad ones skipped with `skip_bad`)."""
     options = {"classes": cfg.classes} if cfg.classes else {}
