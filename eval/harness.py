@@ -339,9 +339,9 @@ def held_per_victim(path: Path, settings: dict) -> dict:
 def load_grid_records(cfg: EvalConfig) -> list:
     """The grid's dataset, every file checked (bad ones skipped with `skip_bad`)."""
     options = {"classes": cfg.classes} if cfg.classes else {}
-    if cfg.dataset == "emobox":
-        options |= {"folds": cfg.folds, "fold": cfg.fold}
-    return load_records(cfg.dataset, cfg.data, on_error="skip" if cfg.skip_bad else "raise", **options)
+    return load_records(
+        cfg.dataset, cfg.data, folds=cfg.folds, fold=cfg.fold, on_error="skip" if cfg.skip_bad else "raise", **options
+    )
 
 
 def _prepare(victim: Victim, records, cfg: EvalConfig, device, times: dict):

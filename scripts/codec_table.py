@@ -6,7 +6,9 @@
 Per codec: the round trip's length (it must equal the input's), PESQ and STOI of the clean test clips through it
 against the clips themselves, and through `eval.harness` the clean-accuracy cost and the survival of STAA, PGD-10
 and BPDA PGD at eps 0.002 on `--clips` test clips, and of the standard suite (adaptive through the codec) on the first
-`--standard-clips` of them.
+`--standard-clips` of them. `--main-from` takes the clean costs and the STAA / PGD-10 / BPDA cells from an earlier
+run on the same victim, clips and seed, so a run of the standard suite alone (split by `--codecs` into parts) costs only
+that.
 """
 
 import argparse
@@ -68,6 +70,26 @@ def grid(a, defenses: list, attacks: dict, clips: int, folder: str) -> list:
     return [{k: c[k] for k in ("attack", "defense", *keys)} for c in cells]
 
 
+def fail(message: str):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def reused(a, codecs: list) -> tuple[dict, list]:
+    """The clean costs and main cells of `a.main_from` for `codecs`; exit 2 unless it ran on the same victim and clips."""
+    try:
+        old = json.loads(Path(a.main_from).read_text())
+        same = all(old["settings"][k] == getattr(a, k) for k in ("data", "victim", "generator", "clips", "seed"))
+        missing = [c for c in codecs if c not in old["clean"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        fail(f"{a.main_from}: not a codec table ({e})")
+    if not same or missing:
+        why = f"no codec {', '.join(missing)}" if missing else "another victim, generator, clip count or seed"
+        fail(f"{a.main_from}: {why}")
+    cells = [c for c in old["cells"] if c["defense"] in codecs and c["attack"] != "standard"]
+    return {c: old["clean"][c] for c in codecs}, cells
+
+
 def main(argv=None) -> int:
     from staa.io.atomic import write_json
     from staa.io.provenance import machine
@@ -84,16 +106,19 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default="runs/codecs")
     p.add_argument("--out", required=True)
+    p.add_argument("--main-from", help="an earlier output JSON: reuse its clean costs and main cells")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     codecs = a.codecs.split(",")
     t0 = time.perf_counter()
-    result = {"machine": machine(), "settings": vars(a), "clean": clean_cost(a.data, codecs, a.clips)}
-    attacks = {"staa": f"staa:generator={a.generator}", "pgd10": "pgd:steps=10", "bpda": "adaptive_pgd:steps=10"}
-    result["cells"] = grid(a, codecs, attacks, a.clips, "main") + grid(
-        a, codecs, {"standard": a.standard}, a.standard_clips, "standard"
-    )
+    result = {"machine": machine(), "settings": vars(a)}
+    if a.main_from:
+        result["clean"], main_cells = reused(a, codecs)
+    else:
+        attacks = {"staa": f"staa:generator={a.generator}", "pgd10": "pgd:steps=10", "bpda": "adaptive_pgd:steps=10"}
+        result["clean"], main_cells = clean_cost(a.data, codecs, a.clips), grid(a, codecs, attacks, a.clips, "main")
+    result["cells"] = main_cells + grid(a, codecs, {"standard": a.standard}, a.standard_clips, "standard")
     result["seconds"] = time.perf_counter() - t0
     write_json(a.out, result)
     # attacks made on the bare victim: the share of their successes that survive the codec; adaptive ones (made

@@ -95,6 +95,7 @@ def run(a) -> dict:
     from staa.datasets import AudioDataset, load_records
     from staa.generator.recipes import recipe
     from staa.generator.training import AttackTrainConfig, train_generator, with_options
+    from staa.io.atomic import safe_name
     from staa.io.provenance import machine
     from staa.models.ensemble import Ensemble
     from staa.models.victim import load_victim
@@ -113,7 +114,7 @@ def run(a) -> dict:
     test = AudioDataset(test, first.classes, sample_rate=first.sample_rate, clip_seconds=3.0, crop="center")
     options = {"diversity": a.diversity, **dict(_option(o) for o in a.option or [])}
     name = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
-    work = Path(a.work) / f"{'+'.join(surrogates)}_s{a.seed}" / f"{name}_eps{a.train_eps:g}_epochs{a.epochs}"
+    work = Path(a.work) / f"{'+'.join(surrogates)}_s{a.seed}" / safe_name(f"{name}_eps{a.train_eps:g}_epochs{a.epochs}")
     settings = with_options(recipe("default"), options)
     t0 = time.perf_counter()
     report = train_generator(

@@ -137,3 +137,25 @@ def test_a_save_to_disk_folder_gives_the_records_and_audio_of_the_equivalent_man
         assert (mine.label, mine.speaker, mine.split) == (theirs.label, theirs.speaker, theirs.split)
         assert np.array_equal(sf.read(mine.path)[0], sf.read(theirs.path)[0])
     assert load_records("hf", saved) == got  # the cached files are written once and found again
+
+
+def test_the_commands_and_the_grid_read_the_emobox_fold_they_are_given(tmp_path):
+    from argparse import Namespace
+
+    from eval.config import EvalConfig
+    from eval.harness import load_grid_records
+    from staa.cli.commands import _records
+
+    root = tmp_path / "data"
+    clips = _clips(root, 10)
+    folds = _emobox(tmp_path, clips)
+    expected = load_records("emobox", root, folds=folds, fold=1)
+    args = Namespace(dataset="emobox", data=root, folds=folds, fold=1, classes=None, skip_bad=False)
+    assert _records(args) == expected
+    cfg = EvalConfig(data=str(root), victims={"v": "v.pt"}, attacks={"pgd": "pgd"}, dataset="emobox", folds=str(folds))
+    assert load_grid_records(cfg) == expected
+    with pytest.raises(DatasetError, match="fold 3's folder not found"):
+        _records(Namespace(**{**vars(args), "fold": 3}))
+    # the other layouts carry their split in their files: a fold option given with them changes nothing
+    manifest = _manifest(tmp_path, root, clips, ["train"] * len(clips))
+    assert load_records("manifest", tmp_path / "manifest.csv", folds=folds, fold=3) == manifest

@@ -168,12 +168,10 @@ def _records(a):
     """The dataset's records, every file decoded and checked before any work (bad ones skipped with --skip-bad)."""
     from staa.datasets import load_records
 
-    options = {"on_error": "skip" if a.skip_bad else "raise"}
-    if a.classes:
-        options["classes"] = a.classes
-    if a.dataset == "emobox":
-        options |= {"folds": a.folds, "fold": a.fold}
-    records = load_records(a.dataset, a.data, **options)
+    options = {"classes": a.classes} if a.classes else {}
+    records = load_records(
+        a.dataset, a.data, folds=a.folds, fold=a.fold, on_error="skip" if a.skip_bad else "raise", **options
+    )
     missing = [c for c in a.classes or [] if c not in {r.label for r in records}]
     if missing:
         raise DatasetError(

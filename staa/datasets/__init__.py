@@ -26,11 +26,13 @@ LOADERS = {
 }
 
 
-def load_records(kind: str, root, **options) -> list[Record]:
-    """Records of dataset `kind` (one of LOADERS) at `root`; the built-in corpus is a `manifest`. `emobox` also takes
-    `folds` (the fold set's folder) and `fold`."""
+def load_records(kind: str, root, *, folds=None, fold: int = 1, **options) -> list[Record]:
+    """Records of dataset `kind` (one of LOADERS) at `root`; the built-in corpus is a `manifest`. `folds` (the fold
+    set's folder) and `fold` choose an `emobox` split; the other layouts carry their split in their files."""
     if kind not in LOADERS:
         raise DatasetError(f"unknown dataset {kind!r}; choose one of {', '.join(LOADERS)}")
+    if kind == "emobox":
+        options |= {"folds": folds, "fold": fold}
     return LOADERS[kind](root, **options)
 
 
