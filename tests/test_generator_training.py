@@ -4,7 +4,7 @@ import torch
 from staa.attacks import STAA
 from staa.datasets import AudioDataset, load_records
 from staa.datasets.synthetic.corpus import EMOTIONS
-from staa.generator import AttackTrainConfig, load_generator, parse_eps_schedule, train_generator
+from staa.generator import RECIPES, AttackTrainConfig, load_generator, parse_eps_schedule, train_generator
 from staa.io.checkpoint import CheckpointError
 from staa.training.victim import TrainConfig, train_victim
 
@@ -244,3 +244,33 @@ def test_the_feature_loss_reads_the_middle_convolution_and_its_gradient_reaches_
         AttackTrainConfig(w_feat=-1.0)
     with FeatureTaps([model], convs[0]) as taps, pytest.raises(RuntimeError, match="every model must run"):
         taps.outputs()
+
+
+def test_the_transfer_recipe_drops_the_sparsity_loss_and_keeps_its_best_epoch_however_dense(tiny, tmp_path, caplog):
+    from staa.generator import STAAGenerator
+    from staa.generator.recipes import recipe
+    from staa.generator.training import generator_loss
+    from staa.models.victim import load_victim
+
+    recs, victim = tiny
+    model = load_victim(victim).model.eval().requires_grad_(False)
+    x = torch.stack([AudioDataset(recs[:4], list(EMOTIONS), clip_seconds=0.5)[i][0] for i in range(4)])
+    cfgs = {name: _cfg(**{k: recipe(name)[k] for k in ("w_spa", "spa_target", "max_l0_ratio")}) for name in RECIPES}
+    torch.manual_seed(0)
+    gen = STAAGenerator(cfgs["default"].generator_config())
+    totals = {}
+    for name in ("default", "transfer"):
+        torch.manual_seed(1)
+        totals[name], parts = generator_loss(cfgs[name], gen, [model], x)
+    w, target = cfgs["default"].w_spa, cfgs["default"].spa_target
+    assert parts["spa"] > target  # an untrained mask is dense: over the default's sparsity budget
+    assert (totals["default"] - totals["transfer"]).item() == pytest.approx(w * (parts["spa"] - target), rel=1e-4)
+    # the untrained generators here stay dense: the default finds no epoch within its l0 budget, the transfer
+    # recipe keeps the best one
+    for name in ("default", "transfer"):
+        caplog.clear()
+        report = train_generator(
+            _cfg(**cfgs[name].__dict__ | {"epochs": 2}), [victim], recs, tmp_path / name, progress=False
+        )
+        kept = report["history"][report["best_epoch"] - 1]["val_l0_ratio"]
+        assert kept > 0.25 and ("no epoch met the l0 budget" in caplog.text) == (name == "default")

@@ -133,7 +133,7 @@ def test_a_recipe_is_what_train_attack_gets_with_no_flags_and_a_flag_overrides_i
     assert AttackTrainConfig(**recipe("paper")).preset == "paper" != AttackTrainConfig().preset
     recipe("default")["generator"]["train_mask"] = "stochastic"
     assert RECIPES["default"]["generator"] == {"train_mask": "straight_through"}
-    with pytest.raises(ValueError, match="unknown recipe 'fast'; choose from default, paper"):
+    with pytest.raises(ValueError, match="unknown recipe 'fast'; choose from default, transfer, paper"):
         recipe("fast")
     adv = build_parser().parse_args(["adv-train", "--data", "d.csv", "--arch", "mel_cnn", "--out", "o", "--lr", "0.1"])
     assert _recipe(adv) == RECIPES["default"] and adv.lr == 0.1  # adv-train's --lr is the victim's, not the recipe's

@@ -245,6 +245,7 @@ RECIPE_FLAGS = {
     "recipe_w_mag": "w_mag",
     "recipe_w_spa": "w_spa",
     "recipe_spa_target": "spa_target",
+    "recipe_max_l0": "max_l0_ratio",
     "recipe_conditional": "conditional",
     "recipe_crop_seconds": "clip_seconds",
 }
@@ -772,7 +773,8 @@ def _recipe_args(p, flags: bool = True):
         "--recipe",
         default="default",
         choices=sorted(RECIPES),
-        help="generator training settings. default: the best measured ones; paper: the authors' (see docs/design.md)",
+        help="generator training settings. default: the best measured ones (sparse); transfer: dense, for models never "
+        "seen; paper: the authors' (see docs/design.md)",
     )
     if not flags:
         return
@@ -818,6 +820,14 @@ def _recipe_args(p, flags: bool = True):
         type=number(0, 0.999),
         default=None,
         help="sparsity budget: penalise only the share of perturbed samples above it (0: the paper's plain penalty)",
+    )
+    g.add_argument(
+        "--max-l0",
+        dest="recipe_max_l0",
+        metavar="SHARE",
+        type=number(0, 1),
+        default=None,
+        help="best.pt is the best epoch whose share of perturbed samples is at most this (1: any)",
     )
     g.add_argument(
         "--train-mask",

@@ -6,6 +6,9 @@
   with the stochastic mask and the plain L1 penalty, short runs collapse the mask to nothing.
   Class-conditional: an unconditional generator pushes every clip towards one class and stalls well short of it.
   Constant learning rate and whole 3 s clips.
+- `transfer`: the default without the sparsity loss, every epoch eligible whatever its l0: a dense perturbation, for
+  attacking models never seen. From two surrogate families it reaches a held-out family more often than MI-FGSM at
+  the same SNR, where the sparse default stays below it (docs/experiments.md, "A dense generator").
 - `paper`: the authors' settings (the `paper` network size, Adam at 1e-3 halved every 5 epochs, the stochastic mask
   with a plain sparsity penalty, unconditional, on 1 s crops); docs/design.md says where the defaults depart from it.
 """
@@ -15,10 +18,23 @@ from __future__ import annotations
 from staa.generator.training import AttackTrainConfig
 
 # the settings a recipe sets (the rest, such as epochs and eps, are each run's own)
-KEYS = ("preset", "generator", "lr", "lr_halving_epochs", "w_mag", "w_spa", "spa_target", "conditional", "clip_seconds")
+KEYS = (
+    "preset",
+    "generator",
+    "lr",
+    "lr_halving_epochs",
+    "w_mag",
+    "w_spa",
+    "spa_target",
+    "max_l0_ratio",
+    "conditional",
+    "clip_seconds",
+)
+DEFAULT = {k: getattr(AttackTrainConfig(), k) for k in KEYS}  # the config's own defaults
 
 RECIPES: dict[str, dict] = {
-    "default": {k: getattr(AttackTrainConfig(), k) for k in KEYS},  # the config's own defaults
+    "default": DEFAULT,
+    "transfer": {**DEFAULT, "w_spa": 0.0, "max_l0_ratio": 1.0},
     "paper": {
         "preset": "paper",
         "generator": {},
@@ -27,6 +43,7 @@ RECIPES: dict[str, dict] = {
         "w_mag": 0.0,
         "w_spa": 1.0,
         "spa_target": 0.0,
+        "max_l0_ratio": DEFAULT["max_l0_ratio"],
         "conditional": False,
         "clip_seconds": 1.0,
     },
