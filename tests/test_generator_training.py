@@ -255,7 +255,8 @@ def test_the_transfer_recipe_drops_the_sparsity_loss_and_keeps_its_best_epoch_ho
     recs, victim = tiny
     model = load_victim(victim).model.eval().requires_grad_(False)
     x = torch.stack([AudioDataset(recs[:4], list(EMOTIONS), clip_seconds=0.5)[i][0] for i in range(4)])
-    cfgs = {name: _cfg(**{k: recipe(name)[k] for k in ("w_spa", "spa_target", "max_l0_ratio")}) for name in RECIPES}
+    keys = ("w_spa", "spa_target", "max_l0_ratio")
+    cfgs = {name: _cfg(**{k: v for k, v in recipe(name).items() if k in keys}) for name in RECIPES}
     torch.manual_seed(0)
     gen = STAAGenerator(cfgs["default"].generator_config())
     totals = {}

@@ -17,19 +17,9 @@ from __future__ import annotations
 
 from staa.generator.training import AttackTrainConfig
 
-# the settings a recipe sets (the rest, such as epochs and eps, are each run's own)
-KEYS = (
-    "preset",
-    "generator",
-    "lr",
-    "lr_halving_epochs",
-    "w_mag",
-    "w_spa",
-    "spa_target",
-    "max_l0_ratio",
-    "conditional",
-    "clip_seconds",
-)
+# the settings every recipe sets (the rest, such as epochs and eps, are each run's own); a recipe may set other
+# fields too (`transfer`: max_l0_ratio), left out of the others so that runs written before they existed still resume
+KEYS = ("preset", "generator", "lr", "lr_halving_epochs", "w_mag", "w_spa", "spa_target", "conditional", "clip_seconds")
 DEFAULT = {k: getattr(AttackTrainConfig(), k) for k in KEYS}  # the config's own defaults
 
 RECIPES: dict[str, dict] = {
@@ -43,7 +33,6 @@ RECIPES: dict[str, dict] = {
         "w_mag": 0.0,
         "w_spa": 1.0,
         "spa_target": 0.0,
-        "max_l0_ratio": DEFAULT["max_l0_ratio"],
         "conditional": False,
         "clip_seconds": 1.0,
     },
