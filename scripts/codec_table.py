@@ -4,11 +4,11 @@
         --generator G_AT_0.002.pt [--clips 100] [--standard-clips 32] --work runs/codecs --out docs/codecs/mel_cnn_s0.json
 
 Per codec: the round trip's length (it must equal the input's), PESQ and STOI of the clean test clips through it
-against the clips themselves, and through `eval.harness` the clean-accuracy cost and the survival of STAA, PGD-10
-and BPDA PGD at eps 0.002 on `--clips` test clips, and of the standard suite (adaptive through the codec) on the first
-`--standard-clips` of them. `--main-from` takes the clean costs and the STAA / PGD-10 / BPDA cells from an earlier
-run on the same victim, clips and seed, so a run of the standard suite alone (split by `--codecs` into parts) costs only
-that.
+against the clips themselves, and through `eval.harness` the clean-accuracy cost, the survival of STAA's and PGD-10's
+successes at eps 0.002 on `--clips` test clips, and the robust accuracy left by BPDA PGD-10 on them and by the
+standard suite (both adaptive through the codec) on `--standard-clips` of them. `--main-from` takes the clean costs
+and the STAA / PGD-10 / BPDA cells from an earlier run on the same victim, clips and seed, so a run of the standard
+suite alone (split by `--codecs` into parts) costs only that.
 """
 
 import argparse
@@ -122,16 +122,18 @@ def main(argv=None) -> int:
     result["seconds"] = time.perf_counter() - t0
     write_json(a.out, result)
     # attacks made on the bare victim: the share of their successes that survive the codec; adaptive ones (made
-    # through it): the defended victim's accuracy on their clips
+    # through it): the defended victim's robust accuracy, right before and after the attack. Not its accuracy on the
+    # attacked clips: an attack made away from the defended prediction moves many clips the codec got wrong onto
+    # their label, so that accuracy sits near the codec's clean accuracy whatever the attack does
     print(
-        "| codec | PESQ | STOI | clean acc. | STAA survives | PGD-10 survives | acc. under BPDA PGD | acc. under standard |"
+        "| codec | PESQ | STOI | clean acc. | STAA survives | PGD-10 survives | robust acc., BPDA PGD | robust acc., standard |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for codec in codecs:
         c = result["clean"][codec]
         cell = {x["attack"]: x for x in result["cells"] if x["defense"] == codec}
         rate = lambda name: cell[name][
-            "defended_adversarial_accuracy"
+            "defended_robust_accuracy"
             if name in ("bpda", "standard")
             else "success_rate"
             if codec == "none"
