@@ -2,6 +2,7 @@
 
     python scripts/codec_table.py --data runs/base/corpus/manifest.csv --victim runs/base/victims/mel_cnn/best.pt \
         --generator G_AT_0.002.pt [--clips 100] [--standard-clips 32] --work runs/codecs --out docs/codecs/mel_cnn_s0.json
+    python scripts/codec_table.py --gather docs/codecs/mel_cnn_s*.json     # mean +- std over victims (seeds)
 
 Per codec: the round trip's length (it must equal the input's), PESQ and STOI of the clean test clips through it
 against the clips themselves, and through `eval.harness` the clean-accuracy cost, the survival of STAA's and PGD-10's
@@ -90,14 +91,56 @@ def reused(a, codecs: list) -> tuple[dict, list]:
     return {c: old["clean"][c] for c in codecs}, cells
 
 
+def gather(paths: list) -> int:
+    """One row per codec: each rate's mean +- std over the victims (one per seed) of `paths`, with the per-victim
+    values; the parts of one victim are merged, and of two standard-suite cells the one on more clips is kept."""
+    cells, clean = {}, {}
+    for path in paths:
+        try:
+            run = json.loads(Path(path).read_text())
+            victim = run["settings"]["victim"]
+            clean.update({(victim, k): v for k, v in run["clean"].items()})
+            for c in run["cells"]:
+                key = (victim, c["defense"], c["attack"])
+                if key not in cells or c["n"] > cells[key]["n"]:
+                    cells[key] = c
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            fail(f"{path}: not a codec table ({e})")
+    victims = sorted({v for v, _, _ in cells})
+    codecs = list(dict.fromkeys(d for _, d, _ in cells))
+    print(f"{len(victims)} victims: {', '.join(victims)}")
+    columns = [
+        ("clean acc.", "staa", "defended_clean_accuracy"),
+        ("STAA survives", "staa", "survival"),
+        ("PGD-10 survives", "pgd10", "survival"),
+        ("robust acc., BPDA PGD-10", "bpda", "defended_robust_accuracy"),
+        ("robust acc., standard", "standard", "defended_robust_accuracy"),
+    ]
+    print("| codec | PESQ | " + " | ".join(name for name, _, _ in columns) + " | n (standard) |")
+    print("|---|---|" + "---|" * len(columns) + "---|")
+    for codec in codecs:
+        row = [codec, f"{statistics.mean(clean[v, codec]['pesq'] for v in victims if (v, codec) in clean):.2f}"]
+        for _, attack, key in columns:
+            if codec == "none" and key == "survival":
+                key = "success_rate"  # the bare victim: how many the attack fools
+            values = [cells[v, codec, attack][key] for v in victims if (v, codec, attack) in cells]
+            spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+            row.append(f"{statistics.mean(values):.2f}{spread} ({' / '.join(f'{x:.2f}' for x in values)})")
+        row.append(
+            " / ".join(str(cells[v, codec, "standard"]["n"]) for v in victims if (v, codec, "standard") in cells)
+        )
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
 def main(argv=None) -> int:
     from staa.io.atomic import write_json
     from staa.io.provenance import machine
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
-    p.add_argument("--victim", required=True)
-    p.add_argument("--generator", required=True, help="a STAA generator trained at eps 0.002 against the victim")
+    p.add_argument("--data")
+    p.add_argument("--victim")
+    p.add_argument("--generator", help="a STAA generator trained at eps 0.002 against the victim")
     p.add_argument("--codecs", default=",".join(CODECS))
     p.add_argument("--clips", type=int, default=100)
     p.add_argument("--standard-clips", type=int, default=32)
@@ -105,10 +148,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default="runs/codecs")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out")
     p.add_argument("--main-from", help="an earlier output JSON: reuse its clean costs and main cells")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--gather", nargs="+", metavar="JSON", help="earlier outputs (parts and seeds): mean +- std over the victims"
+    )
     a = p.parse_args(argv)
+    if a.gather:
+        return gather(a.gather)
+    missing = [f"--{k}" for k in ("data", "victim", "generator", "out") if getattr(a, k) is None]
+    if missing:
+        p.error(f"the following arguments are required: {', '.join(missing)}")
     torch.set_num_threads(a.threads)
     codecs = a.codecs.split(",")
     t0 = time.perf_counter()
