@@ -20,21 +20,19 @@ def run_grid_certification(cfg, out_dir, *, records=None, device="cpu", progress
     records = records if records is not None else load_grid_records(cfg)
     settings = {k: getattr(cfg, k) for k in ("smoothing_sigmas", "smoothing_radii", "smoothing_n", "seed")}
     result = held_per_victim(path, settings | {"n0": cfg.smoothing_n0, "alpha": cfg.smoothing_alpha})
+    smoothing = {"n0": cfg.smoothing_n0, "n": cfg.smoothing_n, "alpha": cfg.smoothing_alpha, "seed": cfg.seed}
     for name, victim_path in cfg.victims.items():
         if name in result["victims"]:
             continue
         victim = load_victim(victim_path, device=device)
         clips = select_clips(records, victim, cfg)
         samples = clips.length or victim.sample_rate * 3
-        smoothing = {"n0": cfg.smoothing_n0, "n": cfg.smoothing_n, "alpha": cfg.smoothing_alpha, "seed": cfg.seed}
-        rows = []
-        for sigma in tqdm(cfg.smoothing_sigmas, desc=f"smoothing {name}", disable=not progress):
-            got = certify_levels(victim.model, clips, [sigma], cfg.smoothing_radii, **smoothing)[0]
-            rows.append({k: got[k] for k in ("n", "sigma", "certified_accuracy")})
+        sigmas = tqdm(cfg.smoothing_sigmas, desc=f"smoothing {name}", disable=not progress)
+        levels = certify_levels(victim.model, clips, sigmas, cfg.smoothing_radii, **smoothing)
         result["victims"][name] = {
             "samples": samples,
             "linf_equivalent": {f"{r:g}": linf_equivalent(r, samples) for r in cfg.smoothing_radii},
-            "results": rows,
+            "results": [{k: got[k] for k in ("n", "sigma", "certified_accuracy")} for got in levels],
         }
         write_json(path, result)
     return result
