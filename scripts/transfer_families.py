@@ -94,7 +94,7 @@ def run(a) -> dict:
     from staa.attacks.runner import transfer_matrix
     from staa.datasets import AudioDataset, load_records
     from staa.generator.recipes import recipe
-    from staa.generator.training import AttackTrainConfig, train_generator, with_options
+    from staa.generator.training import AttackTrainConfig, parse_eps_schedule, train_generator, with_options
     from staa.io.atomic import safe_name
     from staa.io.provenance import machine
     from staa.models.ensemble import Ensemble
@@ -114,11 +114,11 @@ def run(a) -> dict:
     test = AudioDataset(test, first.classes, sample_rate=first.sample_rate, clip_seconds=3.0, crop="center")
     options = {"diversity": a.diversity, **dict(_option(o) for o in a.option or [])}
     name = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
-    work = Path(a.work) / f"{'+'.join(surrogates)}_s{a.seed}" / safe_name(f"{name}_eps{a.train_eps:g}_epochs{a.epochs}")
+    work = Path(a.work) / f"{'+'.join(surrogates)}_s{a.seed}" / safe_name(f"{name}_eps{a.train_eps}_epochs{a.epochs}")
     settings = with_options(recipe("default"), options)
     t0 = time.perf_counter()
     report = train_generator(
-        AttackTrainConfig(**settings, epochs=a.epochs, seed=a.seed, eps_schedule=[[0, a.train_eps]]),
+        AttackTrainConfig(**settings, epochs=a.epochs, seed=a.seed, eps_schedule=parse_eps_schedule(a.train_eps)),
         [paths[s] for s in surrogates],
         records,
         work,
@@ -207,7 +207,11 @@ def main(argv=None) -> int:
     p.add_argument(
         "--option", action="append", metavar="KEY=VALUE", help="a generator setting over the default recipe; repeat"
     )
-    p.add_argument("--train-eps", type=float, default=0.03, help="the budget the generator trains at")
+    p.add_argument(
+        "--train-eps",
+        default="0.03",
+        help="the budget the generator trains at, or a schedule such as 0:0.01,10:0.002 (default: %(default)s)",
+    )
     p.add_argument("--eps", type=float, nargs="+", default=[0.03, 0.002])
     p.add_argument("--corpus", default=None, help="the manifest (default: BASE/corpus/manifest.csv)")
     p.add_argument("--baselines", nargs="*", default=list(BASELINES), help="attacks made on the same surrogates")
@@ -225,6 +229,12 @@ def main(argv=None) -> int:
         return 0
     if not a.base:
         p.error("--base is required unless --gather")
+    from staa.generator.training import parse_eps_schedule
+
+    try:
+        parse_eps_schedule(a.train_eps)
+    except ValueError as err:
+        p.error(f"--train-eps: {err}")
     results = run(a)
     if a.out:
         from staa.io.atomic import write_json

@@ -6,7 +6,7 @@ L_adv is their mean, so one generator targets the ensemble. With `defenses` (def
 batch also passes through every one of them (BPDA where one has no gradient), and L_adv is the mean of the
 undefended loss and the mean defended loss, so the perturbation learns to survive the defenses. `OUT/last.pt` (with optimiser and RNG
 state) is rewritten after each epoch, so rerunning continues; `OUT/best.pt` keeps the generator with
-the best validation fooling rate among those meeting the sparsity budget.
+the best validation fooling rate among those meeting the sparsity budget, at the last eps of the schedule reached.
 """
 
 from __future__ import annotations
@@ -334,6 +334,11 @@ def _train_epoch(cfg, gen, opt, models, train_set, epoch, defenses, rate, device
     return sums
 
 
+def _score(epoch: dict) -> float:
+    """What `best.pt` ranks epochs by (a history entry's validation)."""
+    return epoch.get("val_score", epoch["val_mean_fooling_rate"])
+
+
 def train_generator(
     cfg: AttackTrainConfig, surrogate_paths, records: list[Record], out_dir, *, device="cpu", progress: bool = True
 ) -> dict:
@@ -400,15 +405,20 @@ def train_generator(
                 f"generator epoch {epoch + 1}: fooling {val['mean_fooling_rate']:.3f}, l0 ratio {val['l0_ratio']:.3f}, distortion {val['distortion_db'] or float('nan'):.1f} dB"
             )
         state["epoch"] = epoch + 1
-        score = val.get("score", val["mean_fooling_rate"])
-        if val["l0_ratio"] <= cfg.max_l0_ratio and score > state["best"]:
-            state["best"], state["best_epoch"] = score, epoch + 1
+        if epoch and cfg.eps_at(epoch) != cfg.eps_at(epoch - 1):
+            # a new step of the eps schedule: fooling at the budget before does not rank a generator for this one
+            state["best"] = -1.0
+        if val["l0_ratio"] <= cfg.max_l0_ratio and _score(state["history"][-1]) > state["best"]:
+            state["best"] = _score(state["history"][-1])
             save(out / "best.pt", val=val)
         save(last, train_state=training_state(opt, sched, state))
-    if not (out / "best.pt").is_file():
-        log.warning("no epoch met the l0 budget %.2f; best.pt is the last epoch", cfg.max_l0_ratio)
+    if state["best"] < 0:
+        log.warning("no epoch met the l0 budget %.2f at the final eps; best.pt is the last epoch", cfg.max_l0_ratio)
         save(out / "best.pt")
-    best = state.get("best_epoch") or len(state["history"])  # no epoch within the l0 budget: the last one was saved
+    kept = [
+        h["epoch"] for h in state["history"] if h["val_l0_ratio"] <= cfg.max_l0_ratio and _score(h) == state["best"]
+    ]
+    best = kept[-1] if state["best"] >= 0 and kept else len(state["history"])
     report = {**meta, "history": state["history"], "best_val_fooling_rate": state["best"], "best_epoch": best}
     write_json(out / "metrics.json", report)
     return report
