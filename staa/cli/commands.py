@@ -962,7 +962,11 @@ def _train_attack_parser(sub) -> None:
     _recipe_args(p)
     p.add_argument("--epochs", type=integer(1, 10_000), default=10)
     p.add_argument("--batch-size", type=integer(1, 4096), default=16)
-    p.add_argument("--eps", default="0.03", help="l-inf budget, or a schedule like 0:0.03,10:0.01")
+    p.add_argument(
+        "--eps",
+        default="0.03",
+        help="l-inf budget, or a schedule like 0:0.01,10:0.002 (best.pt is the best epoch at its last budget)",
+    )
     p.add_argument("--kappa", type=number(0), default=2.0, help="C&W confidence margin")
     p.add_argument("--w-qua", type=number(0), default=1e-6)
     p.add_argument(
