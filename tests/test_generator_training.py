@@ -275,3 +275,16 @@ def test_the_transfer_recipe_drops_the_sparsity_loss_and_keeps_its_best_epoch_ho
         )
         kept = report["history"][report["best_epoch"] - 1]["val_l0_ratio"]
         assert kept > 0.25 and ("no epoch met the l0 budget" in caplog.text) == (name == "default")
+
+
+def test_the_best_epoch_is_the_first_top_score_at_the_last_eps_within_the_l0_budget():
+    from staa.generator.training import best_epoch
+
+    def h(epoch, eps, fooling, l0=0.2):
+        return {"epoch": epoch, "eps": eps, "val_mean_fooling_rate": fooling, "val_l0_ratio": l0}
+
+    history = [h(1, 0.01, 0.95), h(2, 0.002, 0.5), h(3, 0.002, 0.6), h(4, 0.002, 0.6), h(5, 0.002, 0.7, l0=0.3)]
+    # epoch 1 fooled more at its larger budget, epoch 5 is over the l0 budget, and epoch 4 only ties epoch 3
+    assert best_epoch(history, 0.25) == 3
+    assert best_epoch(history, 0.3) == 5
+    assert best_epoch(history[:1] + [h(2, 0.002, 0.5, l0=0.4)], 0.25) == 2  # none within budget: the last epoch

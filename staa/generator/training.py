@@ -339,6 +339,19 @@ def _score(epoch: dict) -> float:
     return epoch.get("val_score", epoch["val_mean_fooling_rate"])
 
 
+def best_epoch(history: list[dict], max_l0_ratio: float) -> int:
+    """The epoch `best.pt` holds: the first of the top score within the l0 budget among the epochs at the last eps
+    (the last run of equal eps in the history), else the last epoch."""
+    start = len(history)
+    while start and history[start - 1]["eps"] == history[-1]["eps"]:
+        start -= 1
+    within = [h for h in history[start:] if h["val_l0_ratio"] <= max_l0_ratio]
+    if not within:
+        return len(history)
+    top = max(_score(h) for h in within)
+    return next(h["epoch"] for h in within if _score(h) == top)
+
+
 def train_generator(
     cfg: AttackTrainConfig, surrogate_paths, records: list[Record], out_dir, *, device="cpu", progress: bool = True
 ) -> dict:
@@ -415,10 +428,7 @@ def train_generator(
     if state["best"] < 0:
         log.warning("no epoch met the l0 budget %.2f at the final eps; best.pt is the last epoch", cfg.max_l0_ratio)
         save(out / "best.pt")
-    kept = [
-        h["epoch"] for h in state["history"] if h["val_l0_ratio"] <= cfg.max_l0_ratio and _score(h) == state["best"]
-    ]
-    best = kept[-1] if state["best"] >= 0 and kept else len(state["history"])
+    best = best_epoch(state["history"], cfg.max_l0_ratio)
     report = {**meta, "history": state["history"], "best_val_fooling_rate": state["best"], "best_epoch": best}
     write_json(out / "metrics.json", report)
     return report
