@@ -390,7 +390,7 @@ def train_generator(
     save = lambda path, **more: save_generator(
         path, gen, sample_rate=rate, classes=classes, surrogates=surrogate_paths, **extra, **more
     )
-    state = {"epoch": 0, "best": -1.0, "history": []}
+    state = {"epoch": 0, "history": []}  # best.pt's epoch is derived from the history (best_epoch)
     last = out / "last.pt"
     if last.is_file():
         ckpt = load_checkpoint(last, "generator", ("train_state",))
@@ -418,18 +418,21 @@ def train_generator(
                 f"generator epoch {epoch + 1}: fooling {val['mean_fooling_rate']:.3f}, l0 ratio {val['l0_ratio']:.3f}, distortion {val['distortion_db'] or float('nan'):.1f} dB"
             )
         state["epoch"] = epoch + 1
-        if epoch and cfg.eps_at(epoch) != cfg.eps_at(epoch - 1):
-            # a new step of the eps schedule: fooling at the budget before does not rank a generator for this one
-            state["best"] = -1.0
-        if val["l0_ratio"] <= cfg.max_l0_ratio and _score(state["history"][-1]) > state["best"]:
-            state["best"] = _score(state["history"][-1])
+        if val["l0_ratio"] <= cfg.max_l0_ratio and best_epoch(state["history"], cfg.max_l0_ratio) == epoch + 1:
             save(out / "best.pt", val=val)
         save(last, train_state=training_state(opt, sched, state))
-    if state["best"] < 0:
+    best = best_epoch(state["history"], cfg.max_l0_ratio)
+    kept = state["history"][best - 1]
+    found = kept["val_l0_ratio"] <= cfg.max_l0_ratio  # else no epoch at the last eps met the budget
+    if not found:
         log.warning("no epoch met the l0 budget %.2f at the final eps; best.pt is the last epoch", cfg.max_l0_ratio)
         save(out / "best.pt")
-    best = best_epoch(state["history"], cfg.max_l0_ratio)
-    report = {**meta, "history": state["history"], "best_val_fooling_rate": state["best"], "best_epoch": best}
+    report = {
+        **meta,
+        "history": state["history"],
+        "best_val_fooling_rate": _score(kept) if found else -1.0,
+        "best_epoch": best,
+    }
     write_json(out / "metrics.json", report)
     return report
 
