@@ -71,7 +71,7 @@ def run(a) -> dict:
         }
         cells = ", ".join(f"{c} {r['fooled']}/{r['clips']}" for c, r in rows[name]["by_class"].items())
         print(f"{name:<24} {rows[name]['fooling_rate']:.2f}  {cells}", flush=True)
-    return {"machine": machine(), "settings": {k: v for k, v in vars(a).items()}, "n": len(x), "attacks": rows}
+    return {"machine": machine(), "settings": vars(a), "n": len(x), "attacks": rows}
 
 
 def main(argv=None) -> int:
